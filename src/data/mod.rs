@@ -1,0 +1,1 @@
+//! Image I/O, tiling and mirroring, augmentation, weight maps, synthetic data.

@@ -1,0 +1,8 @@
+//! unet-wgpu: a small GPU tensor runtime on `wgpu` with hand-written WGSL kernels, and the
+//! U-Net of Ronneberger, Fischer and Brox (2015) built, trained and run on it.
+//!
+//! Data flows one way: files -> [`data`] -> model -> train -> infer -> [`metrics`].
+//! Nothing below calls back up: `ops` knows nothing of U-Net, the model knows nothing of files.
+
+pub mod data;
+pub mod metrics;

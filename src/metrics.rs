@@ -1,0 +1,1 @@
+//! The ISBI 2012 challenge metrics and IoU.
