@@ -2,7 +2,16 @@
 //! U-Net of Ronneberger, Fischer and Brox (2015) built, trained and run on it.
 //!
 //! Data flows one way: files -> [`data`] -> model -> train -> infer -> [`metrics`].
-//! Nothing below calls back up: `ops` knows nothing of U-Net, the model knows nothing of files.
+//! Nothing below calls back up: [`ops`] knows nothing of U-Net, the model knows nothing
+//! of files.
 
 pub mod data;
+pub mod error;
+pub mod gpu;
 pub mod metrics;
+pub mod ops;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{AdapterChoice, Gpu};
+pub use tensor::{Shape, Tensor};

@@ -1,0 +1,61 @@
+//! The library's one error type. Every message names what failed, the shapes or files
+//! involved, and what the user can do about it.
+
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no GPU adapter found ({detail}). Install a Vulkan, Metal or DX12 driver; on a machine \
+         without a GPU install Mesa's software Vulkan driver (Debian/Ubuntu: \
+         `apt-get install mesa-vulkan-drivers`)"
+    )]
+    NoAdapter { detail: String },
+
+    #[error("no GPU adapter matches {wanted:?}; available adapters: {available}")]
+    AdapterNotFound { wanted: String, available: String },
+
+    #[error("unknown GPU backend {0:?}: use one of vulkan, metal, dx12, gl")]
+    UnknownBackend(String),
+
+    #[error("could not open the GPU device on {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    /// Operands of an op do not fit together, or a shape is not allowed.
+    #[error("{op}: {msg}")]
+    Shape { op: &'static str, msg: String },
+
+    #[error(
+        "tensor `{name}` needs {bytes} bytes but this device allows at most {limit} bytes per \
+         buffer: use a smaller tile or batch"
+    )]
+    TooLarge {
+        name: String,
+        bytes: u64,
+        limit: u64,
+    },
+
+    #[error("GPU out of memory allocating `{name}` ({bytes} bytes): use a smaller tile or batch")]
+    OutOfMemory { name: String, bytes: u64 },
+
+    #[error("GPU error: {0}")]
+    Device(String),
+
+    #[error("GPU device lost: {0}. Restart the program; if it recurs, use a smaller tile")]
+    DeviceLost(String),
+
+    #[error("the GPU did not finish within {0:?}; set UNET_GPU_TIMEOUT_S to wait longer")]
+    Timeout(Duration),
+}
+
+impl Error {
+    /// A shape error for `op`, built from a formatted message.
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Error {
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The GPU context: device and queue, the command recorder, uploads and downloads.
+//!
+//! Work is *recorded*: every op appends a dispatch to one command encoder, and nothing
+//! reaches the GPU until something needs a result (a download, [`Gpu::sync`]) or the
+//! recorder is full. A whole training step is thus a handful of submissions.
+//!
+//! Each dispatch's `Params` struct is written into a CPU-side copy of one uniform
+//! "params arena" at a 256-byte-aligned slot; the arena is uploaded once, just before the
+//! commands that read it are submitted.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::adapter::{choose_adapter, quiet_mesa_runtime_dir, AdapterChoice};
+use super::pipeline::{Constants, Kernel, PipelineCache};
+use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
+use crate::error::{Error, Result};
+
+/// Dispatches recorded before the recorder submits on its own.
+const ARENA_SLOTS: u64 = 1024;
+/// Default wait for one submission before giving up (overridden by `UNET_GPU_TIMEOUT_S`).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    pipelines: PipelineCache,
+    pool: Rc<BufferPool>,
+    recorder: RefCell<Recorder>,
+    /// The first error the device reported outside an error scope, if any.
+    device_error: Arc<Mutex<Option<String>>>,
+    /// Set when the device is lost.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Test mode: every new uninitialised tensor is filled with NaN.
+    poison: Cell<bool>,
+    timeout: Duration,
+}
+
+/// Commands recorded and not yet submitted.
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// CPU copy of the params arena for the recorded dispatches.
+    params: Vec<u8>,
+    arena: wgpu::Buffer,
+    slot_size: u64,
+    dispatches: u64,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `choice` (falling back to `UNET_ADAPTER`/`UNET_BACKEND`,
+    /// then to the best adapter available).
+    pub fn new(choice: AdapterChoice) -> Result<Gpu> {
+        quiet_mesa_runtime_dir();
+        let adapter = choose_adapter(&choice.or(AdapterChoice::from_env()))?;
+        let info = adapter.get_info();
+        let offered = adapter.limits();
+        let limits = required_limits(&offered);
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("unet-wgpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+
+        let device_error = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&device_error);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().get_or_insert(e.to_string());
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            sink.lock()
+                .unwrap()
+                .get_or_insert(format!("{reason:?}: {message}"));
+        });
+
+        let timeout = std::env::var("UNET_GPU_TIMEOUT_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment);
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: PipelineCache::default(),
+            pool: Rc::new(BufferPool::default()),
+            recorder: RefCell::new(recorder),
+            device_error,
+            lost,
+            poison: Cell::new(false),
+            timeout,
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+    pub fn pipelines_built(&self) -> usize {
+        self.pipelines.count()
+    }
+    /// Frees the buffers the pool keeps for reuse.
+    pub fn trim_pool(&self) {
+        self.pool.trim();
+    }
+
+    /// Test mode: fill every new uninitialised tensor with NaN, so that an element a kernel
+    /// forgets to write shows up in the comparison.
+    pub fn set_poison(&self, on: bool) {
+        self.poison.set(on);
+    }
+    pub fn poison(&self) -> bool {
+        self.poison.get()
+    }
+
+    /// Adapter name, backend, device type and the limits that matter to this engine.
+    pub fn describe(&self) -> String {
+        let (i, l) = (&self.info, &self.limits);
+        format!(
+            "adapter: {} ({:?}, {:?}), driver: {} {}\n\
+             max buffer size: {} MiB, max storage binding: {} MiB, \
+             max workgroups per dimension: {}, max invocations per workgroup: {}, \
+             workgroup memory: {} KiB, timestamps: {}",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            l.max_buffer_size >> 20,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroups_per_dimension,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_storage_size >> 10,
+            self.has_timestamps(),
+        )
+    }
+
+    /// The largest buffer a tensor may have on this device. Kernels index elements with
+    /// u32, which also bounds it.
+    pub fn max_tensor_bytes(&self) -> u64 {
+        let by_index = 4 * u64::from(u32::MAX);
+        self.limits
+            .max_buffer_size
+            .min(self.limits.max_storage_buffer_binding_size)
+            .min(by_index)
+    }
+
+    /// A storage buffer of `len` bytes for the tensor `name`, from the pool.
+    pub(crate) fn storage(&self, len: u64, name: &str) -> Result<PooledBuffer> {
+        let limit = self.max_tensor_bytes();
+        if len > limit {
+            return Err(Error::TooLarge {
+                name: name.to_string(),
+                bytes: len,
+                limit,
+            });
+        }
+        self.pool_buffer(len, BufferKind::Storage, name)
+    }
+
+    fn pool_buffer(&self, len: u64, kind: BufferKind, name: &str) -> Result<PooledBuffer> {
+        self.pool.acquire(len, kind, |size, usage| {
+            // Out-of-memory is reported through an error scope, not a panic.
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size,
+                usage,
+                mapped_at_creation: false,
+            });
+            match pollster::block_on(scope.pop()) {
+                None => Ok(buffer),
+                Some(_) => Err(Error::OutOfMemory {
+                    name: name.to_string(),
+                    bytes: size,
+                }),
+            }
+        })
+    }
+
+    /// Records one dispatch of `kernel` over `workgroups`, binding `params` at 0 and
+    /// `buffers` at 1.. (their lengths as the binding sizes, so `arrayLength` is exact).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        constants: Constants,
+        params: &P,
+        buffers: &[&PooledBuffer],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        assert_eq!(
+            buffers.len(),
+            kernel.bindings.len(),
+            "{}::{} binds {} buffers",
+            kernel.shader.name,
+            kernel.entry,
+            kernel.bindings.len()
+        );
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&n| n > max) {
+            return Err(Error::Device(format!(
+                "{}::{}: {workgroups:?} workgroups exceed the device's {max} per dimension",
+                kernel.shader.name, kernel.entry
+            )));
+        }
+        if workgroups.contains(&0) {
+            return Ok(());
+        }
+        if self.recorder.borrow().is_full() {
+            self.flush()?;
+        }
+        let cached = self.pipelines.get(&self.device, kernel, constants);
+        let mut recorder = self.recorder.borrow_mut();
+        let params_offset = recorder.push_params(bytemuck::bytes_of(params));
+
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &recorder.arena,
+                offset: params_offset,
+                size: wgpu::BufferSize::new(std::mem::size_of::<P>() as u64),
+            }),
+        }];
+        for (buffer, binding) in buffers.iter().zip(1..) {
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: buffer.buffer(),
+                    offset: 0,
+                    size: wgpu::BufferSize::new(buffer.len()),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &cached.layout,
+            entries: &entries,
+        });
+        let encoder = recorder.encoder(&self.device);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&cached.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let [x, y, z] = workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        Ok(())
+    }
+
+    /// Workgroups covering `items` invocations, `per_workgroup` each: a 1-D grid, folded
+    /// into 2-D when it would exceed the per-dimension limit. Shaders recover the linear
+    /// index as `gid.x + gid.y * nwg.x * WORKGROUP_SIZE` and guard it against the total.
+    pub fn grid_1d(&self, items: u64, per_workgroup: u32) -> [u32; 3] {
+        let groups = items.div_ceil(u64::from(per_workgroup));
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            let y = groups.div_ceil(max);
+            [groups.div_ceil(y) as u32, y as u32, 1]
+        }
+    }
+
+    /// Records a zero fill of `buffer`.
+    pub(crate) fn clear(&self, buffer: &PooledBuffer) {
+        let mut recorder = self.recorder.borrow_mut();
+        recorder
+            .encoder(&self.device)
+            .clear_buffer(buffer.buffer(), 0, None);
+    }
+
+    /// Records a copy of `len` bytes between two buffers.
+    pub(crate) fn copy(&self, src: &PooledBuffer, dst: &PooledBuffer, len: u64) {
+        let mut recorder = self.recorder.borrow_mut();
+        recorder
+            .encoder(&self.device)
+            .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, len);
+    }
+
+    /// Writes `data` into `buffer` from the host.
+    ///
+    /// Host writes take effect at the start of the next submission, before its commands.
+    /// The buffer may have been recycled by the pool and still be used by commands
+    /// recorded but not yet submitted, so those are submitted first.
+    pub(crate) fn upload(&self, buffer: &PooledBuffer, data: &[u8]) -> Result<()> {
+        self.flush()?;
+        self.queue.write_buffer(buffer.buffer(), 0, data);
+        Ok(())
+    }
+
+    /// Reads `len` bytes of `buffer` back to the host, running everything recorded.
+    pub(crate) fn download(&self, buffer: &PooledBuffer, len: u64) -> Result<Vec<u8>> {
+        let staging = self.pool_buffer(len, BufferKind::Readback, "readback")?;
+        self.recorder
+            .borrow_mut()
+            .encoder(&self.device)
+            .copy_buffer_to_buffer(buffer.buffer(), 0, staging.buffer(), 0, len);
+        self.flush()?;
+        let slice = staging.buffer().slice(..len);
+        let mapped = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&mapped);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            *sink.lock().unwrap() = Some(result);
+        });
+        self.wait()?;
+        match mapped.lock().unwrap().take() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Device(format!("reading a buffer back: {e}"))),
+            None => return Err(Error::Device("a buffer read-back never completed".into())),
+        }
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Device(format!("reading a buffer back: {e}")))?
+            .to_vec();
+        staging.buffer().unmap();
+        Ok(bytes)
+    }
+
+    /// Submits everything recorded so far (without waiting for it).
+    pub fn flush(&self) -> Result<()> {
+        let mut recorder = self.recorder.borrow_mut();
+        if let Some(encoder) = recorder.encoder.take() {
+            self.queue
+                .write_buffer(&recorder.arena, 0, &recorder.params);
+            self.queue.submit([encoder.finish()]);
+            recorder.params.clear();
+            recorder.dispatches = 0;
+        }
+        drop(recorder);
+        self.check()
+    }
+
+    /// Submits everything recorded and waits until the GPU has finished it.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.wait()
+    }
+
+    fn wait(&self) -> Result<()> {
+        let poll = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(self.timeout),
+        });
+        match poll {
+            Ok(_) => self.check(),
+            Err(wgpu::PollError::Timeout) => Err(Error::Timeout(self.timeout)),
+            Err(e) => {
+                self.check()?;
+                Err(Error::Device(e.to_string()))
+            }
+        }
+    }
+
+    /// Turns an error the device reported asynchronously into a `Result`.
+    fn check(&self) -> Result<()> {
+        if let Some(reason) = self.lost.lock().unwrap().clone() {
+            return Err(Error::DeviceLost(reason));
+        }
+        match self.device_error.lock().unwrap().take() {
+            Some(message) => Err(Error::Device(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Recorder {
+    fn new(device: &wgpu::Device, alignment: u32) -> Recorder {
+        let slot_size = u64::from(alignment.max(256));
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params arena"),
+            size: slot_size * ARENA_SLOTS,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Recorder {
+            encoder: None,
+            params: Vec::new(),
+            arena,
+            slot_size,
+            dispatches: 0,
+        }
+    }
+
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            })
+        })
+    }
+
+    fn is_full(&self) -> bool {
+        self.dispatches >= ARENA_SLOTS
+    }
+
+    /// Appends one dispatch's params; returns its offset in the arena.
+    fn push_params(&mut self, bytes: &[u8]) -> u64 {
+        assert!(
+            bytes.len() as u64 <= self.slot_size,
+            "a Params struct exceeds one arena slot"
+        );
+        let offset = self.dispatches * self.slot_size;
+        self.params.resize(offset as usize, 0);
+        self.params.extend_from_slice(bytes);
+        self.dispatches += 1;
+        offset
+    }
+}
+
+/// The limits this engine asks for: WebGPU's portable defaults (or the downlevel ones on
+/// an adapter below them), with buffer sizes, workgroup size and workgroup memory raised
+/// to what the adapter offers, so large tiles and tiled kernels fit wherever the hardware
+/// allows.
+fn required_limits(offered: &wgpu::Limits) -> wgpu::Limits {
+    let mut base = wgpu::Limits::default();
+    if !base.check_limits(offered) {
+        base = wgpu::Limits::downlevel_defaults();
+    }
+    wgpu::Limits {
+        max_storage_buffer_binding_size: offered.max_storage_buffer_binding_size,
+        max_buffer_size: offered.max_buffer_size,
+        max_storage_buffers_per_shader_stage: offered
+            .max_storage_buffers_per_shader_stage
+            .max(base.max_storage_buffers_per_shader_stage),
+        max_compute_workgroup_storage_size: offered.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: offered.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_size_x: offered.max_compute_workgroup_size_x,
+        max_compute_workgroup_size_y: offered.max_compute_workgroup_size_y,
+        max_compute_workgroups_per_dimension: offered.max_compute_workgroups_per_dimension,
+        ..base
+    }
+}

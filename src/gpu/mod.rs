@@ -1,0 +1,11 @@
+//! Device choice and limits, the pipeline cache, the buffer pool and command recording.
+
+mod adapter;
+mod context;
+mod pipeline;
+mod pool;
+
+pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
+pub use context::Gpu;
+pub use pipeline::{Access, Constants, Kernel, Shader};
+pub use pool::{BufferKind, PoolStats, PooledBuffer};

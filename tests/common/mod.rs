@@ -1,0 +1,80 @@
+//! Shared test helpers: the GPU, random data, tolerant comparison and finite differences.
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};
+
+/// The test GPU, in poison mode (new outputs are NaN until a kernel writes them).
+pub fn gpu() -> Gpu {
+    let gpu = Gpu::new(AdapterChoice::default()).unwrap_or_else(|e| {
+        panic!(
+            "these tests need a GPU adapter (a real GPU, or Mesa's lavapipe: \
+             apt-get install mesa-vulkan-drivers): {e}"
+        )
+    });
+    gpu.set_poison(true);
+    gpu
+}
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform values in [-1, 1).
+pub fn random_vec(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+pub fn upload(gpu: &Gpu, shape: Shape, data: &[f32]) -> Tensor {
+    Tensor::from_slice(gpu, shape, data, "test input").unwrap()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Asserts |got - want| <= atol + rtol * |want| elementwise, listing the first mismatches.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let bad: Vec<(usize, f32, f64)> = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .filter(|(_, (&g, &w))| !((f64::from(g) - w).abs() <= atol + rtol * w.abs()))
+        .map(|(i, (&g, &w))| (i, g, w))
+        .collect();
+    if !bad.is_empty() {
+        let first: Vec<String> = bad
+            .iter()
+            .take(8)
+            .map(|(i, g, w)| format!("[{i}] got {g} want {w}"))
+            .collect();
+        panic!(
+            "{what}: {} of {} elements differ: {}",
+            bad.len(),
+            got.len(),
+            first.join(", ")
+        );
+    }
+}
+
+/// Central finite differences of a scalar function at `x`, in f64.
+pub fn numeric_grad(f: impl Fn(&[f64]) -> f64, x: &[f64], eps: f64) -> Vec<f64> {
+    let mut probe = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            probe[i] = x[i] + eps;
+            let up = f(&probe);
+            probe[i] = x[i] - eps;
+            let down = f(&probe);
+            probe[i] = x[i];
+            (up - down) / (2.0 * eps)
+        })
+        .collect()
+}
+
+/// sum(a * b): the "fake loss" whose gradient with respect to an op's output is `b`.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

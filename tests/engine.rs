@@ -1,0 +1,107 @@
+//! The runtime itself: uploads and downloads, poisoning, the pool, the 2-D dispatch fold,
+//! errors for oversized tensors, and every WGSL file validated by naga.
+
+mod common;
+
+use common::*;
+use unet_wgpu::ops::fill::fill;
+use unet_wgpu::{Error, Shape, Tensor};
+
+#[test]
+fn upload_download_round_trip() {
+    let gpu = gpu();
+    let data = random_vec(&mut rng(1), 3 * 5 * 7);
+    let t = upload(&gpu, Shape::new(1, 3, 5, 7), &data);
+    assert_eq!(t.to_vec(&gpu).unwrap(), data);
+}
+
+#[test]
+fn new_tensors_are_poisoned_in_test_mode() {
+    let gpu = gpu();
+    let t = Tensor::empty(&gpu, Shape::new(2, 3, 4, 5), "poisoned").unwrap();
+    assert!(t.to_vec(&gpu).unwrap().iter().all(|v| v.is_nan()));
+    let z = Tensor::zeros(&gpu, Shape::new(2, 3, 4, 5), "zeros").unwrap();
+    assert!(z.to_vec(&gpu).unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn fill_folds_large_dispatches_into_2d() {
+    let gpu = gpu();
+    // 65,535 workgroups of 256 cover 16,776,960 elements; one more element needs a 2-D grid.
+    let numel = 65_535 * 256 + 1000;
+    assert!(
+        gpu.grid_1d(numel as u64, 256)[1] > 1,
+        "this size must need the fold"
+    );
+    let t = Tensor::empty(&gpu, Shape::new(1, 1, 1, numel), "large").unwrap();
+    fill(&gpu, &t, 2.5).unwrap();
+    let v = t.to_vec(&gpu).unwrap();
+    let wrong = v.iter().filter(|&&x| x != 2.5).count();
+    assert_eq!(wrong, 0, "{wrong} of {numel} elements not filled");
+}
+
+#[test]
+fn pool_reuses_buffers() {
+    let gpu = gpu();
+    let shape = Shape::new(1, 4, 16, 16);
+    drop(Tensor::empty(&gpu, shape, "a").unwrap());
+    let before = gpu.pool_stats();
+    for _ in 0..5 {
+        drop(Tensor::empty(&gpu, shape, "b").unwrap());
+    }
+    let after = gpu.pool_stats();
+    assert_eq!(
+        after.allocations, before.allocations,
+        "a same-size tensor must reuse"
+    );
+    assert_eq!(after.reuses, before.reuses + 5);
+}
+
+#[test]
+fn too_large_tensor_is_a_clear_error() {
+    let gpu = gpu();
+    let limit = gpu.max_tensor_bytes();
+    let elements = (limit / 4 + 1) as usize;
+    let err = Tensor::empty(&gpu, Shape::new(1, 1, 1, elements), "huge activation").unwrap_err();
+    match &err {
+        Error::TooLarge { name, .. } => assert_eq!(name, "huge activation"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(err.to_string().contains("smaller tile"), "{err}");
+}
+
+#[test]
+fn empty_shape_is_an_error() {
+    let gpu = gpu();
+    assert!(matches!(
+        Tensor::empty(&gpu, Shape::new(1, 0, 3, 3), "nothing"),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn every_shader_validates_with_naga() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "wgsl") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "found only {checked} shaders in {}",
+        dir.display()
+    );
+}
