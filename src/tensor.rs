@@ -18,6 +18,10 @@ impl Shape {
     pub const fn new(n: usize, c: usize, h: usize, w: usize) -> Shape {
         Shape { n, c, h, w }
     }
+    /// A vector of `len` elements (biases): [1, 1, 1, len].
+    pub const fn vector(len: usize) -> Shape {
+        Shape { n: 1, c: 1, h: 1, w: len }
+    }
     pub const fn numel(&self) -> usize {
         self.n * self.c * self.h * self.w
     }

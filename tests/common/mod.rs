@@ -41,7 +41,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         .iter()
         .zip(want)
         .enumerate()
-        .filter(|(_, (&g, &w))| !((f64::from(g) - w).abs() <= atol + rtol * w.abs()))
+        .filter(|(_, (&g, &w))| {
+            let diff = (f64::from(g) - w).abs();
+            diff.is_nan() || diff > atol + rtol * w.abs()
+        })
         .map(|(i, (&g, &w))| (i, g, w))
         .collect();
     if !bad.is_empty() {
