@@ -20,7 +20,12 @@ impl Shape {
     }
     /// A vector of `len` elements (biases): [1, 1, 1, len].
     pub const fn vector(len: usize) -> Shape {
-        Shape { n: 1, c: 1, h: 1, w: len }
+        Shape {
+            n: 1,
+            c: 1,
+            h: 1,
+            w: len,
+        }
     }
     pub const fn numel(&self) -> usize {
         self.n * self.c * self.h * self.w
