@@ -95,7 +95,7 @@ impl Conv2d {
 
     /// Checks `weight` against `inp` and returns the output shape.
     fn check(&self, inp: &Tensor, weight: &Tensor) -> Result<Shape> {
-        if self.kernel == 0 || (self.padding == Padding::Same && self.kernel % 2 == 0) {
+        if self.kernel == 0 || (self.padding == Padding::Same && self.kernel.is_multiple_of(2)) {
             return Err(Error::shape(
                 "conv2d",
                 format!(
