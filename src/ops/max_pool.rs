@@ -75,7 +75,7 @@ pub fn out_shape(inp: Shape) -> Shape {
 }
 
 fn check_even(inp: Shape) -> Result<()> {
-    if inp.h % 2 != 0 || inp.w % 2 != 0 {
+    if !inp.h.is_multiple_of(2) || !inp.w.is_multiple_of(2) {
         return Err(Error::shape(
             "max-pool",
             format!(
