@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use unet_wgpu::ops::max_pool::{self, MaxPoolSaved};
-use unet_wgpu::{Error, Shape, Tensor};
+use unet_wgpu::{Error, Gpu, Shape, Tensor};
 
 /// The CPU reference: pooled values and the winning window position k = 2a + b, the first
 /// maximum in row-major window order on a tie (as the shader does).
@@ -58,35 +58,34 @@ fn distinct_values(seed: u64, len: usize) -> Vec<f32> {
     values
 }
 
-fn check_forward_and_backward(seed: u64, s: Shape) {
-    let gpu = gpu();
+fn check_forward_and_backward(gpu: &Gpu, seed: u64, s: Shape) {
     let mut r = rng(seed);
     let inp = random_vec(&mut r, s.numel());
     let (want_out, want_argmax) = pool_ref(&to_f64(&inp), s);
     let dout = random_vec(&mut r, want_out.len());
 
-    let inp_t = upload(&gpu, s, &inp);
-    let (out, saved) = max_pool::forward(&gpu, &inp_t).unwrap();
+    let inp_t = upload(gpu, s, &inp);
+    let (out, saved) = max_pool::forward(gpu, &inp_t).unwrap();
     assert_eq!(out.shape(), Shape::new(s.n, s.c, s.h / 2, s.w / 2));
     assert_eq!(saved.inp_shape, s);
     assert_close(
         &format!("out {s}"),
-        &out.to_vec(&gpu).unwrap(),
+        &out.to_vec(gpu).unwrap(),
         &want_out,
         0.0,
         0.0,
     );
     assert_eq!(
-        saved.argmax.to_vec_u32(&gpu).unwrap(),
+        saved.argmax.to_vec_u32(gpu).unwrap(),
         want_argmax,
         "argmax {s}"
     );
 
-    let dout_t = upload(&gpu, out.shape(), &dout);
-    let dinp = max_pool::backward(&gpu, &dout_t, &saved).unwrap();
+    let dout_t = upload(gpu, out.shape(), &dout);
+    let dinp = max_pool::backward(gpu, &dout_t, &saved).unwrap();
     assert_close(
         &format!("dinp {s}"),
-        &dinp.to_vec(&gpu).unwrap(),
+        &dinp.to_vec(gpu).unwrap(),
         &pool_backward_ref(&to_f64(&dout), &want_argmax, s),
         0.0,
         0.0,
@@ -104,8 +103,9 @@ fn forward_and_backward_match_reference() {
         Shape::new(3, 2, 34, 18),
         Shape::new(1, 7, 2, 130),
     ];
+    let gpu = gpu();
     for (seed, s) in shapes.into_iter().enumerate() {
-        check_forward_and_backward(seed as u64, s);
+        check_forward_and_backward(&gpu, seed as u64, s);
     }
 }
 
@@ -193,7 +193,7 @@ fn large_input_uses_a_folded_grid() {
         gpu.grid_1d(s.numel() as u64, 256)[1] > 1,
         "this size must need the fold"
     );
-    check_forward_and_backward(30, s);
+    check_forward_and_backward(&gpu, 30, s);
 }
 
 #[test]
