@@ -1,1 +1,186 @@
-//! TODO
+//! 2x2 transposed convolution with stride 2 and bias (U-Net's "up-convolution"), in
+//! PyTorch's ConvTranspose2d layout: `weight` [C_in, C_out, 2, 2] (as
+//! `Shape { n: C_in, c: C_out, h: 2, w: 2 }`), `bias` [C_out] (`Shape::vector(C_out)`).
+//!
+//! out[n, co, 2i+a, 2j+b] = bias[co] + sum_ci inp[n, ci, i, j] * weight[ci, co, a, b],
+//! so the output is [N, C_out, 2H, 2W].
+//!
+//! The forward keeps nothing of its own: the backward needs the forward's `inp` and
+//! `weight`, which the caller (the model) holds anyway and passes back in.
+//!
+//! The backward writes `dinp` and accumulates (`+=`) into `dweight` and `dbias`, following
+//! the gradient rule in [`crate::ops`]. The weight and bias gradients are reductions over
+//! N * H * W pixels, done per workgroup with a shared-memory tree sum: deterministic, no
+//! float atomics.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Gpu, Kernel};
+use crate::shader;
+use crate::tensor::{Shape, Tensor};
+
+use super::WORKGROUP_SIZE;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    /// What the launch covers: output elements (forward), input elements
+    /// (backward_input), (ci, co) pairs (backward_weight) or output channels
+    /// (backward_bias), one workgroup each for the last two.
+    total: u32,
+    n: u32,
+    c_in: u32,
+    c_out: u32,
+    /// The input's H and W; the output is 2H x 2W.
+    h: u32,
+    w: u32,
+}
+
+impl Params {
+    fn new(inp: Shape, c_out: usize, total: usize) -> Params {
+        Params {
+            total: total as u32,
+            n: inp.n as u32,
+            c_in: inp.c as u32,
+            c_out: c_out as u32,
+            h: inp.h as u32,
+            w: inp.w as u32,
+        }
+    }
+}
+
+const FORWARD: Kernel = Kernel {
+    shader: shader!("conv_transpose.wgsl"),
+    entry: "forward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const BACKWARD_INPUT: Kernel = Kernel {
+    shader: shader!("conv_transpose.wgsl"),
+    entry: "backward_input",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const BACKWARD_WEIGHT: Kernel = Kernel {
+    shader: shader!("conv_transpose.wgsl"),
+    entry: "backward_weight",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const BACKWARD_BIAS: Kernel = Kernel {
+    shader: shader!("conv_transpose.wgsl"),
+    entry: "backward_bias",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+/// The output shape for input `inp` and `c_out` output channels: [N, C_out, 2H, 2W].
+pub fn out_shape(inp: Shape, c_out: usize) -> Shape {
+    Shape::new(inp.n, c_out, 2 * inp.h, 2 * inp.w)
+}
+
+/// The weight shape for `c_in` input and `c_out` output channels: [C_in, C_out, 2, 2].
+pub fn weight_shape(c_in: usize, c_out: usize) -> Shape {
+    Shape::new(c_in, c_out, 2, 2)
+}
+
+/// Checks `weight` against `inp`; returns C_out.
+fn check_weight(op: &'static str, inp: Shape, weight: Shape) -> Result<usize> {
+    let c_out = weight.c;
+    if weight != weight_shape(inp.c, c_out) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "weight {weight} does not fit input {inp}: expected [C_in = {}, C_out, 2, 2]",
+                inp.c
+            ),
+        ));
+    }
+    Ok(c_out)
+}
+
+/// Checks that a bias (or its gradient), `name`, has C_out elements.
+fn check_bias(op: &'static str, name: &str, bias: Shape, c_out: usize) -> Result<()> {
+    if bias != Shape::vector(c_out) {
+        return Err(Error::shape(
+            op,
+            format!("{name} {bias} does not fit C_out = {c_out}: expected [1, 1, 1, {c_out}]"),
+        ));
+    }
+    Ok(())
+}
+
+/// out = conv_transpose_2x2_stride2(inp, weight) + bias: [N, C_out, 2H, 2W].
+pub fn forward(gpu: &Gpu, inp: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    const OP: &str = "conv-transpose";
+    let c_out = check_weight(OP, inp.shape(), weight.shape())?;
+    check_bias(OP, "bias", bias.shape(), c_out)?;
+    let out = Tensor::empty(gpu, out_shape(inp.shape(), c_out), "conv-transpose out")?;
+    gpu.dispatch(
+        &FORWARD,
+        &[],
+        &Params::new(inp.shape(), c_out, out.numel()),
+        &[inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()],
+        gpu.grid_1d(out.numel() as u64, WORKGROUP_SIZE),
+    )?;
+    Ok(out)
+}
+
+/// Returns `dinp` (written) and accumulates `dweight += ...`, `dbias += ...`, from the
+/// forward's `inp` and `weight` and the gradient `dout` of its output.
+pub fn backward(
+    gpu: &Gpu,
+    inp: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+) -> Result<Tensor> {
+    const OP: &str = "conv-transpose backward";
+    let c_out = check_weight(OP, inp.shape(), weight.shape())?;
+    let want_dout = out_shape(inp.shape(), c_out);
+    if dout.shape() != want_dout {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "dout has shape {} but the forward's output had {want_dout}",
+                dout.shape()
+            ),
+        ));
+    }
+    if dweight.shape() != weight.shape() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "dweight has shape {} but weight has {}",
+                dweight.shape(),
+                weight.shape()
+            ),
+        ));
+    }
+    check_bias(OP, "dbias", dbias.shape(), c_out)?;
+
+    let dinp = Tensor::empty(gpu, inp.shape(), "conv-transpose dinp")?;
+    gpu.dispatch(
+        &BACKWARD_INPUT,
+        &[],
+        &Params::new(inp.shape(), c_out, dinp.numel()),
+        &[dout.buffer(), weight.buffer(), dinp.buffer()],
+        gpu.grid_1d(dinp.numel() as u64, WORKGROUP_SIZE),
+    )?;
+    // One workgroup per (ci, co) pair, and per output channel.
+    let pairs = inp.shape().c * c_out;
+    gpu.dispatch(
+        &BACKWARD_WEIGHT,
+        &[],
+        &Params::new(inp.shape(), c_out, pairs),
+        &[inp.buffer(), dout.buffer(), dweight.buffer()],
+        gpu.grid_1d(pairs as u64, 1),
+    )?;
+    gpu.dispatch(
+        &BACKWARD_BIAS,
+        &[],
+        &Params::new(inp.shape(), c_out, c_out),
+        &[dout.buffer(), dbias.buffer()],
+        gpu.grid_1d(c_out as u64, 1),
+    )?;
+    Ok(dinp)
+}
