@@ -65,21 +65,24 @@ fn reduce_scratch(lid: u32) {
     }
 }
 
-// softmax bindings: logits -> probabilities of the same shape.
-@group(0) @binding(1) var<storage, read> sm_logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sm_probs: array<f32>;
+// [N,K,H,W], read by both entry points.
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
 
-fn softmax_lse(i: u32) -> f32 {
-    var m = sm_logits[logit_index(i, 0u)];
+// log sum_k exp(z_k) of pixel i, with the largest logit m subtracted before exp.
+fn log_sum_exp(i: u32) -> f32 {
+    var m = logits[logit_index(i, 0u)];
     for (var k = 1u; k < p.classes; k++) {
-        m = max(m, sm_logits[logit_index(i, k)]);
+        m = max(m, logits[logit_index(i, k)]);
     }
     var sum = 0.0;
     for (var k = 0u; k < p.classes; k++) {
-        sum += exp(sm_logits[logit_index(i, k)] - m);
+        sum += exp(logits[logit_index(i, k)] - m);
     }
     return m + log(sum);
 }
+
+// softmax bindings: logits (above) -> probabilities of the same shape.
+@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
 
 // One invocation per pixel: probs_k = exp(z_k - lse).
 @compute @workgroup_size(WG)
@@ -89,22 +92,21 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>,
     if (i >= p.pixels) {
         return;
     }
-    let lse = softmax_lse(i);
+    let lse = log_sum_exp(i);
     for (var k = 0u; k < p.classes; k++) {
         let j = logit_index(i, k);
-        sm_probs[j] = exp(sm_logits[j] - lse);
+        probs[j] = exp(logits[j] - lse);
     }
 }
 
-// xent_forward_backward bindings.
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-// [N,1,H,W]: the class index of each pixel, as an f32.
+// xent_forward_backward bindings: logits (above) and
+// labels [N,1,H,W]: the class index of each pixel, as an f32;
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
-// [N,1,H,W]: w(x).
+// weights [N,1,H,W]: w(x);
 @group(0) @binding(3) var<storage, read> weights: array<f32>;
-// [N,K,H,W]: written.
+// dlogits [N,K,H,W]: written;
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
-// One per workgroup of the grid: the sum of its pixels' terms (not yet divided by P).
+// partials, one per workgroup of the grid: the sum of its pixels' terms (not yet divided by P).
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 // One invocation per pixel: its loss term into the workgroup's partial sum, and its K
@@ -118,15 +120,7 @@ fn xent_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     var term = 0.0;
     // No early return: every invocation must reach the barriers of the reduction.
     if (i < p.pixels) {
-        var m = logits[logit_index(i, 0u)];
-        for (var k = 1u; k < p.classes; k++) {
-            m = max(m, logits[logit_index(i, k)]);
-        }
-        var sum = 0.0;
-        for (var k = 0u; k < p.classes; k++) {
-            sum += exp(logits[logit_index(i, k)] - m);
-        }
-        let lse = m + log(sum);
+        let lse = log_sum_exp(i);
 
         let label = labels[i];
         let valid = label >= 0.0 && label < f32(p.classes) && floor(label) == label;
