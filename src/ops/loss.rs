@@ -1,1 +1,186 @@
-//! TODO
+//! Pixel-wise softmax and pixel-weighted cross-entropy, fused with its gradient.
+//!
+//! ```text
+//! loss          = (1/P) * sum_x w(x) * -log softmax(z(x))_{l(x)},   P = N*H*W
+//! dloss/dz_k(x) = w(x)/P * (p_k(x) - [k == l(x)])
+//! ```
+//!
+//! **Normalised by the pixel count P, not by sum_x w(x).** The gradient of each pixel is
+//! then w(x)/P whatever the weight map's overall scale, so a weight map that emphasises
+//! cell borders (w0 = 10 in the paper) really does weigh those pixels more, instead of
+//! being divided away; and it is what PyTorch computes as
+//! `(w * F.cross_entropy(z, l, reduction='none')).mean()`, so losses and gradients can be
+//! compared with it directly.
+//!
+//! **Labels** are class indices stored as f32 (integer-valued, in 0..K). A label that is
+//! not an integer in 0..K makes its pixel's loss term and its K gradients NaN, so the loss
+//! is NaN and a training loop that looks at it stops: corrupt labels never train silently.
+//! The data module validates labels on the host before upload; this is the backstop.
+//!
+//! **Determinism.** The pixel sum uses no atomics: each workgroup of the first pass
+//! reduces its terms with a fixed tree and writes one partial sum, and a second pass of
+//! one workgroup adds the partials in a fixed order. The loss is bit-identical from run to
+//! run on the same device, which resuming a training run relies on.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Gpu, Kernel};
+use crate::shader;
+use crate::tensor::{DType, Shape, Tensor};
+
+use super::WORKGROUP_SIZE;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    /// P = N*H*W.
+    pixels: u32,
+    /// H*W.
+    plane: u32,
+    /// K.
+    classes: u32,
+    /// The number of partial sums, for `xent_reduce`.
+    partials: u32,
+    /// 1/P.
+    inv_pixels: f32,
+}
+
+const SOFTMAX: Kernel = Kernel {
+    shader: shader!("loss.wgsl"),
+    entry: "softmax",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+/// logits, labels, weights -> dlogits, partials.
+const XENT_FORWARD_BACKWARD: Kernel = Kernel {
+    shader: shader!("loss.wgsl"),
+    entry: "xent_forward_backward",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+/// partials -> loss.
+const XENT_REDUCE: Kernel = Kernel {
+    shader: shader!("loss.wgsl"),
+    entry: "xent_reduce",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+/// The loss and its gradient, both left on the GPU.
+#[derive(Debug)]
+pub struct LossOutput {
+    /// `Shape::vector(1)`: the mean weighted cross-entropy. Reading it back (which waits
+    /// for the GPU) is the caller's choice.
+    pub loss: Tensor,
+    /// [N, K, H, W]: dloss/dlogits, written (not accumulated).
+    pub dlogits: Tensor,
+}
+
+impl Params {
+    fn new(logits: Shape) -> Params {
+        let pixels = logits.n * logits.plane();
+        Params {
+            pixels: pixels as u32,
+            plane: logits.plane() as u32,
+            classes: logits.c as u32,
+            partials: 0,
+            inv_pixels: (1.0 / pixels as f64) as f32,
+        }
+    }
+}
+
+fn check_f32(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::shape(
+            op,
+            format!("{what} must be an f32 tensor, not {:?}", t.dtype()),
+        ));
+    }
+    Ok(())
+}
+
+/// Class probabilities: probs[n, k, y, x] = softmax over k of logits[n, :, y, x].
+/// Numerically stable (the largest logit is subtracted before exp).
+pub fn softmax(gpu: &Gpu, logits: &Tensor) -> Result<Tensor> {
+    check_f32("softmax", "logits", logits)?;
+    let shape = logits.shape();
+    let probs = Tensor::empty(gpu, shape, "softmax probs")?;
+    let params = Params::new(shape);
+    let grid = gpu.grid_1d(u64::from(params.pixels), WORKGROUP_SIZE);
+    gpu.dispatch(
+        &SOFTMAX,
+        &[],
+        &params,
+        &[logits.buffer(), probs.buffer()],
+        grid,
+    )?;
+    Ok(probs)
+}
+
+/// The fused softmax + pixel-weighted cross-entropy and its gradient (see the module
+/// docs for the formula, the normalisation and invalid labels).
+///
+/// - `logits`: [N, K, H, W]
+/// - `labels`: [N, 1, H, W], class indices as f32, integer-valued in 0..K
+/// - `weights`: [N, 1, H, W], the per-pixel weight map w(x)
+///
+/// Shape or type mismatches are [`Error::Shape`].
+pub fn softmax_cross_entropy(
+    gpu: &Gpu,
+    logits: &Tensor,
+    labels: &Tensor,
+    weights: &Tensor,
+) -> Result<LossOutput> {
+    const OP: &str = "softmax cross-entropy";
+    check_f32(OP, "logits", logits)?;
+    check_f32(OP, "labels", labels)?;
+    check_f32(OP, "weights", weights)?;
+    let shape = logits.shape();
+    let per_pixel = shape.with_c(1);
+    for (what, t) in [("labels", labels), ("weights", weights)] {
+        if t.shape() != per_pixel {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{what} have shape {}, but logits {shape} need {per_pixel} (one per pixel)",
+                    t.shape()
+                ),
+            ));
+        }
+    }
+
+    let mut params = Params::new(shape);
+    let grid = gpu.grid_1d(u64::from(params.pixels), WORKGROUP_SIZE);
+    // One partial sum per workgroup of the (possibly folded) grid.
+    let workgroups = grid[0] as usize * grid[1] as usize;
+    params.partials = workgroups as u32;
+
+    let dlogits = Tensor::empty(gpu, shape, "loss dlogits")?;
+    let partials = Tensor::empty(gpu, Shape::vector(workgroups), "loss partial sums")?;
+    let loss = Tensor::empty(gpu, Shape::vector(1), "loss")?;
+    gpu.dispatch(
+        &XENT_FORWARD_BACKWARD,
+        &[],
+        &params,
+        &[
+            logits.buffer(),
+            labels.buffer(),
+            weights.buffer(),
+            dlogits.buffer(),
+            partials.buffer(),
+        ],
+        grid,
+    )?;
+    gpu.dispatch(
+        &XENT_REDUCE,
+        &[],
+        &params,
+        &[partials.buffer(), loss.buffer()],
+        [1, 1, 1],
+    )?;
+    Ok(LossOutput { loss, dlogits })
+}
