@@ -23,6 +23,25 @@ pub enum Error {
     #[error("could not open the GPU device on {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
 
+    /// A network configuration or tile size that cannot work.
+    #[error("{0}")]
+    Config(String),
+
+    #[error(
+        "the loss became {loss} at step {step}: training diverged. Lower the learning rate \
+         (--lr) and resume from the last checkpoint"
+    )]
+    Diverged { step: u64, loss: f32 },
+
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: String, msg: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+
     /// Operands of an op do not fit together, or a shape is not allowed.
     #[error("{op}: {msg}")]
     Shape { op: &'static str, msg: String },

@@ -9,8 +9,10 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterChoice, Gpu};

@@ -17,7 +17,8 @@ use crate::tensor::{Shape, Tensor};
 use super::WORKGROUP_SIZE;
 
 /// Zero padding of a convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Padding {
     /// No padding: the output shrinks by k - 1 (the paper's U-Net).
     Valid,

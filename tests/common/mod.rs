@@ -1,6 +1,8 @@
 //! Shared test helpers: the GPU, random data, tolerant comparison and finite differences.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};

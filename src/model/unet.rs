@@ -1,0 +1,386 @@
+//! The U-Net of Ronneberger, Fischer and Brox (2015), forward and backward written out as
+//! mirror images: read [`UNet::forward`] top to bottom and [`UNet::backward`] bottom to top.
+//!
+//! ```text
+//! enc0 ─────────────────────────────── crop+concat ─ dec0 ─ head
+//!   └ pool ─ enc1 ──────────── crop+concat ─ dec1 ┘ up
+//!              └ pool ─ ... ─ bottom (+dropout) ┘ up
+//! ```
+//! Each level holds two 3x3 convs with ReLU; channels double on the way down.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::config::UNetConfig;
+use super::param::{he_normal, Param};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::activation::{dropout_backward, dropout_forward, DropoutMask};
+use crate::ops::conv2d::{self, Conv2d, Padding};
+use crate::ops::max_pool::{self, MaxPoolSaved};
+use crate::ops::{conv_transpose, crop_concat};
+use crate::tensor::{Shape, Tensor};
+
+/// A convolution with its parameters.
+struct ConvLayer {
+    conv: Conv2d,
+    weight: Param,
+    bias: Param,
+}
+
+/// The 2x2 up-convolution into a decoder level.
+struct UpLayer {
+    weight: Param,
+    bias: Param,
+}
+
+struct DecoderLevel {
+    up: UpLayer,
+    conv1: ConvLayer,
+    conv2: ConvLayer,
+}
+
+pub struct UNet {
+    pub config: UNetConfig,
+    /// Two convs per level; the last level is the bottom.
+    encoder: Vec<[ConvLayer; 2]>,
+    /// Indexed by level, 0..depth-1 (the bottom has no decoder level).
+    decoder: Vec<DecoderLevel>,
+    head: ConvLayer,
+}
+
+/// What the forward keeps for the backward. Shapes are for a paper tile of 572.
+pub struct Activations {
+    /// The input tile, [N, C_in, 572, 572].
+    input: Tensor,
+    encoder: Vec<EncoderSaved>,
+    /// The bottom's dropout and its output [N, 1024, 28, 28], when training with dropout.
+    dropout: Option<(DropoutMask, Tensor)>,
+    /// Indexed by level, like [`UNet::decoder`].
+    decoder: Vec<DecoderSaved>,
+    /// The network's output, [N, classes, 388, 388].
+    pub logits: Tensor,
+}
+
+struct EncoderSaved {
+    /// After conv1 + ReLU (level 0: [N, 64, 570, 570]).
+    a1: Tensor,
+    /// After conv2 + ReLU, the skip connection (level 0: [N, 64, 568, 568]).
+    a2: Tensor,
+    /// The max-pool below this level (none at the bottom) and its output, which is the
+    /// next level's input (level 0: [N, 64, 284, 284]).
+    pool: Option<(Tensor, MaxPoolSaved)>,
+}
+
+struct DecoderSaved {
+    /// [skip cropped, up-sampled] (level 0: [N, 128, 392, 392]).
+    cat: Tensor,
+    /// After conv1 + ReLU (level 0: [N, 64, 390, 390]).
+    b1: Tensor,
+    /// After conv2 + ReLU (level 0: [N, 64, 388, 388]).
+    b2: Tensor,
+}
+
+/// Training applies dropout with a fresh seed each step; evaluation does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train { dropout_seed: u32 },
+    Eval,
+}
+
+impl UNet {
+    /// A network with He-initialised weights (std sqrt(2 / fan_in)) and zero biases,
+    /// drawn from `seed`.
+    pub fn new(gpu: &Gpu, config: UNetConfig, seed: u64) -> Result<UNet> {
+        config.validate()?;
+        let mut init = Init {
+            gpu,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        };
+        let conv3 = Conv2d {
+            kernel: 3,
+            padding: config.padding,
+            relu: true,
+        };
+
+        let mut encoder = Vec::new();
+        let mut c_in = config.in_channels;
+        for level in 0..config.depth {
+            let c = config.channels(level);
+            encoder.push([
+                init.conv(format!("enc{level}.conv1"), conv3, c_in, c)?,
+                init.conv(format!("enc{level}.conv2"), conv3, c, c)?,
+            ]);
+            c_in = c;
+        }
+        let mut decoder = Vec::new();
+        for level in 0..config.depth - 1 {
+            let (c, below) = (config.channels(level), config.channels(level + 1));
+            let name = format!("dec{level}.up");
+            // Each output of a stride-2 2x2 up-conv sees one tap per input channel, so its
+            // fan-in is C_in.
+            let up = UpLayer {
+                weight: init.he(format!("{name}.weight"), Shape::new(below, c, 2, 2), below)?,
+                bias: init.zeros(format!("{name}.bias"), c)?,
+            };
+            decoder.push(DecoderLevel {
+                up,
+                conv1: init.conv(format!("dec{level}.conv1"), conv3, 2 * c, c)?,
+                conv2: init.conv(format!("dec{level}.conv2"), conv3, c, c)?,
+            });
+        }
+        let head_conv = Conv2d {
+            kernel: 1,
+            padding: Padding::Valid,
+            relu: false,
+        };
+        let head = init.conv("head".into(), head_conv, config.channels(0), config.classes)?;
+        Ok(UNet {
+            config,
+            encoder,
+            decoder,
+            head,
+        })
+    }
+
+    /// Every parameter, in a fixed order: the encoder top to bottom, the decoder bottom
+    /// to top, then the head.
+    pub fn params(&self) -> Vec<&Param> {
+        let mut params = Vec::new();
+        for [conv1, conv2] in &self.encoder {
+            params.extend([&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias]);
+        }
+        for level in self.decoder.iter().rev() {
+            let (up, conv1, conv2) = (&level.up, &level.conv1, &level.conv2);
+            params.extend([&up.weight, &up.bias]);
+            params.extend([&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias]);
+        }
+        params.extend([&self.head.weight, &self.head.bias]);
+        params
+    }
+
+    /// Zeroes every gradient accumulator (before a step's backward).
+    pub fn zero_grads(&self, gpu: &Gpu) {
+        for p in self.params() {
+            p.grad.zero(gpu);
+        }
+    }
+
+    /// input [N, C_in, H, W] -> logits [N, classes, H', W'], keeping what the backward needs.
+    pub fn forward(&self, gpu: &Gpu, input: Tensor, mode: Mode) -> Result<Activations> {
+        let depth = self.config.depth;
+        // Contracting path: two convs per level, then a max-pool into the level below.
+        let mut encoder: Vec<EncoderSaved> = Vec::with_capacity(depth);
+        for (level, [conv1, conv2]) in self.encoder.iter().enumerate() {
+            let inp = match level {
+                0 => &input,
+                _ => &encoder[level - 1].pooled().0,
+            };
+            let a1 = conv1.forward(gpu, inp)?;
+            let a2 = conv2.forward(gpu, &a1)?;
+            let pool = if level + 1 < depth {
+                Some(max_pool::forward(gpu, &a2)?)
+            } else {
+                None
+            };
+            encoder.push(EncoderSaved { a1, a2, pool });
+        }
+        // Dropout at the end of the contracting path.
+        let dropout = match (mode, self.config.dropout) {
+            (Mode::Train { dropout_seed }, Some(p)) if p > 0.0 => {
+                let mask = DropoutMask::new(dropout_seed, p)?;
+                Some((mask, dropout_forward(gpu, &encoder[depth - 1].a2, mask)?))
+            }
+            _ => None,
+        };
+        let bottom_out = dropout
+            .as_ref()
+            .map_or(&encoder[depth - 1].a2, |(_, out)| out);
+
+        // Expanding path, bottom to top: up-conv, crop+concat with the skip, two convs.
+        let mut decoder: Vec<Option<DecoderSaved>> = (0..depth - 1).map(|_| None).collect();
+        for level in (0..depth - 1).rev() {
+            let dec = &self.decoder[level];
+            let below = match level + 1 {
+                l if l == depth - 1 => bottom_out,
+                l => &decoder[l].as_ref().expect("level below done").b2,
+            };
+            let up = conv_transpose::forward(gpu, below, &dec.up.weight.value, &dec.up.bias.value)?;
+            let cat = crop_concat::forward(gpu, &encoder[level].a2, &up)?;
+            drop(up); // the backward needs only `cat`
+            let b1 = dec.conv1.forward(gpu, &cat)?;
+            let b2 = dec.conv2.forward(gpu, &b1)?;
+            decoder[level] = Some(DecoderSaved { cat, b1, b2 });
+        }
+        let decoder: Vec<DecoderSaved> = decoder
+            .into_iter()
+            .map(|d| d.expect("every level"))
+            .collect();
+        let top = match decoder.first() {
+            Some(level0) => &level0.b2,
+            None => bottom_out, // depth 1: no pooling at all
+        };
+        let logits = self.head.forward(gpu, top)?;
+        Ok(Activations {
+            input,
+            encoder,
+            dropout,
+            decoder,
+            logits,
+        })
+    }
+
+    /// dlogits -> the gradient of every parameter, accumulated into `Param::grad`.
+    /// The mirror image of [`UNet::forward`]: head, expanding path top to bottom, then
+    /// the contracting path bottom to top.
+    pub fn backward(&self, gpu: &Gpu, acts: &Activations, dlogits: &Tensor) -> Result<()> {
+        let depth = self.config.depth;
+        let top = acts
+            .decoder
+            .first()
+            .map_or(acts.bottom_out(), |level0| &level0.b2);
+        let mut d = self
+            .head
+            .backward(gpu, top, &acts.logits, dlogits)?
+            .expect("dinp");
+
+        // Expanding path, top to bottom. Each level leaves the gradient of its skip
+        // connection (written by crop+concat's backward) for the contracting path.
+        let mut dskips: Vec<Option<Tensor>> = Vec::with_capacity(depth);
+        for level in 0..depth - 1 {
+            let (dec, saved) = (&self.decoder[level], &acts.decoder[level]);
+            d = dec
+                .conv2
+                .backward(gpu, &saved.b1, &saved.b2, &d)?
+                .expect("dinp");
+            d = dec
+                .conv1
+                .backward(gpu, &saved.cat, &saved.b1, &d)?
+                .expect("dinp");
+            let (dskip, dup) = crop_concat::backward(gpu, &d, acts.encoder[level].a2.shape())?;
+            dskips.push(Some(dskip));
+            let below = match level + 1 {
+                l if l == depth - 1 => acts.bottom_out(),
+                l => &acts.decoder[l].b2,
+            };
+            let up = &dec.up;
+            d = conv_transpose::backward(
+                gpu,
+                below,
+                &up.weight.value,
+                &dup,
+                &up.weight.grad,
+                &up.bias.grad,
+            )?;
+        }
+        if let Some((mask, _)) = acts.dropout {
+            d = dropout_backward(gpu, &d, mask)?;
+        }
+
+        // Contracting path, bottom to top. A level's output feeds both its max-pool and
+        // its skip connection, so the pool's gradient adds into the skip's.
+        for level in (0..depth).rev() {
+            let ([conv1, conv2], saved) = (&self.encoder[level], &acts.encoder[level]);
+            if let Some((_, pool)) = &saved.pool {
+                let dskip = dskips[level].take().expect("skip gradient");
+                max_pool::backward_add(gpu, &d, pool, &dskip)?;
+                d = dskip;
+            }
+            d = conv2
+                .backward(gpu, &saved.a1, &saved.a2, &d)?
+                .expect("dinp");
+            let inp = match level {
+                0 => &acts.input,
+                _ => &acts.encoder[level - 1].pooled().0,
+            };
+            // The input image needs no gradient.
+            match conv1.backward_with(gpu, inp, &saved.a1, &d, level > 0)? {
+                Some(dinp) => d = dinp,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Activations {
+    /// The contracting path's output: the bottom level's, after dropout if any.
+    fn bottom_out(&self) -> &Tensor {
+        match &self.dropout {
+            Some((_, dropped)) => dropped,
+            None => &self.encoder.last().expect("at least one level").a2,
+        }
+    }
+}
+
+impl EncoderSaved {
+    fn pooled(&self) -> &(Tensor, MaxPoolSaved) {
+        self.pool
+            .as_ref()
+            .expect("every level but the bottom is pooled")
+    }
+}
+
+/// Parameter initialisation from one seeded random stream.
+struct Init<'a> {
+    gpu: &'a Gpu,
+    rng: ChaCha8Rng,
+}
+
+impl Init<'_> {
+    fn he(&mut self, name: String, shape: Shape, fan_in: usize) -> Result<Param> {
+        let values = he_normal(&mut self.rng, shape.numel(), fan_in);
+        Param::new(self.gpu, name, shape, &values)
+    }
+
+    fn zeros(&mut self, name: String, len: usize) -> Result<Param> {
+        Param::new(self.gpu, name, Shape::vector(len), &vec![0.0; len])
+    }
+
+    fn conv(&mut self, name: String, conv: Conv2d, c_in: usize, c_out: usize) -> Result<ConvLayer> {
+        let fan_in = conv.kernel * conv.kernel * c_in;
+        Ok(ConvLayer {
+            conv,
+            weight: self.he(
+                format!("{name}.weight"),
+                conv.weight_shape(c_in, c_out),
+                fan_in,
+            )?,
+            bias: self.zeros(format!("{name}.bias"), c_out)?,
+        })
+    }
+}
+
+impl ConvLayer {
+    fn forward(&self, gpu: &Gpu, inp: &Tensor) -> Result<Tensor> {
+        conv2d::forward(gpu, &self.conv, inp, &self.weight.value, &self.bias.value)
+    }
+
+    /// Accumulates the parameter gradients and returns dinp.
+    fn backward(
+        &self,
+        gpu: &Gpu,
+        inp: &Tensor,
+        out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        self.backward_with(gpu, inp, out, dout, true)
+    }
+
+    /// Accumulates the parameter gradients; returns dinp if `need_dinp`.
+    fn backward_with(
+        &self,
+        gpu: &Gpu,
+        inp: &Tensor,
+        out: &Tensor,
+        dout: &Tensor,
+        need_dinp: bool,
+    ) -> Result<Option<Tensor>> {
+        let (w, b) = (&self.weight, &self.bias);
+        conv2d::backward_params(gpu, &self.conv, inp, out, dout, &w.grad, &b.grad)?;
+        if !need_dinp {
+            return Ok(None);
+        }
+        conv2d::backward_input(gpu, &self.conv, inp.shape(), &w.value, out, dout).map(Some)
+    }
+}

@@ -1,0 +1,211 @@
+//! Checkpoints: one safetensors file holding the weights under PyTorch-style names (so
+//! they load into a PyTorch U-Net as a state_dict), the SGD momentum buffers under
+//! `optimizer.momentum.<name>`, and in the header's metadata the format version, the
+//! network's config, the optimiser's settings, the step and the seed: everything needed
+//! to resume training exactly. Files are written atomically: to a temporary file in the
+//! same folder, flushed to disk, then renamed over the old one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+use super::trainer::Trainer;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::{UNet, UNetConfig};
+use crate::ops::sgd::Sgd;
+use crate::tensor::Shape;
+
+pub const FORMAT: &str = "unet-wgpu";
+/// Bumped whenever the layout of a checkpoint changes; newer files are refused.
+pub const FORMAT_VERSION: u32 = 1;
+const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
+
+/// PyTorch's shape for a parameter: biases are 1-D, weights 4-D.
+fn torch_shape(shape: Shape) -> Vec<usize> {
+    if shape == Shape::vector(shape.w) {
+        vec![shape.w]
+    } else {
+        vec![shape.n, shape.c, shape.h, shape.w]
+    }
+}
+
+/// Writes `trainer` (weights, momentum, config, step, seed) to `path`, atomically.
+pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for p in trainer.model.params() {
+        let shape = torch_shape(p.shape());
+        let value: Vec<u8> = bytemuck::cast_slice(&p.value.to_vec(gpu)?).to_vec();
+        let velocity: Vec<u8> = bytemuck::cast_slice(&p.velocity.to_vec(gpu)?).to_vec();
+        tensors.push((p.name.clone(), shape.clone(), value));
+        tensors.push((format!("{MOMENTUM_PREFIX}{}", p.name), shape, velocity));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match");
+            (name.as_str(), view)
+        })
+        .collect::<Vec<_>>();
+    let config = serde_json::to_string(&trainer.model.config).expect("config serialises");
+    let sgd = &trainer.sgd;
+    let metadata: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("arch", "unet".to_string()),
+        ("config", config),
+        ("step", trainer.step.to_string()),
+        ("seed", trainer.seed.to_string()),
+        ("lr", sgd.lr.to_string()),
+        ("momentum", sgd.momentum.to_string()),
+        ("weight_decay", sgd.weight_decay.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| checkpoint_error(path, format!("could not serialise: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
+/// a temporary file in the same folder, flushed to disk, renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| checkpoint_error(path, "not a file path".into()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+fn checkpoint_error(path: &Path, msg: String) -> Error {
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        msg,
+    }
+}
+
+/// Reads a checkpoint written by [`save`] and rebuilds the trainer on `gpu`.
+pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bad = |msg: String| checkpoint_error(path, msg);
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
+        bad(format!(
+            "not a valid safetensors file ({e}); it may be truncated or corrupt"
+        ))
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        meta.get(key).ok_or_else(|| {
+            bad(format!(
+                "no `{key}` in its metadata: not a unet-wgpu checkpoint"
+            ))
+        })
+    };
+    if field("format")? != FORMAT {
+        return Err(bad("not a unet-wgpu checkpoint".into()));
+    }
+    let version: u32 = field("format_version")?
+        .parse()
+        .map_err(|_| bad("bad format_version".into()))?;
+    if version > FORMAT_VERSION {
+        return Err(bad(format!(
+            "written by a newer unet-wgpu (format {version}, this one reads up to \
+             {FORMAT_VERSION}): upgrade unet-wgpu"
+        )));
+    }
+    let arch = field("arch")?;
+    if arch != "unet" {
+        return Err(bad(format!(
+            "holds a {arch} network, not a U-Net: use --arch {arch}"
+        )));
+    }
+    let config: UNetConfig = serde_json::from_str(field("config")?)
+        .map_err(|e| bad(format!("unreadable config: {e}")))?;
+    let number = |key: &str| -> Result<f64> {
+        field(key)?
+            .parse()
+            .map_err(|_| bad(format!("`{key}` is not a number")))
+    };
+    let sgd = Sgd {
+        lr: number("lr")? as f32,
+        momentum: number("momentum")? as f32,
+        weight_decay: number("weight_decay")? as f32,
+    };
+    let whole = |key: &str| -> Result<u64> {
+        field(key)?
+            .parse()
+            .map_err(|_| bad(format!("`{key}` is not a whole number")))
+    };
+    let model = UNet::new(gpu, config, 0)?;
+    load_params(gpu, &model, &file, path)?;
+    let mut trainer = Trainer::new(model, sgd, whole("seed")?);
+    trainer.step = whole("step")?;
+    Ok(trainer)
+}
+
+/// Copies every parameter and momentum buffer from `file` into `model`, after checking
+/// that names and shapes match; a mismatch lists the first differences.
+fn load_params(gpu: &Gpu, model: &UNet, file: &SafeTensors, path: &Path) -> Result<()> {
+    let mut mismatches = Vec::new();
+    for p in model.params() {
+        let want = torch_shape(p.shape());
+        for (name, target) in [
+            (p.name.clone(), &p.value),
+            (format!("{MOMENTUM_PREFIX}{}", p.name), &p.velocity),
+        ] {
+            match file.tensor(&name) {
+                Err(_) => mismatches.push(format!("`{name}` is missing")),
+                Ok(view) if view.shape() != want.as_slice() || view.dtype() != Dtype::F32 => {
+                    mismatches.push(format!(
+                        "`{name}` is {:?} {:?}, the model needs F32 {want:?}",
+                        view.dtype(),
+                        view.shape()
+                    ))
+                }
+                Ok(view) => target.write(gpu, &bytemuck::pod_collect_to_vec(view.data()))?,
+            }
+        }
+    }
+    if !mismatches.is_empty() {
+        let n = mismatches.len();
+        mismatches.truncate(5);
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "does not fit this network ({n} mismatches; first: {}); it was probably \
+                 written for another config",
+                mismatches.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}

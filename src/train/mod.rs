@@ -1,0 +1,6 @@
+//! Training: the step (forward, loss, backward, SGD) and checkpoints.
+
+pub mod checkpoint;
+pub mod trainer;
+
+pub use trainer::{Batch, Trainer};

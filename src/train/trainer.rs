@@ -1,0 +1,89 @@
+//! One training step: forward, loss, backward, SGD update.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::{Mode, UNet};
+use crate::ops::loss::softmax_cross_entropy;
+use crate::ops::sgd::Sgd;
+use crate::tensor::{Shape, Tensor};
+
+/// A batch of training tiles on the host: N input tiles with their labels and weight maps
+/// (cropped to the network's output size).
+pub struct Batch<'a> {
+    /// [N, C_in, tile, tile]
+    pub input: &'a [f32],
+    /// [N, 1, out, out], class indices 0..classes as f32.
+    pub labels: &'a [f32],
+    /// [N, 1, out, out], the per-pixel loss weights w(x).
+    pub weights: &'a [f32],
+    pub n: usize,
+    pub tile: usize,
+}
+
+/// The model, its optimiser and the step counter; everything a checkpoint holds.
+pub struct Trainer {
+    pub model: UNet,
+    pub sgd: Sgd,
+    /// Steps taken so far.
+    pub step: u64,
+    /// The run's seed: every random choice of step `s` is derived from (seed, s), so a
+    /// resumed run continues exactly as if it had never stopped.
+    pub seed: u64,
+}
+
+impl Trainer {
+    pub fn new(model: UNet, sgd: Sgd, seed: u64) -> Trainer {
+        Trainer {
+            model,
+            sgd,
+            step: 0,
+            seed,
+        }
+    }
+
+    /// Trains on one batch and returns its loss (the one value read back per step).
+    pub fn step(&mut self, gpu: &Gpu, batch: &Batch) -> Result<f32> {
+        let loss = self.step_deferred(gpu, batch)?;
+        let value = loss.to_vec(gpu)?[0];
+        if !value.is_finite() {
+            return Err(Error::Diverged {
+                step: self.step,
+                loss: value,
+            });
+        }
+        Ok(value)
+    }
+
+    /// Records one step and returns the loss still on the GPU (nothing is read back).
+    pub fn step_deferred(&mut self, gpu: &Gpu, batch: &Batch) -> Result<Tensor> {
+        let config = &self.model.config;
+        let out = config.check_tile(batch.tile)?;
+        let input_shape = Shape::new(batch.n, config.in_channels, batch.tile, batch.tile);
+        let target_shape = Shape::new(batch.n, 1, out, out);
+        let input = Tensor::from_slice(gpu, input_shape, batch.input, "input tile")?;
+        let labels = Tensor::from_slice(gpu, target_shape, batch.labels, "label tile")?;
+        let weights = Tensor::from_slice(gpu, target_shape, batch.weights, "weight-map tile")?;
+
+        self.model.zero_grads(gpu);
+        let mode = Mode::Train {
+            dropout_seed: derive_seed(self.seed, self.step) as u32,
+        };
+        let acts = self.model.forward(gpu, input, mode)?;
+        let loss = softmax_cross_entropy(gpu, &acts.logits, &labels, &weights)?;
+        self.model.backward(gpu, &acts, &loss.dlogits)?;
+        drop(acts);
+        for p in self.model.params() {
+            self.sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
+        }
+        self.step += 1;
+        Ok(loss.loss)
+    }
+}
+
+/// A well-mixed 64-bit value from (seed, step): SplitMix64's finaliser.
+pub fn derive_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,197 @@
+//! Naive f64 CPU references of the U-Net's ops and of the whole network, for checking the
+//! GPU against (never the other way round).
+
+use std::collections::HashMap;
+
+use unet_wgpu::model::UNetConfig;
+use unet_wgpu::ops::conv2d::Padding;
+use unet_wgpu::Shape;
+
+/// An f64 NCHW tensor on the host.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub shape: Shape,
+    pub data: Vec<f64>,
+}
+
+impl Host {
+    pub fn zeros(shape: Shape) -> Host {
+        Host {
+            shape,
+            data: vec![0.0; shape.numel()],
+        }
+    }
+    fn at(&self, n: usize, c: usize, y: usize, x: usize) -> f64 {
+        self.data[self.shape.index(n, c, y, x)]
+    }
+}
+
+/// k x k convolution, stride 1, zero padding `pad`; weight [C_out, C_in, k, k].
+pub fn conv2d(
+    x: &Host,
+    w: &[f64],
+    b: &[f64],
+    c_out: usize,
+    k: usize,
+    pad: usize,
+    relu: bool,
+) -> Host {
+    let s = x.shape;
+    let (oh, ow) = (s.h + 2 * pad + 1 - k, s.w + 2 * pad + 1 - k);
+    let mut out = Host::zeros(Shape::new(s.n, c_out, oh, ow));
+    for n in 0..s.n {
+        for co in 0..c_out {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[co];
+                    for ci in 0..s.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (iy, ix) = (
+                                    (oy + ky) as isize - pad as isize,
+                                    (ox + kx) as isize - pad as isize,
+                                );
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                acc += x.at(n, ci, iy as usize, ix as usize)
+                                    * w[((co * s.c + ci) * k + ky) * k + kx];
+                            }
+                        }
+                    }
+                    let i = out.shape.index(n, co, oy, ox);
+                    out.data[i] = if relu { acc.max(0.0) } else { acc };
+                }
+            }
+        }
+    }
+    out
+}
+
+/// 2x2 max-pool, stride 2.
+pub fn max_pool(x: &Host) -> Host {
+    let s = x.shape;
+    let mut out = Host::zeros(Shape::new(s.n, s.c, s.h / 2, s.w / 2));
+    for n in 0..s.n {
+        for c in 0..s.c {
+            for y in 0..s.h / 2 {
+                for xx in 0..s.w / 2 {
+                    let m = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                        .iter()
+                        .map(|&(dy, dx)| x.at(n, c, 2 * y + dy, 2 * xx + dx))
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let i = out.shape.index(n, c, y, xx);
+                    out.data[i] = m;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// 2x2 transposed convolution, stride 2; weight [C_in, C_out, 2, 2].
+pub fn conv_transpose(x: &Host, w: &[f64], b: &[f64], c_out: usize) -> Host {
+    let s = x.shape;
+    let mut out = Host::zeros(Shape::new(s.n, c_out, 2 * s.h, 2 * s.w));
+    for n in 0..s.n {
+        for co in 0..c_out {
+            for oy in 0..2 * s.h {
+                for ox in 0..2 * s.w {
+                    let (iy, ix, a, bb) = (oy / 2, ox / 2, oy % 2, ox % 2);
+                    let mut acc = b[co];
+                    for ci in 0..s.c {
+                        acc += x.at(n, ci, iy, ix) * w[((ci * c_out + co) * 2 + a) * 2 + bb];
+                    }
+                    let i = out.shape.index(n, co, oy, ox);
+                    out.data[i] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Centre-crop `skip` to `up`'s size and concatenate on channels: [skip, up].
+pub fn crop_concat(skip: &Host, up: &Host) -> Host {
+    let (s, u) = (skip.shape, up.shape);
+    let (oy, ox) = ((s.h - u.h) / 2, (s.w - u.w) / 2);
+    let mut out = Host::zeros(Shape::new(u.n, s.c + u.c, u.h, u.w));
+    for n in 0..u.n {
+        for c in 0..s.c + u.c {
+            for y in 0..u.h {
+                for x in 0..u.w {
+                    let v = if c < s.c {
+                        skip.at(n, c, y + oy, x + ox)
+                    } else {
+                        up.at(n, c - s.c, y, x)
+                    };
+                    let i = out.shape.index(n, c, y, x);
+                    out.data[i] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The whole U-Net in f64, without dropout, from parameters named as in a checkpoint.
+pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Host {
+    let pad = match config.padding {
+        Padding::Valid => 0,
+        Padding::Same => 1,
+    };
+    let p = |name: String| {
+        params
+            .get(&name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+    };
+    let conv = |x: &Host, name: &str, c_out: usize| {
+        conv2d(
+            x,
+            p(format!("{name}.weight")),
+            p(format!("{name}.bias")),
+            c_out,
+            3,
+            pad,
+            true,
+        )
+    };
+    let mut skips = Vec::new();
+    let mut h = x.clone();
+    for level in 0..config.depth {
+        let c = config.channels(level);
+        h = conv(
+            &conv(&h, &format!("enc{level}.conv1"), c),
+            &format!("enc{level}.conv2"),
+            c,
+        );
+        if level + 1 < config.depth {
+            skips.push(h.clone());
+            h = max_pool(&h);
+        }
+    }
+    for level in (0..config.depth - 1).rev() {
+        let c = config.channels(level);
+        let up = conv_transpose(
+            &h,
+            p(format!("dec{level}.up.weight")),
+            p(format!("dec{level}.up.bias")),
+            c,
+        );
+        let cat = crop_concat(&skips[level], &up);
+        h = conv(
+            &conv(&cat, &format!("dec{level}.conv1"), c),
+            &format!("dec{level}.conv2"),
+            c,
+        );
+    }
+    conv2d(
+        &h,
+        p("head.weight".into()),
+        p("head.bias".into()),
+        config.classes,
+        1,
+        0,
+        false,
+    )
+}

@@ -1,0 +1,277 @@
+//! The whole U-Net: sizes and parameter count, gradients against finite differences of
+//! an f64 CPU reference, overfitting one image, exact resume, and no allocation once warm.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::reference::{self, Host};
+use common::*;
+use unet_wgpu::model::{Mode, UNet, UNetConfig};
+use unet_wgpu::ops::conv2d::Padding;
+use unet_wgpu::ops::sgd::Sgd;
+use unet_wgpu::train::{checkpoint, Batch, Trainer};
+use unet_wgpu::{Gpu, Shape};
+
+#[test]
+fn paper_network_has_the_papers_parameter_count() {
+    assert_eq!(UNetConfig::paper().parameter_count(), 31_030_658);
+}
+
+#[test]
+fn size_calculator_follows_the_paper() {
+    let paper = UNetConfig::paper();
+    assert_eq!(paper.output_size(572), Some(388));
+    assert_eq!(paper.check_tile(572).unwrap(), 388);
+    assert_eq!(paper.input_size_for(388), 572);
+    // 574 makes an odd max-pool input; the error names the valid neighbours 572 and 588.
+    let err = paper.check_tile(574).unwrap_err().to_string();
+    assert!(err.contains("572") && err.contains("588"), "{err}");
+    let small = UNetConfig::small();
+    assert_eq!(small.output_size(188), Some(100));
+    let same = UNetConfig {
+        padding: Padding::Same,
+        ..paper
+    };
+    assert_eq!(same.output_size(512), Some(512));
+    assert!(
+        same.output_size(520).is_none(),
+        "520 is not divisible by 16"
+    );
+}
+
+fn tiny(padding: Padding) -> UNetConfig {
+    UNetConfig {
+        depth: 3,
+        base_channels: 4,
+        padding,
+        dropout: None,
+        ..UNetConfig::paper()
+    }
+}
+
+fn host_params(gpu: &Gpu, model: &UNet) -> HashMap<String, Vec<f64>> {
+    model
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), to_f64(&p.value.to_vec(gpu).unwrap())))
+        .collect()
+}
+
+/// dL/dparam on the GPU against central differences of the f64 reference network, with
+/// the fake loss L = sum(logits * g), for a few elements of every parameter tensor.
+fn check_model_gradient(padding: Padding, tile: usize) {
+    let gpu = gpu();
+    let config = tiny(padding);
+    let model = UNet::new(&gpu, config, 5).unwrap();
+    let shape = Shape::new(1, 1, tile, tile);
+    let x = random_vec(&mut rng(6), shape.numel());
+    let acts = model
+        .forward(&gpu, upload(&gpu, shape, &x), Mode::Eval)
+        .unwrap();
+    let g = random_vec(&mut rng(7), acts.logits.numel());
+    let dlogits = upload(&gpu, acts.logits.shape(), &g);
+    model.zero_grads(&gpu);
+    model.backward(&gpu, &acts, &dlogits).unwrap();
+
+    let x = Host {
+        shape,
+        data: to_f64(&x),
+    };
+    let g = to_f64(&g);
+    let mut params = host_params(&gpu, &model);
+    let logits = reference::unet(&config, &params, &x);
+    assert_close(
+        "logits",
+        &acts.logits.to_vec(&gpu).unwrap(),
+        &logits.data,
+        1e-4,
+        1e-4,
+    );
+
+    let eps = 1e-6;
+    let mut checked = 0;
+    for p in model.params() {
+        let grad = p.grad.to_vec(&gpu).unwrap();
+        let len = grad.len();
+        for &i in &[0, len / 2, len - 1] {
+            let original = params[&p.name][i];
+            let mut loss_at = |v: f64| {
+                params.get_mut(&p.name).unwrap()[i] = v;
+                dot(&reference::unet(&config, &params, &x).data, &g)
+            };
+            let numeric = (loss_at(original + eps) - loss_at(original - eps)) / (2.0 * eps);
+            loss_at(original);
+            let what = format!("{padding:?} d{}[{i}]", p.name);
+            assert_close(&what, &grad[i..=i], &[numeric], 1e-3, 1e-3);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * model.params().len());
+}
+
+#[test]
+fn whole_model_gradient_matches_finite_differences_valid() {
+    // Depth 3, valid convs: 44 -> 4 would leave too little; 60 -> 20.
+    check_model_gradient(Padding::Valid, 60);
+}
+
+#[test]
+fn whole_model_gradient_matches_finite_differences_same() {
+    check_model_gradient(Padding::Same, 12);
+}
+
+/// One synthetic training image: bright disks (class 1) on a dark background.
+fn disks(tile: usize, out: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let margin = (tile - out) / 2;
+    let centres = [(0.3, 0.3, 0.18), (0.7, 0.35, 0.15), (0.45, 0.75, 0.2)];
+    let inside = |y: usize, x: usize| {
+        let (fy, fx) = (y as f64 / tile as f64, x as f64 / tile as f64);
+        centres
+            .iter()
+            .any(|(cy, cx, r)| (fy - cy).powi(2) + (fx - cx).powi(2) < r * r)
+    };
+    let mut noise = rng(9);
+    let image = (0..tile * tile)
+        .map(|i| if inside(i / tile, i % tile) { 0.7 } else { 0.2 } + 0.05 * random_vec(&mut noise, 1)[0])
+        .collect();
+    let labels = (0..out * out)
+        .map(|i| f32::from(u8::from(inside(i / out + margin, i % out + margin))))
+        .collect();
+    (image, labels, vec![1.0; out * out])
+}
+
+fn small_trainer(gpu: &Gpu, seed: u64) -> Trainer {
+    let config = UNetConfig {
+        depth: 3,
+        base_channels: 8,
+        dropout: Some(0.5),
+        ..UNetConfig::paper()
+    };
+    let model = UNet::new(gpu, config, seed).unwrap();
+    Trainer::new(
+        model,
+        Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+        seed,
+    )
+}
+
+const TILE: usize = 60;
+
+#[test]
+fn overfits_one_image() {
+    let gpu = gpu();
+    gpu.set_poison(false);
+    let mut trainer = small_trainer(&gpu, 1);
+    let out = trainer.model.config.check_tile(TILE).unwrap();
+    let (image, labels, weights) = disks(TILE, out);
+    let batch = Batch {
+        input: &image,
+        labels: &labels,
+        weights: &weights,
+        n: 1,
+        tile: TILE,
+    };
+    let first = trainer.step(&gpu, &batch).unwrap();
+    let mut last = first;
+    for _ in 0..300 {
+        last = trainer.step(&gpu, &batch).unwrap();
+        if last < first / 10.0 {
+            break;
+        }
+    }
+    assert!(
+        last < first / 10.0,
+        "loss went from {first} to only {last} in 300 steps"
+    );
+}
+
+fn weights_of(gpu: &Gpu, trainer: &Trainer) -> Vec<f32> {
+    trainer
+        .model
+        .params()
+        .iter()
+        .flat_map(|p| p.value.to_vec(gpu).unwrap())
+        .collect()
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted_training() {
+    let gpu = gpu();
+    let out = small_trainer(&gpu, 2)
+        .model
+        .config
+        .check_tile(TILE)
+        .unwrap();
+    let (image, labels, weights) = disks(TILE, out);
+    let batch = Batch {
+        input: &image,
+        labels: &labels,
+        weights: &weights,
+        n: 1,
+        tile: TILE,
+    };
+
+    let mut straight = small_trainer(&gpu, 2);
+    for _ in 0..6 {
+        straight.step(&gpu, &batch).unwrap();
+    }
+
+    let dir = std::env::temp_dir().join(format!("unet-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+    let mut first_half = small_trainer(&gpu, 2);
+    for _ in 0..3 {
+        first_half.step(&gpu, &batch).unwrap();
+    }
+    checkpoint::save(&gpu, &first_half, &path).unwrap();
+    drop(first_half);
+    let mut resumed = checkpoint::load(&gpu, &path).unwrap();
+    assert_eq!(resumed.step, 3);
+    for _ in 0..3 {
+        resumed.step(&gpu, &batch).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let (a, b) = (weights_of(&gpu, &straight), weights_of(&gpu, &resumed));
+    let want: Vec<f64> = to_f64(&a);
+    assert_close("weights after resume", &b, &want, 0.0, 1e-6);
+}
+
+#[test]
+fn warm_steps_allocate_nothing() {
+    let gpu = gpu();
+    gpu.set_poison(false);
+    let mut trainer = small_trainer(&gpu, 3);
+    let out = trainer.model.config.check_tile(TILE).unwrap();
+    // A batch of two copies of the image.
+    let (image, labels, weights) = disks(TILE, out);
+    let twice = |v: &[f32]| [v, v].concat();
+    let (image, labels, weights) = (twice(&image), twice(&labels), twice(&weights));
+    let batch = Batch {
+        input: &image,
+        labels: &labels,
+        weights: &weights,
+        n: 2,
+        tile: TILE,
+    };
+    trainer.step(&gpu, &batch).unwrap();
+    let (stats, pipelines) = (gpu.pool_stats(), gpu.pipelines_built());
+    for _ in 0..3 {
+        trainer.step(&gpu, &batch).unwrap();
+    }
+    assert_eq!(
+        gpu.pool_stats().allocations,
+        stats.allocations,
+        "a warm step allocated"
+    );
+    assert_eq!(
+        gpu.pipelines_built(),
+        pipelines,
+        "a warm step built a pipeline"
+    );
+}
