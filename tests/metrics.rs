@@ -497,3 +497,60 @@ fn default_thresholds_are_tenths() {
     let expected: Vec<f32> = vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
     assert_eq!(default_thresholds(), expected);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Speed: `cargo test --release --test metrics -- --ignored` (or without --release, where the
+// crate is built at opt-level 1).
+
+/// A deterministic pseudo-random value in [0, 1) per pixel (a 32-bit integer hash).
+fn hash_noise(x: usize, y: usize) -> f32 {
+    let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2C1B_3C6D);
+    h ^= h >> 12;
+    (h >> 8) as f32 / (1u32 << 24) as f32
+}
+
+/// 512x512: cells 24 px wide behind 2-px membranes with a wavy course, and a prediction
+/// that blurs the membranes and adds noise, so every threshold leaves many mismatches.
+fn synthetic_512() -> (ProbabilityMap, BinaryMap) {
+    let size = 512;
+    let membrane_distance = |x: usize, y: usize| {
+        let wave = |t: usize| (3.0 * (t as f32 / 20.0).sin()) as isize;
+        let dx = ((x as isize + wave(y)).rem_euclid(26) - 12).abs();
+        let dy = ((y as isize + wave(x)).rem_euclid(26) - 12).abs();
+        12 - dx.max(dy) // 0 on the membrane axis, growing toward the cell centre
+    };
+    let mut truth = Vec::with_capacity(size * size);
+    let mut prob = Vec::with_capacity(size * size);
+    for y in 0..size {
+        for x in 0..size {
+            let distance = membrane_distance(x, y);
+            truth.push(distance > 1);
+            let smooth = (distance as f32 / 4.0).clamp(0.0, 1.0);
+            prob.push((0.7 * smooth + 0.3 * hash_noise(x, y)).clamp(0.0, 1.0));
+        }
+    }
+    (
+        ProbabilityMap::new(size, size, prob).unwrap(),
+        BinaryMap::new(size, size, truth).unwrap(),
+    )
+}
+
+#[test]
+#[ignore = "timing; run on demand"]
+fn full_sweep_of_a_512_image_takes_under_a_second() {
+    let (prob, truth) = synthetic_512();
+    let start = std::time::Instant::now();
+    let report = sweep_image(&prob, &truth, &default_thresholds()).unwrap();
+    let elapsed = start.elapsed();
+    for s in &report.per_threshold {
+        println!(
+            "t = {:.1}: pixel {:.4}, rand {:.4}, warping {:.6}, IoU {:.4}",
+            s.threshold, s.pixel_error, s.rand_error, s.warping_error, s.iou
+        );
+    }
+    println!("sweep of 9 thresholds on 512x512: {elapsed:?}");
+    assert!(report.best.pixel_error.value < 0.5);
+    assert!(elapsed.as_secs_f64() < 1.0, "took {elapsed:?}");
+}

@@ -73,14 +73,11 @@ fn scores_from_table(table: &HashMap<(u32, u32), u64>) -> RandScores {
         *pred_sizes.entry(p).or_insert(0) += n;
     }
     let pixel_count: u64 = table.values().sum();
-    // Ordered pairs of distinct pixels that share a segment: sum of n^2, minus N self-pairs.
-    let pairs = |sizes: &mut dyn Iterator<Item = &u64>| -> f64 {
-        (sizes.map(|&n| n * n).sum::<u64>() - pixel_count) as f64
-    };
-    let together_both = pairs(&mut table.values());
-    let together_truth = pairs(&mut truth_sizes.values());
-    let together_pred = pairs(&mut pred_sizes.values());
+    let together_both = pairs_sharing_a_segment(table.values(), pixel_count);
+    let together_truth = pairs_sharing_a_segment(truth_sizes.values(), pixel_count);
+    let together_pred = pairs_sharing_a_segment(pred_sizes.values(), pixel_count);
 
+    // F = both / (alpha * truth + (1 - alpha) * pred); error = 1 - F.
     const ALPHA: f64 = 0.5;
     let f_denominator = ALPHA * together_truth + (1.0 - ALPHA) * together_pred;
     let ratio_or_one = |num: f64, den: f64| if den == 0.0 { 1.0 } else { num / den };
@@ -89,4 +86,10 @@ fn scores_from_table(table: &HashMap<(u32, u32), u64>) -> RandScores {
         precision: ratio_or_one(together_both, together_pred),
         recall: ratio_or_one(together_both, together_truth),
     }
+}
+
+/// Ordered pairs of distinct pixels that share a segment: sum of size^2, minus the N
+/// self-pairs (`pixel_count` = N = sum of sizes).
+fn pairs_sharing_a_segment<'a>(sizes: impl Iterator<Item = &'a u64>, pixel_count: u64) -> f64 {
+    (sizes.map(|&n| n * n).sum::<u64>() - pixel_count) as f64
 }

@@ -19,6 +19,11 @@
 //!   prediction (most confident first); ties in column-major order (x outer, y inner), the
 //!   order Fiji collects them in before its stable sort. Each simple one is flipped at once, and
 //!   the pass repeats over the pixels still disagreeing until a pass flips nothing.
+//!   (Fiji's comparator truncates confidence differences to steps of 1e-4, so it also treats
+//!   nearly equal confidences as ties; here they are compared exactly.)
+//!
+//! Jain et al. define the warping error as a minimum over all topology-preserving warps; this
+//! greedy warp, like the challenge's, gives an upper bound of it.
 
 use std::sync::OnceLock;
 
