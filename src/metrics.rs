@@ -1,1 +1,0 @@
-//! The ISBI 2012 challenge metrics and IoU.
