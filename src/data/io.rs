@@ -38,7 +38,7 @@ impl RawPage {
     /// luma with the Rec. 709 weights (0.2126 R + 0.7152 G + 0.0722 B, as the `image` crate
     /// does); alpha is ignored.
     pub fn to_gray(&self) -> GrayImage {
-        let scale = 1.0 / ((1u32 << self.bit_depth) - 1) as f32;
+        let max = ((1u32 << self.bit_depth) - 1) as f32;
         let c = self.channels;
         let data = self
             .samples
@@ -49,7 +49,7 @@ impl RawPage {
                 } else {
                     px[0] as f32
                 };
-                (value * scale).clamp(0.0, 1.0)
+                (value / max).clamp(0.0, 1.0)
             })
             .collect();
         Grid {
