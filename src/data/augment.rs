@@ -4,7 +4,9 @@
 //! A transform is a map from destination pixels `p` (the output canvas, `w x h`, centre `c`) to
 //! source coordinates in the input image (centred on `s`):
 //!
-//!     src(p) = s + shift + R(theta) * F * (p + e(p) - c)
+//! ```text
+//! src(p) = s + shift + R(theta) * F * (p + e(p) - c)
+//! ```
 //!
 //! * `e(p)`: the elastic displacement of the paper: random vectors on a coarse `g x g` grid of
 //!   nodes spanning the canvas (g = 3, each component ~ N(0, 10 px)), interpolated to every pixel
@@ -16,7 +18,9 @@
 //! in their label set, and a weight stays tied to the class of its pixel). Anything that falls
 //! outside the source is mirrored ([`super::mirror`]). Finally the image's gray values change:
 //!
-//!     v -> clamp( (clamp(v, 0, 1)^gamma - 0.5) * contrast + 0.5 + brightness, 0, 1 ).
+//! ```text
+//! v -> clamp( (clamp(v, 0, 1)^gamma - 0.5) * contrast + 0.5 + brightness, 0, 1 ).
+//! ```
 
 use rand::Rng;
 use rand_distr::StandardNormal;

@@ -2,11 +2,15 @@
 //! Huttenlocher, "Distance Transforms of Sampled Functions" (Theory of Computing, 2012).
 //!
 //! The squared distance to the nearest feature pixel,
-//!     D(x, y) = min over features (x', y') of (x - x')^2 + (y - y')^2,
+//! ```text
+//! D(x, y) = min over features (x', y') of (x - x')^2 + (y - y')^2,
+//! ```
 //! separates into two 1-D problems, because the minimum over (x', y') can be taken column by
 //! column first:
-//!     G(x, y) = min_y' [ (y - y')^2 + F(x, y') ]    (F = 0 on features, infinity elsewhere)
-//!     D(x, y) = min_x' [ (x - x')^2 + G(x', y) ].
+//! ```text
+//! G(x, y) = min_y' [ (y - y')^2 + F(x, y') ]    (F = 0 on features, infinity elsewhere)
+//! D(x, y) = min_x' [ (x - x')^2 + G(x', y) ].
+//! ```
 //! Each 1-D problem is the lower envelope of parabolas q -> (q - p)^2 + f(p), computed in O(n).
 //! Distances are measured between pixel centres.
 

@@ -1,6 +1,8 @@
 //! The per-pixel loss weights of the U-Net paper (Ronneberger et al. 2015, eq. 2):
 //!
-//!     w(x) = w_c(x) + w0 * exp( -(d1(x) + d2(x))^2 / (2 sigma^2) )
+//! ```text
+//! w(x) = w_c(x) + w0 * exp( -(d1(x) + d2(x))^2 / (2 sigma^2) )
+//! ```
 //!
 //! * `w_c` balances the class frequencies. With `N` pixels of which `N_c` belong to class `c`
 //!   (two classes: cell = label > 0, background = label 0), `w_c = N / (2 N_c)`,
