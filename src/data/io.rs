@@ -1,0 +1,306 @@
+//! Reading PNG and TIFF files (8- or 16-bit, gray or RGB, multi-page TIFF stacks) and writing
+//! PNG, 16-bit label PNG and NumPy `.npy` files.
+//!
+//! Files are recognised by their first bytes, not by their extension. Every file is first decoded
+//! into a [`RawPage`] (the stored integer samples), then turned into what the caller asked for:
+//! an intensity image ([`RawPage::to_gray`]) or mask values ([`RawPage::to_mask_values`]).
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::{DataError, Result};
+use super::grid::{GrayImage, Grid, LabelImage};
+
+/// One decoded page exactly as stored: `channels` interleaved integer samples per pixel.
+#[derive(Clone, Debug)]
+pub struct RawPage {
+    pub width: usize,
+    pub height: usize,
+    /// 1 = gray, 2 = gray + alpha, 3 = RGB, 4 = RGBA.
+    pub channels: usize,
+    /// 8 or 16.
+    pub bit_depth: u32,
+    pub samples: Vec<u16>,
+}
+
+impl RawPage {
+    fn format_name(&self) -> String {
+        let kind = match self.channels {
+            1 => "gray",
+            2 => "gray+alpha",
+            3 => "RGB",
+            _ => "RGBA",
+        };
+        format!("{}-bit {kind}", self.bit_depth)
+    }
+
+    /// Intensities in [0, 1]: 8-bit values / 255, 16-bit values / 65535. Colour is converted to
+    /// luma with the Rec. 709 weights (0.2126 R + 0.7152 G + 0.0722 B, as the `image` crate
+    /// does); alpha is ignored.
+    pub fn to_gray(&self) -> GrayImage {
+        let max = ((1u32 << self.bit_depth) - 1) as f32;
+        let c = self.channels;
+        let data = self
+            .samples
+            .chunks_exact(c)
+            .map(|px| {
+                let value = if c >= 3 {
+                    0.2126 * px[0] as f32 + 0.7152 * px[1] as f32 + 0.0722 * px[2] as f32
+                } else {
+                    px[0] as f32
+                };
+                (value / max).clamp(0.0, 1.0)
+            })
+            .collect();
+        Grid {
+            width: self.width,
+            height: self.height,
+            data,
+        }
+    }
+
+    /// The stored values of a single-channel page, unscaled (a mask); `path` names it in errors.
+    pub fn to_mask_values(&self, path: &Path) -> Result<LabelImage> {
+        if self.channels != 1 {
+            return Err(DataError::MaskNotGray {
+                path: path.to_path_buf(),
+                format: self.format_name(),
+            });
+        }
+        Ok(Grid {
+            width: self.width,
+            height: self.height,
+            data: self.samples.iter().map(|&v| v as u32).collect(),
+        })
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| DataError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn decode_error(path: &Path, reason: impl ToString) -> DataError {
+    DataError::Decode {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn is_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+fn is_tiff(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*")
+}
+
+/// Reads every page of a PNG (always one page) or TIFF (one or more pages) file.
+pub fn read_pages(path: &Path) -> Result<Vec<RawPage>> {
+    let bytes = read_bytes(path)?;
+    let pages = if is_png(&bytes) {
+        vec![decode_png(path, &bytes)?]
+    } else if is_tiff(&bytes) {
+        decode_tiff(path, &bytes)?
+    } else {
+        return Err(decode_error(path, "unknown file signature"));
+    };
+    if pages.is_empty() || pages.iter().any(|p| p.width == 0 || p.height == 0) {
+        return Err(DataError::EmptyImage {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(pages)
+}
+
+/// Reads the first page of `path` as one intensity image in [0, 1].
+pub fn read_image(path: &Path) -> Result<GrayImage> {
+    Ok(read_pages(path)?[0].to_gray())
+}
+
+/// Reads all pages of `path` (e.g. the ISBI `train-volume.tif`) as intensity images in [0, 1].
+pub fn read_stack(path: &Path) -> Result<Vec<GrayImage>> {
+    Ok(read_pages(path)?.iter().map(RawPage::to_gray).collect())
+}
+
+fn decode_png(path: &Path, bytes: &[u8]) -> Result<RawPage> {
+    use image::DynamicImage as D;
+    let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map_err(|e| decode_error(path, e))?;
+    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+    let page = |channels, bit_depth, samples: Vec<u16>| RawPage {
+        width,
+        height,
+        channels,
+        bit_depth,
+        samples,
+    };
+    let widen = |v: &[u8]| v.iter().map(|&s| s as u16).collect::<Vec<u16>>();
+    Ok(match decoded {
+        D::ImageLuma8(b) => page(1, 8, widen(&b)),
+        D::ImageLumaA8(b) => page(2, 8, widen(&b)),
+        D::ImageRgb8(b) => page(3, 8, widen(&b)),
+        D::ImageRgba8(b) => page(4, 8, widen(&b)),
+        D::ImageLuma16(b) => page(1, 16, b.into_raw()),
+        D::ImageLumaA16(b) => page(2, 16, b.into_raw()),
+        D::ImageRgb16(b) => page(3, 16, b.into_raw()),
+        D::ImageRgba16(b) => page(4, 16, b.into_raw()),
+        other => {
+            return Err(DataError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                format: format!("{:?}", other.color()),
+            })
+        }
+    })
+}
+
+fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    use tiff::ColorType;
+
+    let mut decoder = Decoder::new(Cursor::new(bytes)).map_err(|e| decode_error(path, e))?;
+    let mut pages = Vec::new();
+    loop {
+        let (width, height) = decoder.dimensions().map_err(|e| decode_error(path, e))?;
+        let color = decoder.colortype().map_err(|e| decode_error(path, e))?;
+        let unsupported = || DataError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            format: format!("TIFF {color:?} (page {})", pages.len()),
+        };
+        let (channels, bit_depth) = match color {
+            ColorType::Gray(b) => (1, b),
+            ColorType::GrayA(b) => (2, b),
+            ColorType::RGB(b) => (3, b),
+            ColorType::RGBA(b) => (4, b),
+            _ => return Err(unsupported()),
+        };
+        let samples: Vec<u16> = match decoder.read_image().map_err(|e| decode_error(path, e))? {
+            DecodingResult::U8(v) if bit_depth == 8 => v.into_iter().map(u16::from).collect(),
+            DecodingResult::U16(v) if bit_depth == 16 => v,
+            _ => return Err(unsupported()),
+        };
+        let (width, height) = (width as usize, height as usize);
+        if samples.len() != width * height * channels {
+            return Err(decode_error(path, "pixel data shorter than the image size"));
+        }
+        pages.push(RawPage {
+            width,
+            height,
+            channels,
+            bit_depth: bit_depth as u32,
+            samples,
+        });
+        if !decoder.more_images() {
+            break;
+        }
+        decoder.next_image().map_err(|e| decode_error(path, e))?;
+    }
+    Ok(pages)
+}
+
+fn create_file(path: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    let io_error = |source| DataError::Io {
+        action: "create",
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    std::fs::File::create(path)
+        .map(std::io::BufWriter::new)
+        .map_err(io_error)
+}
+
+fn write_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn too_large(path: &Path) -> DataError {
+    DataError::InvalidConfig {
+        what: "image size",
+        reason: format!("{} is too large to write as PNG", path.display()),
+    }
+}
+
+/// Writes intensities in [0, 1] as an 8-bit gray PNG (values are clamped, then rounded).
+pub fn write_gray_png(path: &Path, image: &GrayImage) -> Result<()> {
+    let bytes: Vec<u8> = image
+        .data
+        .iter()
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let buffer = image::GrayImage::from_raw(image.width as u32, image.height as u32, bytes)
+        .ok_or_else(|| too_large(path))?;
+    buffer
+        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
+        .map_err(|e| write_error(path, e))
+}
+
+/// Writes instance labels as a 16-bit gray PNG (ids above 65535 are an error).
+pub fn write_label_png(path: &Path, labels: &LabelImage) -> Result<()> {
+    let mut values = Vec::with_capacity(labels.data.len());
+    for &v in &labels.data {
+        values.push(u16::try_from(v).map_err(|_| DataError::InvalidConfig {
+            what: "label image",
+            reason: format!(
+                "label {v} does not fit in a 16-bit PNG ({})",
+                path.display()
+            ),
+        })?);
+    }
+    let buffer = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+        labels.width as u32,
+        labels.height as u32,
+        values,
+    )
+    .ok_or_else(|| too_large(path))?;
+    buffer
+        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
+        .map_err(|e| write_error(path, e))
+}
+
+/// Writes a float plane as a NumPy `.npy` file (format version 1.0): shape `(H, W)`, dtype
+/// `<f4` (little-endian f32), C order. `np.load(path)` reads it back.
+pub fn write_npy(path: &Path, grid: &Grid<f32>) -> Result<()> {
+    let mut file = create_file(path)?;
+    let write = |file: &mut dyn Write, bytes: &[u8]| {
+        file.write_all(bytes).map_err(|source| DataError::Io {
+            action: "write",
+            path: PathBuf::from(path),
+            source,
+        })
+    };
+    write(&mut file, &npy_header(grid.height, grid.width))?;
+    let mut body = Vec::with_capacity(grid.data.len() * 4);
+    for v in &grid.data {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    write(&mut file, &body)?;
+    file.flush().map_err(|source| DataError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The `.npy` v1.0 header: magic, version, header length (u16 LE), then a Python dict literal
+/// padded with spaces and a newline so that magic + length + dict is a multiple of 64 bytes.
+fn npy_header(height: usize, width: usize) -> Vec<u8> {
+    let dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+    let unpadded = 10 + dict.len() + 1;
+    let padding = (64 - unpadded % 64) % 64;
+    let dict = format!("{dict}{}\n", " ".repeat(padding));
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    header.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    header
+}
