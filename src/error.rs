@@ -42,6 +42,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Bad input data: a missing or corrupt image, mismatched sizes, unexpected mask values.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
+    /// Bad metric input.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+
     /// Operands of an op do not fit together, or a shape is not allowed.
     #[error("{op}: {msg}")]
     Shape { op: &'static str, msg: String },

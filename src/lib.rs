@@ -8,6 +8,7 @@
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod infer;
 pub mod metrics;
 pub mod model;
 pub mod ops;

@@ -115,6 +115,23 @@ fn plan_writes_every_output_pixel_exactly_once() {
 }
 
 #[test]
+fn aligned_plans_start_on_the_alignment_and_cover_every_pixel_once() {
+    // The paper's tile (output 388) with the U-Net's pooling stride 16: windows step by 384.
+    for &(w, h) in &[(1, 1), (300, 512), (388, 389), (1000, 700), (777, 2050)] {
+        let plan = TilePlan::aligned(w, h, TileSpec::PAPER, 16).unwrap();
+        assert!(coverage(&plan).data.iter().all(|&c| c == 1), "{w}x{h}");
+        let margin = TileSpec::PAPER.margin() as isize;
+        for tile in &plan.tiles {
+            assert_eq!((tile.input_x + margin) % 16, 0, "{w}x{h}: {tile:?}");
+            assert_eq!((tile.input_y + margin) % 16, 0, "{w}x{h}: {tile:?}");
+        }
+    }
+    let spec = TileSpec::new(44, 20).unwrap();
+    assert!(TilePlan::aligned(50, 50, spec, 0).is_err());
+    assert!(TilePlan::aligned(50, 50, spec, 21).is_err());
+}
+
+#[test]
 fn extract_and_stitch_rebuild_the_image_through_a_fake_network() {
     // A "network" that returns the centre tile_out x tile_out of its input: stitching its
     // outputs over the whole plan must give back the image exactly.

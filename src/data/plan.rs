@@ -8,6 +8,10 @@
 //! An axis shorter than `tile_out` gets a single window starting at 0 that sticks out past the
 //! end; only its first `H` (or `W`) output pixels are written.
 //!
+//! [`TilePlan::aligned`] keeps every window start on a multiple of a network's pooling stride
+//! (windows step by the largest such multiple within `tile_out`, and the last one moves back
+//! only to such a multiple), so each tile sees the max-pool grid of one pass over the image.
+//!
 //! This module knows nothing of networks: it only takes `tile_in` and `tile_out`.
 
 use super::error::{DataError, Result};
@@ -42,21 +46,31 @@ pub struct TilePlan {
 }
 
 /// Along one axis of `n` pixels: `(window_start, write_start, write_len, offset)` per window.
-fn axis_windows(n: usize, tile_out: usize) -> Vec<(usize, usize, usize, usize)> {
+///
+/// Window starts are multiples of `align`: windows step by the largest multiple of `align`
+/// that fits in `tile_out`, and the last one moves back towards the border only as far as
+/// the next multiple of `align` allows (with `align` = 1, exactly to the border).
+fn axis_windows(n: usize, tile_out: usize, align: usize) -> Vec<(usize, usize, usize, usize)> {
     if n <= tile_out {
         return vec![(0, 0, n, 0)];
     }
-    let count = n.div_ceil(tile_out);
+    let step = tile_out / align * align;
+    let last_start = (n - tile_out).next_multiple_of(align);
+    let count = (n - tile_out).div_ceil(step) + 1;
     (0..count)
         .map(|k| {
-            let write_start = k * tile_out;
-            let write_len = tile_out.min(n - write_start);
-            // The last window is moved back to end exactly at the border.
-            let window_start = write_start.min(n - tile_out);
+            let write_start = k * step;
+            let write_end = if k + 1 == count {
+                n
+            } else {
+                write_start + step
+            };
+            // Only the last window can be moved back (the others start before last_start).
+            let window_start = write_start.min(last_start);
             (
                 window_start,
                 write_start,
-                write_len,
+                write_end - write_start,
                 write_start - window_start,
             )
         })
@@ -65,7 +79,22 @@ fn axis_windows(n: usize, tile_out: usize) -> Vec<(usize, usize, usize, usize)> 
 
 impl TilePlan {
     pub fn new(width: usize, height: usize, spec: TileSpec) -> Result<Self> {
+        Self::aligned(width, height, spec, 1)
+    }
+
+    /// A plan whose tile origins are multiples of `align` (a network's total pooling
+    /// stride), so that every tile sees the max-pool grid of one pass over the whole image.
+    pub fn aligned(width: usize, height: usize, spec: TileSpec, align: usize) -> Result<Self> {
         let spec = TileSpec::new(spec.tile_in, spec.tile_out)?;
+        if align == 0 || align > spec.tile_out {
+            return Err(DataError::InvalidConfig {
+                what: "tile plan",
+                reason: format!(
+                    "alignment {align} must be between 1 and the output tile size {}",
+                    spec.tile_out
+                ),
+            });
+        }
         if width == 0 || height == 0 {
             return Err(DataError::InvalidConfig {
                 what: "tile plan",
@@ -73,8 +102,8 @@ impl TilePlan {
             });
         }
         let margin = spec.margin() as isize;
-        let columns = axis_windows(width, spec.tile_out);
-        let rows = axis_windows(height, spec.tile_out);
+        let columns = axis_windows(width, spec.tile_out, align);
+        let rows = axis_windows(height, spec.tile_out, align);
         let mut tiles = Vec::with_capacity(columns.len() * rows.len());
         for &(wy, out_y, out_height, offset_y) in &rows {
             for &(wx, out_x, out_width, offset_x) in &columns {

@@ -1,0 +1,72 @@
+//! Overlap-tile prediction of a whole image of any size (Fig. 2 of the paper): the image
+//! is cut into tiles whose outputs cover it exactly, the missing context at the border is
+//! filled by mirroring, and the tiles' predictions are stitched into one map.
+//!
+//! Tile origins sit on multiples of 2^(depth-1), the network's total pooling stride, so
+//! every tile sees the same max-pool grid as one pass over the whole (mirror-padded) image
+//! would: with valid convolutions the stitched map equals that one pass exactly.
+
+use crate::data::{GrayImage, Grid, TilePlan, TileSpec};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::model::{Mode, UNet};
+use crate::ops::loss::softmax;
+use crate::tensor::{Shape, Tensor};
+
+/// How to cut an image into tiles.
+#[derive(Clone, Copy, Debug)]
+pub struct TileOptions {
+    /// Input tile side (must be valid for the network).
+    pub tile: usize,
+    /// Tiles per forward pass.
+    pub batch: usize,
+}
+
+/// The tile plan for an image of `width` x `height` on `model` with input tile `tile`.
+pub fn plan(model: &UNet, width: usize, height: usize, tile: usize) -> Result<TilePlan> {
+    let config = &model.config;
+    let spec = TileSpec::new(tile, config.check_tile(tile)?)?;
+    Ok(TilePlan::aligned(
+        width,
+        height,
+        spec,
+        config.pooling_stride(),
+    )?)
+}
+
+/// Class probabilities of every pixel of `image`: `classes` planes of the image's size.
+pub fn predict(
+    gpu: &Gpu,
+    model: &UNet,
+    image: &GrayImage,
+    options: TileOptions,
+) -> Result<Vec<Grid<f32>>> {
+    let plan = plan(model, image.width, image.height, options.tile)?;
+    let (tile_in, tile_out) = (plan.spec.tile_in, plan.spec.tile_out);
+    let classes = model.config.classes;
+    let mut maps = vec![Grid::filled(image.width, image.height, 0.0f32); classes];
+    for chunk in plan.tiles.chunks(options.batch.max(1)) {
+        let mut input = Vec::with_capacity(chunk.len() * tile_in * tile_in);
+        for tile in chunk {
+            input.extend_from_slice(&plan.extract_tile(image, tile)?.data);
+        }
+        let shape = Shape::new(chunk.len(), model.config.in_channels, tile_in, tile_in);
+        let input = Tensor::from_slice(gpu, shape, &input, "prediction tiles")?;
+        let acts = model.forward(gpu, input, Mode::Eval)?;
+        let probs = softmax(gpu, &acts.logits)?.to_vec(gpu)?;
+        drop(acts);
+        let plane = tile_out * tile_out;
+        for (i, tile) in chunk.iter().enumerate() {
+            for (class, map) in maps.iter_mut().enumerate() {
+                let start = (i * classes + class) * plane;
+                let prediction = Grid {
+                    width: tile_out,
+                    height: tile_out,
+                    data: probs[start..start + plane].to_vec(),
+                };
+                plan.stitch(map, tile, &prediction)?;
+            }
+        }
+    }
+    Ok(maps)
+}
