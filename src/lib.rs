@@ -12,6 +12,7 @@ pub mod infer;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod report;
 pub mod tensor;
 pub mod train;
 

@@ -1,17 +1,30 @@
-//! The `unet` command line.
+//! The `unet` command line: demo, train, predict, eval, weightmap, info.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use unet_wgpu::data::{
+    read_image, read_pages, synthetic_dataset, AugmentConfig, Dataset, MaskFormat, SynthConfig,
+    WeightMapConfig,
+};
 use unet_wgpu::gpu::{describe_short, list_adapters};
+use unet_wgpu::infer::{predict, TileOptions};
+use unet_wgpu::metrics::{evaluate, BinaryMap, EvalReport, ProbabilityMap};
 use unet_wgpu::model::UNetConfig;
-use unet_wgpu::{AdapterChoice, Gpu, Result};
+use unet_wgpu::ops::sgd::Sgd;
+use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
+use unet_wgpu::train::checkpoint::{self, write_atomically};
+use unet_wgpu::train::run::{run, RunOptions, RunSummary};
+use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 #[derive(Parser)]
 #[command(
     name = "unet",
     version,
-    about = "The U-Net on a from-scratch wgpu engine"
+    about = "The U-Net (Ronneberger et al. 2015) on a from-scratch wgpu engine"
 )]
 struct Cli {
     /// Use the GPU adapter whose name contains this text (see `unet info`).
@@ -26,24 +39,219 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a small U-Net on built-in synthetic cells, predict held-out images, print metrics.
+    #[command(after_help = "Examples:\n  unet demo\n  unet demo --steps 1000 --out runs/longer")]
+    Demo(DemoArgs),
+    /// Train a U-Net on a folder of images and masks (or on synthetic cells).
+    #[command(
+        after_help = "Examples:\n  unet train --data synthetic --steps 500\n  \
+        unet train --data ../shared/data/isbi2012/train --holdout 5 --config small --out runs/isbi\n  \
+        unet train --resume runs/isbi --steps 4000"
+    )]
+    Train(TrainArgs),
+    /// Predict images of any size with the overlap-tile strategy.
+    #[command(
+        after_help = "Example:\n  unet predict --checkpoint runs/isbi/checkpoint.safetensors \
+        ../shared/data/isbi2012/test/images/*.png --out predictions"
+    )]
+    Predict(PredictArgs),
+    /// The ISBI 2012 metrics (pixel, Rand and warping error) and IoU of probability maps.
+    #[command(
+        after_help = "Example:\n  unet eval --pred predictions --labels data/val/labels --json eval.json"
+    )]
+    Eval(EvalArgs),
+    /// Write the paper's weight map of a mask as a PNG (and as .npy floats).
+    #[command(
+        after_help = "Example:\n  unet weightmap labels/00.png --out w.png --npy w.npy --w0 10 --sigma 5"
+    )]
+    Weightmap(WeightmapArgs),
     /// List GPU adapters, show the chosen one and its limits, and a network's layer table.
     #[command(
-        after_help = "Examples:\n  unet info\n  unet info --config paper --tile 572\n  \
-                            unet info --adapter llvmpipe"
+        after_help = "Examples:\n  unet info\n  unet info --config small --tile 188\n  unet info --adapter llvmpipe"
     )]
-    Info {
-        /// Network preset: paper or small.
-        #[arg(long, default_value = "paper")]
-        config: String,
-        /// Input tile size for the layer table (default: the preset's usual tile).
-        #[arg(long)]
-        tile: Option<usize>,
-    },
+    Info(InfoArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MaskKind {
+    /// Two values: --foreground marks cells, the other value everything else.
+    Binary,
+    /// Each cell its own integer, background 0.
+    Instance,
+}
+
+#[derive(Args, Clone)]
+struct MaskArgs {
+    /// How masks are stored.
+    #[arg(long, value_enum, default_value = "binary")]
+    mask: MaskKind,
+    /// In binary masks, the value that marks cells (ISBI 2012: 255 = cell interior).
+    #[arg(long, default_value_t = 255)]
+    foreground: u32,
+    /// Binary masks of inverted polarity: cells are 0 and the rest is --foreground's value.
+    #[arg(long)]
+    invert: bool,
+}
+
+impl MaskArgs {
+    fn format(&self) -> MaskFormat {
+        match (self.mask, self.invert) {
+            (MaskKind::Instance, _) => MaskFormat::Instance,
+            (MaskKind::Binary, false) => MaskFormat::Binary {
+                foreground: self.foreground,
+                background: 0,
+            },
+            (MaskKind::Binary, true) => MaskFormat::Binary {
+                foreground: 0,
+                background: self.foreground,
+            },
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct WeightArgs {
+    /// Height of the weight map's border term (the paper: 10).
+    #[arg(long, default_value_t = 10.0)]
+    w0: f32,
+    /// Width of the border term in pixels (the paper: 5).
+    #[arg(long, default_value_t = 5.0)]
+    sigma: f32,
+}
+
+impl WeightArgs {
+    fn config(&self) -> WeightMapConfig {
+        WeightMapConfig {
+            w0: self.w0,
+            sigma: self.sigma,
+            ..WeightMapConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Training steps.
+    #[arg(long, default_value_t = 600)]
+    steps: u64,
+    /// The run folder.
+    #[arg(long, default_value = "runs/demo")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// A folder with images/ and labels/ (matched by file stem), or `synthetic`.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<String>,
+    /// A validation folder like --data (or `synthetic`).
+    #[arg(long)]
+    val: Option<String>,
+    /// Hold out the last N images of --data (by file name) for validation.
+    #[arg(long, conflicts_with = "val")]
+    holdout: Option<usize>,
+    /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels).
+    #[arg(long, default_value = "small")]
+    config: String,
+    /// Input tile size (default: 188 for small, 572 for paper).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Tiles per step.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Train until this many steps in all.
+    #[arg(long, default_value_t = 2000)]
+    steps: u64,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.99)]
+    momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// The run folder (checkpoint, loss curve, overlays).
+    #[arg(long, default_value = "runs/train")]
+    out: PathBuf,
+    /// Continue the run in this folder (or from this checkpoint file).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Turn data augmentation off.
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: u64,
+    #[arg(long, default_value_t = 200)]
+    validate_every: u64,
+    #[command(flatten)]
+    masks: MaskArgs,
+    #[command(flatten)]
+    weights: WeightArgs,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Images to predict (PNG or TIFF, any size).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long, default_value = "predictions")]
+    out: PathBuf,
+    /// Input tile size (default: 572 for a depth-5 network, 188 otherwise).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Tiles per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Foreground probability above which a pixel is a cell in the mask and overlay.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Probability maps (or masks): `<stem>_prob.png` or `<stem>.png`.
+    #[arg(long)]
+    pred: PathBuf,
+    /// Ground-truth masks, `<stem>.png`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Also write the full report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    masks: MaskArgs,
+}
+
+#[derive(Args)]
+struct WeightmapArgs {
+    mask: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    #[command(flatten)]
+    weights: WeightArgs,
+    #[command(flatten)]
+    masks: MaskArgs,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Network preset: paper or small.
+    #[arg(long, default_value = "paper")]
+    config: String,
+    /// Input tile size for the layer table (default: 572 for paper, 188 for small).
+    #[arg(long)]
+    tile: Option<usize>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run_command(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -52,17 +260,406 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run_command(cli: Cli) -> Result<()> {
     let choice = AdapterChoice {
         name: cli.adapter,
         backend: cli.backend,
     };
     match cli.command {
-        Command::Info { config, tile } => info(choice, &config, tile),
+        Command::Demo(args) => demo(choice, args),
+        Command::Train(args) => train(choice, args),
+        Command::Predict(args) => predict_files(choice, args),
+        Command::Eval(args) => eval(args),
+        Command::Weightmap(args) => weightmap(args),
+        Command::Info(args) => info(choice, args),
     }
 }
 
-fn info(choice: AdapterChoice, preset: &str, tile: Option<usize>) -> Result<()> {
+fn default_tile(config: &UNetConfig) -> usize {
+    if config.depth >= 5 {
+        572
+    } else {
+        188
+    }
+}
+
+/// A flag set by Ctrl-C or SIGTERM; the training loop stops at the next step boundary.
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // If a handler is already installed (a second run in one process) the flag stays unset.
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\nstopping after this step; a checkpoint will be written");
+        flag.store(true, Ordering::SeqCst);
+    });
+    stop
+}
+
+fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
+    let gpu = Gpu::new(choice)?;
+    eprintln!("GPU: {} ({:?})", gpu.info().name, gpu.info().backend);
+    Ok(gpu)
+}
+
+/// The demo's data: seeded synthetic cells, 16 images to train on and 4 held out.
+const DEMO_SIZE: usize = 160;
+
+fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
+    let gpu = open_gpu(choice)?;
+    eprintln!("generating synthetic cells ({DEMO_SIZE}x{DEMO_SIZE}: 16 to train on, 4 held out)");
+    let synth = SynthConfig::default();
+    let train_set = synthetic_dataset(16, DEMO_SIZE, DEMO_SIZE, args.seed, &synth)?;
+    let val_set = synthetic_dataset(4, DEMO_SIZE, DEMO_SIZE, args.seed + 1_000_000, &synth)?;
+    let config = UNetConfig {
+        depth: 3,
+        base_channels: 16,
+        ..UNetConfig::small()
+    };
+    let options = RunOptions {
+        config,
+        tile: config.input_size_for(64),
+        batch: 1,
+        steps: args.steps,
+        sgd: Sgd {
+            lr: 0.01,
+            momentum: 0.99,
+            weight_decay: 0.0,
+        },
+        seed: args.seed,
+        augment: AugmentConfig::default(),
+        out: args.out.clone(),
+        checkpoint_every: 200,
+        validate_every: args.steps.max(1),
+        resume: None,
+        progress: true,
+    };
+    let summary = run(
+        &gpu,
+        Arc::new(train_set),
+        Some(&val_set),
+        &options,
+        &stop_flag(),
+    )?;
+    report_run(&summary);
+    write_val_outputs(&gpu, &summary, &val_set, options.tile, &args.out)?;
+    let eval_report = evaluate_dataset(&gpu, &summary, &val_set, options.tile)?;
+    print_eval(&eval_report);
+    eprintln!("run folder: {}", args.out.display());
+    Ok(())
+}
+
+fn load_dataset(
+    spec: &str,
+    masks: &MaskArgs,
+    weights: &WeightArgs,
+    seed: u64,
+    count: usize,
+) -> Result<Dataset> {
+    if spec == "synthetic" {
+        let data = synthetic_dataset(count, 256, 256, seed, &SynthConfig::default())?;
+        return Ok(data.with_weight_config(weights.config())?);
+    }
+    Ok(Dataset::open(Path::new(spec), masks.format())?.with_weight_config(weights.config())?)
+}
+
+fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
+    let (sgd, config) = (
+        Sgd {
+            lr: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
+        UNetConfig::preset(&args.config)?,
+    );
+    sgd.validate()?;
+    let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
+    let mut train_set = load_dataset(&data_spec, &args.masks, &args.weights, args.seed, 20)?;
+    let val_set = match (&args.val, args.holdout) {
+        (Some(spec), _) => Some(load_dataset(
+            spec,
+            &args.masks,
+            &args.weights,
+            args.seed + 1_000_000,
+            4,
+        )?),
+        (None, Some(n)) => {
+            let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
+            train_set = train_part;
+            Some(held_out)
+        }
+        (None, None) => None,
+    };
+    let gpu = open_gpu(choice)?;
+    let options = RunOptions {
+        config,
+        tile: args.tile.unwrap_or_else(|| default_tile(&config)),
+        batch: args.batch,
+        steps: args.steps,
+        sgd,
+        seed: args.seed,
+        augment: if args.no_augment {
+            AugmentConfig::none()
+        } else {
+            AugmentConfig::default()
+        },
+        out: args.out.clone(),
+        checkpoint_every: args.checkpoint_every,
+        validate_every: args.validate_every,
+        resume: args.resume.clone(),
+        progress: true,
+    };
+    let summary = run(
+        &gpu,
+        Arc::new(train_set),
+        val_set.as_ref(),
+        &options,
+        &stop_flag(),
+    )?;
+    report_run(&summary);
+    if let Some(val) = &val_set {
+        write_val_outputs(&gpu, &summary, val, options.tile, &args.out)?;
+    }
+    eprintln!("run folder: {}", args.out.display());
+    Ok(())
+}
+
+/// Splits off the last `n` samples (in file-name order) as a validation set.
+fn split_last(data: Dataset, n: usize, weights: &WeightArgs) -> Result<(Dataset, Dataset)> {
+    let mut samples = data.samples().to_vec();
+    if n == 0 || n >= samples.len() {
+        return Err(Error::Config(format!(
+            "--holdout {n} must leave at least one of the {} images for training",
+            samples.len()
+        )));
+    }
+    let held_out = samples.split_off(samples.len() - n);
+    Ok((
+        Dataset::new(samples, weights.config())?,
+        Dataset::new(held_out, weights.config())?,
+    ))
+}
+
+fn report_run(summary: &RunSummary) {
+    let last = summary.losses.last().map_or(f32::NAN, |l| l.1);
+    let verb = if summary.interrupted {
+        "stopped"
+    } else {
+        "finished"
+    };
+    eprintln!(
+        "{verb} at step {}; last loss {last:.4}",
+        summary.trainer.step
+    );
+    if let Some(v) = summary.validation {
+        eprintln!(
+            "validation at threshold 0.5: pixel error {:.4}, IoU {:.4}",
+            v.pixel_error, v.iou
+        );
+    }
+    eprintln!("checkpoint: {}", summary.checkpoint.display());
+}
+
+/// Overlays of the validation images (predicted background red, true boundaries green).
+fn write_val_outputs(
+    gpu: &Gpu,
+    summary: &RunSummary,
+    val: &Dataset,
+    tile: usize,
+    out: &Path,
+) -> Result<()> {
+    for sample in val.samples().iter().take(4) {
+        let probs = predict(
+            gpu,
+            &summary.trainer.model,
+            &sample.image,
+            TileOptions { tile, batch: 1 },
+        )?;
+        let truth = sample.labels.map(|l| u8::from(l != 0));
+        let path = out.join(format!("overlay_{}.png", sample.name));
+        write_overlay_png(&path, &sample.image, &probs[1], 0.5, Some(&truth))?;
+    }
+    Ok(())
+}
+
+/// The challenge metrics of the model's predictions on a dataset.
+fn evaluate_dataset(
+    gpu: &Gpu,
+    summary: &RunSummary,
+    data: &Dataset,
+    tile: usize,
+) -> Result<EvalReport> {
+    let mut pairs = Vec::new();
+    for sample in data.samples() {
+        let probs = predict(
+            gpu,
+            &summary.trainer.model,
+            &sample.image,
+            TileOptions { tile, batch: 1 },
+        )?;
+        let fg = &probs[1];
+        let truth = sample.labels.data.iter().map(|&l| l != 0).collect();
+        pairs.push((
+            ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?,
+            BinaryMap::new(fg.width, fg.height, truth)?,
+        ));
+    }
+    Ok(evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?)
+}
+
+fn print_eval(report: &EvalReport) {
+    let b = &report.best_mean;
+    println!(
+        "metric          best   at threshold   (mean over {} images)",
+        report.images.len()
+    );
+    for (name, best) in [
+        ("pixel error", &b.pixel_error),
+        ("Rand error", &b.rand_error),
+        ("warping error", &b.warping_error),
+        ("foreground IoU", &b.iou),
+    ] {
+        println!("{name:<15} {:>7.4}   {:.2}", best.value, best.threshold);
+    }
+}
+
+fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
+    let gpu = open_gpu(choice)?;
+    let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
+    let model = &trainer.model;
+    let tile = args.tile.unwrap_or_else(|| default_tile(&model.config));
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    for input in &args.inputs {
+        let image = read_image(input)?;
+        let probs = predict(
+            &gpu,
+            model,
+            &image,
+            TileOptions {
+                tile,
+                batch: args.batch,
+            },
+        )?;
+        let stem = input
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy());
+        write_probability_png(&args.out.join(format!("{stem}_prob.png")), &probs[1])?;
+        write_mask_png(
+            &args.out.join(format!("{stem}_mask.png")),
+            &probs[1],
+            args.threshold,
+        )?;
+        write_overlay_png(
+            &args.out.join(format!("{stem}_overlay.png")),
+            &image,
+            &probs[1],
+            args.threshold,
+            None,
+        )?;
+        println!(
+            "{} -> {}/{stem}_{{prob,mask,overlay}}.png",
+            input.display(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The ground truth of a mask file: true where a cell is.
+fn read_truth(path: &Path, masks: &MaskArgs) -> Result<BinaryMap> {
+    let page = read_pages(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config(format!("{}: no image", path.display())))?;
+    let values = page.to_mask_values(path)?;
+    let labels = unet_wgpu::data::mask_to_labels(&values, masks.format(), path)?;
+    Ok(BinaryMap::new(
+        labels.width,
+        labels.height,
+        labels.data.iter().map(|&l| l != 0).collect(),
+    )?)
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let list = |dir: &Path| -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let mut pairs = Vec::new();
+    for label_path in list(&args.labels)? {
+        let stem = label_path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let candidates = [
+            format!("{stem}_prob.png"),
+            format!("{stem}.png"),
+            format!("{stem}_prob.tif"),
+        ];
+        let Some(pred_path) = candidates
+            .iter()
+            .map(|c| args.pred.join(c))
+            .find(|p| p.is_file())
+        else {
+            continue;
+        };
+        let prob = read_image(&pred_path)?;
+        let truth = read_truth(&label_path, &args.masks)?;
+        pairs.push((
+            ProbabilityMap::new(prob.width, prob.height, prob.data)?,
+            truth,
+        ));
+    }
+    if pairs.is_empty() {
+        return Err(Error::Config(format!(
+            "no prediction in {} matches a label in {} (expected <stem>_prob.png or <stem>.png)",
+            args.pred.display(),
+            args.labels.display()
+        )));
+    }
+    let report = evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?;
+    print_eval(&report);
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("the report serialises");
+        write_atomically(path, json.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn weightmap(args: WeightmapArgs) -> Result<()> {
+    let page = read_pages(&args.mask)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config(format!("{}: no image", args.mask.display())))?;
+    let values = page.to_mask_values(&args.mask)?;
+    let labels = unet_wgpu::data::mask_to_labels(&values, args.masks.format(), &args.mask)?;
+    let map = unet_wgpu::data::weight_map(&labels, &args.weights.config())?;
+    unet_wgpu::data::write_weight_map_png(&args.out, &map)?;
+    if let Some(npy) = &args.npy {
+        unet_wgpu::data::write_weight_map_npy(npy, &map)?;
+    }
+    let max = map.data.iter().copied().fold(f32::MIN, f32::max);
+    println!(
+        "{}: {}x{}, weights up to {max:.2}",
+        args.out.display(),
+        map.width,
+        map.height
+    );
+    Ok(())
+}
+
+fn info(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
     println!("adapters:");
     let all = AdapterChoice {
         name: None,
@@ -74,11 +671,12 @@ fn info(choice: AdapterChoice, preset: &str, tile: Option<usize>) -> Result<()> 
     let gpu = Gpu::new(choice)?;
     println!("chosen:\n  {}\n", gpu.describe().replace('\n', "\n  "));
 
-    let config = UNetConfig::preset(preset)?;
-    let tile = tile.unwrap_or(if preset == "paper" { 572 } else { 188 });
+    let config = UNetConfig::preset(&args.config)?;
+    let tile = args.tile.unwrap_or_else(|| default_tile(&config));
     let layers = config.layers(tile)?;
     println!(
-        "{preset} U-Net on a {tile}x{tile} tile (output {}):",
+        "{} U-Net on a {tile}x{tile} tile (output {}):",
+        args.config,
         config.check_tile(tile)?
     );
     println!(

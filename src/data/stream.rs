@@ -20,9 +20,19 @@ pub struct TileStream {
 impl TileStream {
     /// Starts the background thread; it keeps up to `capacity` (at least 1) tiles ready.
     pub fn new(dataset: Arc<Dataset>, sampler: TileSampler, capacity: usize) -> Self {
+        Self::starting_at(dataset, sampler, capacity, 0)
+    }
+
+    /// A stream that begins with tile number `first` (a resumed run continues its sequence).
+    pub fn starting_at(
+        dataset: Arc<Dataset>,
+        sampler: TileSampler,
+        capacity: usize,
+        first: u64,
+    ) -> Self {
         let (sender, receiver) = sync_channel(capacity.max(1));
         let worker = std::thread::spawn(move || {
-            for k in 0u64.. {
+            for k in first.. {
                 let tile = sampler.tile(&dataset, k);
                 let failed = tile.is_err();
                 // A send error means the stream was dropped: stop quietly.

@@ -47,6 +47,7 @@ impl AdapterChoice {
 
 /// Every adapter the instance can see, on the backends `choice` allows.
 pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    quiet_mesa_runtime_dir();
     let backends = choice.backends()?;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
@@ -113,7 +114,7 @@ pub fn describe_short(adapter: &wgpu::Adapter) -> String {
 
 /// Mesa's drivers complain on every start when XDG_RUNTIME_DIR is unset, which floods
 /// test output. Point it at a private directory for this process if it is missing.
-pub fn quiet_mesa_runtime_dir() {
+fn quiet_mesa_runtime_dir() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
         return;
     }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::adapter::{choose_adapter, quiet_mesa_runtime_dir, AdapterChoice};
+use super::adapter::{choose_adapter, AdapterChoice};
 use super::pipeline::{Constants, Kernel, PipelineCache};
 use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
 use crate::error::{Error, Result};
@@ -55,7 +55,6 @@ impl Gpu {
     /// Opens the adapter chosen by `choice` (falling back to `UNET_ADAPTER`/`UNET_BACKEND`,
     /// then to the best adapter available).
     pub fn new(choice: AdapterChoice) -> Result<Gpu> {
-        quiet_mesa_runtime_dir();
         let adapter = choose_adapter(&choice.or(AdapterChoice::from_env()))?;
         let info = adapter.get_info();
         let offered = adapter.limits();

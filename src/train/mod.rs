@@ -1,6 +1,7 @@
 //! Training: the step (forward, loss, backward, SGD) and checkpoints.
 
 pub mod checkpoint;
+pub mod run;
 pub mod trainer;
 
 pub use trainer::{Batch, Trainer};

@@ -1,0 +1,232 @@
+//! A training run: tiles stream in from a background thread, the GPU trains on them, and
+//! the run folder collects checkpoints, the loss curve and validation figures. A run can
+//! stop at any step (Ctrl-C, SIGTERM) and resume exactly where it stopped: tile `k` of the
+//! stream and the dropout mask of step `s` are functions of the seed alone.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::checkpoint;
+use super::trainer::{Batch, Trainer};
+use crate::data::{AugmentConfig, Dataset, TileSampler, TileSpec, TileStream};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::infer::{predict, TileOptions};
+use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
+use crate::model::{UNet, UNetConfig};
+use crate::ops::sgd::Sgd;
+use crate::report::write_loss_plot;
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const LOSS_PLOT_FILE: &str = "loss.png";
+
+/// Everything a run needs besides its data.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: UNetConfig,
+    /// Input tile side; the output side follows from the network.
+    pub tile: usize,
+    /// Tiles per step (the paper: 1).
+    pub batch: usize,
+    /// Train until this many steps in all (a resumed run continues towards it).
+    pub steps: u64,
+    pub sgd: Sgd,
+    pub seed: u64,
+    pub augment: AugmentConfig,
+    /// The run folder.
+    pub out: PathBuf,
+    pub checkpoint_every: u64,
+    pub validate_every: u64,
+    /// Continue from the checkpoint in this run folder.
+    pub resume: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// Validation figures at threshold 0.5.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Validation {
+    pub pixel_error: f64,
+    pub iou: f64,
+}
+
+pub struct RunSummary {
+    pub trainer: Trainer,
+    pub losses: Vec<(u64, f32)>,
+    pub validation: Option<Validation>,
+    /// True when a stop signal ended the run before `steps`.
+    pub interrupted: bool,
+    pub checkpoint: PathBuf,
+}
+
+/// Trains on `train`, validating on `val`, until `options.steps` or until `stop` is set.
+pub fn run(
+    gpu: &Gpu,
+    train: Arc<Dataset>,
+    val: Option<&Dataset>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
+    std::fs::create_dir_all(&options.out).map_err(|source| Error::Io {
+        path: options.out.display().to_string(),
+        source,
+    })?;
+    let checkpoint_path = options.out.join(CHECKPOINT_FILE);
+    let mut trainer = match &options.resume {
+        Some(folder) => checkpoint::load(gpu, &resume_checkpoint(folder))?,
+        None => Trainer::new(
+            UNet::new(gpu, options.config, options.seed)?,
+            options.sgd,
+            options.seed,
+        ),
+    };
+    trainer.sgd.validate()?;
+    let config = trainer.model.config;
+    let out_size = config.check_tile(options.tile)?;
+    let spec = TileSpec::new(options.tile, out_size)?;
+    let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
+    let batch = options.batch.max(1);
+    let mut stream =
+        TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
+    let mut losses = match &options.resume {
+        Some(folder) => read_losses(&folder.join(LOSS_PLOT_FILE).with_extension("csv")),
+        None => Vec::new(),
+    };
+    losses.retain(|&(s, _)| s < trainer.step);
+
+    let bar = progress_bar(options, trainer.step);
+    let started = Instant::now();
+    let first_step = trainer.step;
+    // The latest validation and the step it was made at.
+    let mut validation: Option<(u64, Validation)> = None;
+    let mut interrupted = false;
+    let (mut input, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    while trainer.step < options.steps {
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        input.clear();
+        labels.clear();
+        weights.clear();
+        for _ in 0..batch {
+            let tile = stream.next_tile()?;
+            input.extend_from_slice(&tile.image.data);
+            labels.extend(tile.classes.data.iter().map(|&c| f32::from(c)));
+            weights.extend_from_slice(&tile.weights.data);
+        }
+        let step_batch = Batch {
+            input: &input,
+            labels: &labels,
+            weights: &weights,
+            n: batch,
+            tile: options.tile,
+        };
+        let loss = trainer.step(gpu, &step_batch)?;
+        losses.push((trainer.step - 1, loss));
+
+        let done = trainer.step - first_step;
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(trainer.step);
+        bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
+        if trainer.step % options.checkpoint_every.max(1) == 0 {
+            save_run(gpu, &trainer, &checkpoint_path, &losses, &options.out)?;
+        }
+        if let Some(val) = val.filter(|_| trainer.step % options.validate_every.max(1) == 0) {
+            let v = validate(gpu, &trainer.model, val, options.tile)?;
+            bar.println(format!(
+                "step {}: validation pixel error {:.4}, IoU {:.4}",
+                trainer.step, v.pixel_error, v.iou
+            ));
+            validation = Some((trainer.step, v));
+        }
+    }
+    bar.finish_and_clear();
+    save_run(gpu, &trainer, &checkpoint_path, &losses, &options.out)?;
+    let validation = match (val, validation) {
+        (Some(val), last) if last.is_none_or(|(step, _)| step != trainer.step) => {
+            Some(validate(gpu, &trainer.model, val, options.tile)?)
+        }
+        (_, last) => last.map(|(_, v)| v),
+    };
+    Ok(RunSummary {
+        trainer,
+        losses,
+        validation,
+        interrupted,
+        checkpoint: checkpoint_path,
+    })
+}
+
+/// `--resume` takes a run folder or a checkpoint file.
+fn resume_checkpoint(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn save_run(
+    gpu: &Gpu,
+    trainer: &Trainer,
+    checkpoint_path: &Path,
+    losses: &[(u64, f32)],
+    out: &Path,
+) -> Result<()> {
+    checkpoint::save(gpu, trainer, checkpoint_path)?;
+    write_loss_plot(&out.join(LOSS_PLOT_FILE), losses)
+}
+
+/// The loss history of an earlier run (empty if there is none).
+fn read_losses(csv: &Path) -> Vec<(u64, f32)> {
+    let Ok(text) = std::fs::read_to_string(csv) else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (step, loss) = line.split_once(',')?;
+            Some((step.parse().ok()?, loss.parse().ok()?))
+        })
+        .collect()
+}
+
+fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
+    if !options.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(options.steps).with_position(position);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len}  {msg}  [{elapsed_precise}, {eta} left]",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
+pub fn validate(gpu: &Gpu, model: &UNet, val: &Dataset, tile: usize) -> Result<Validation> {
+    let mut total = Validation {
+        pixel_error: 0.0,
+        iou: 0.0,
+    };
+    for sample in val.samples() {
+        let probs = predict(gpu, model, &sample.image, TileOptions { tile, batch: 1 })?;
+        let fg = &probs[1];
+        let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
+        let truth_pixels = sample.labels.data.iter().map(|&l| l != 0).collect();
+        let truth = BinaryMap::new(fg.width, fg.height, truth_pixels)?;
+        total.pixel_error += pixel_error(&pred, &truth)?;
+        total.iou += iou(&pred, &truth)?;
+    }
+    let n = val.len().max(1) as f64;
+    Ok(Validation {
+        pixel_error: total.pixel_error / n,
+        iou: total.iou / n,
+    })
+}
