@@ -228,7 +228,9 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct WeightmapArgs {
-    mask: PathBuf,
+    /// The mask to compute the weight map of.
+    #[arg(value_name = "MASK")]
+    mask_file: PathBuf,
     #[arg(long)]
     out: PathBuf,
     #[arg(long)]
@@ -638,12 +640,12 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn weightmap(args: WeightmapArgs) -> Result<()> {
-    let page = read_pages(&args.mask)?
+    let page = read_pages(&args.mask_file)?
         .into_iter()
         .next()
-        .ok_or_else(|| Error::Config(format!("{}: no image", args.mask.display())))?;
-    let values = page.to_mask_values(&args.mask)?;
-    let labels = unet_wgpu::data::mask_to_labels(&values, args.masks.format(), &args.mask)?;
+        .ok_or_else(|| Error::Config(format!("{}: no image", args.mask_file.display())))?;
+    let values = page.to_mask_values(&args.mask_file)?;
+    let labels = unet_wgpu::data::mask_to_labels(&values, args.masks.format(), &args.mask_file)?;
     let map = unet_wgpu::data::weight_map(&labels, &args.weights.config())?;
     unet_wgpu::data::write_weight_map_png(&args.out, &map)?;
     if let Some(npy) = &args.npy {

@@ -1,0 +1,219 @@
+//! The `unet` binary end to end: help texts, train a few steps on synthetic data, resume,
+//! predict, evaluate, weight maps, and one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
+
+fn unet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unet"))
+        .args(args)
+        .output()
+        .expect("the unet binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `unet args`, asserting success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = unet(args);
+    assert!(
+        out.status.success(),
+        "unet {args:?} failed:\n{}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `unet args`, asserting a clean failure: non-zero exit, one `error:` line, no panic.
+fn fails(args: &[&str]) -> String {
+    let out = unet(args);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "unet {args:?} should fail");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    line.to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("unet-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for command in ["demo", "train", "predict", "eval", "weightmap", "info"] {
+        let help = ok(&[command, "--help"]);
+        assert!(
+            help.contains("Usage:") && help.contains("Example"),
+            "{command}:\n{help}"
+        );
+    }
+    assert!(ok(&["--help"]).contains("demo"));
+}
+
+#[test]
+fn train_resume_predict_and_evaluate() {
+    let dir = scratch("pipeline");
+    let data = dir.join("data");
+    let dataset = synthetic_dataset(3, 96, 96, 5, &SynthConfig::default()).unwrap();
+    write_dataset(&data, &dataset).unwrap();
+    let run = dir.join("run");
+    let train = |steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--mask",
+            "instance",
+            "--holdout",
+            "1",
+            "--tile",
+            "124",
+        ];
+        args.extend_from_slice(&[
+            "--steps",
+            steps,
+            "--out",
+            s(&run),
+            "--checkpoint-every",
+            "1",
+        ]);
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    let first = train("2", &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let resumed = train("3", &["--resume", s(&run)]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert!(
+        text(&resumed.stderr).contains("finished at step 3"),
+        "{}",
+        text(&resumed.stderr)
+    );
+    let losses = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    assert_eq!(
+        losses.lines().count(),
+        1 + 3,
+        "a header and one line per step:\n{losses}"
+    );
+    for file in ["checkpoint.safetensors", "loss.png"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+
+    let preds = dir.join("preds");
+    let image = data
+        .join("images")
+        .join(format!("{}.png", dataset.samples()[2].name));
+    let checkpoint = run.join("checkpoint.safetensors");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        s(&image),
+        "--out",
+        s(&preds),
+        "--tile",
+        "124",
+    ]);
+    let stem = image.file_stem().unwrap().to_str().unwrap();
+    for suffix in ["prob", "mask", "overlay"] {
+        let path = preds.join(format!("{stem}_{suffix}.png"));
+        let written = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!((written.width(), written.height()), (96, 96), "{suffix}");
+    }
+
+    let json = dir.join("eval.json");
+    let table = ok(&[
+        "eval",
+        "--pred",
+        s(&preds),
+        "--labels",
+        s(&data.join("labels")),
+        "--mask",
+        "instance",
+        "--json",
+        s(&json),
+    ]);
+    for metric in ["pixel error", "Rand error", "warping error", "IoU"] {
+        assert!(table.contains(metric), "{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        report["images"].as_array().unwrap().len(),
+        1,
+        "one prediction matches one label"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn weightmap_writes_png_and_npy() {
+    let dir = scratch("weightmap");
+    let dataset = synthetic_dataset(1, 64, 48, 2, &SynthConfig::default()).unwrap();
+    write_dataset(&dir, &dataset).unwrap();
+    let mask = dir
+        .join("labels")
+        .join(format!("{}.png", dataset.samples()[0].name));
+    let (png, npy) = (dir.join("w.png"), dir.join("w.npy"));
+    ok(&[
+        "weightmap",
+        s(&mask),
+        "--mask",
+        "instance",
+        "--out",
+        s(&png),
+        "--npy",
+        s(&npy),
+        "--w0",
+        "10",
+        "--sigma",
+        "5",
+    ]);
+    let picture = image::open(&png).unwrap();
+    assert_eq!((picture.width(), picture.height()), (64, 48));
+    // A .npy file: 10-byte preamble + header, then 64 * 48 little-endian f32.
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!(bytes.len() - 10 - header_len, 64 * 48 * 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let dir = scratch("errors");
+    let missing = dir.join("nope.png");
+    assert!(fails(&["predict", "--checkpoint", s(&missing), s(&missing)]).contains("nope.png"));
+    std::fs::write(dir.join("corrupt.safetensors"), b"not a checkpoint").unwrap();
+    let corrupt = dir.join("corrupt.safetensors");
+    let line = fails(&["predict", "--checkpoint", s(&corrupt), s(&missing)]);
+    assert!(
+        line.contains("corrupt") || line.contains("truncated"),
+        "{line}"
+    );
+    assert!(fails(&["info", "--config", "paper", "--tile", "574"]).contains("572"));
+    assert!(
+        fails(&["train", "--data", "synthetic", "--lr=-1", "--out", s(&dir)])
+            .contains("learning rate")
+    );
+    let unknown = unet(&["train", "--no-such-flag"]);
+    assert!(!unknown.status.success() && text(&unknown.stderr).contains("--no-such-flag"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
