@@ -65,6 +65,30 @@ class UNetConfig:
     def channels(self, level):
         return self.base_channels << level
 
+    def output_size(self, size):
+        """The output side length for an input tile of side `size`, or None when the tile
+        does not fit (an odd max-pool input, or a map shrunk to nothing): config.rs's
+        `output_size`."""
+        shrink = 4 if self.padding == "valid" else 0  # two 3x3 convs per level
+        for _ in range(self.depth - 1):
+            size -= shrink
+            if size <= 0 or size % 2:
+                return None
+            size //= 2
+        size -= shrink
+        for _ in range(self.depth - 1):
+            if size <= 0:
+                return None
+            size = 2 * size - shrink
+        return size if size > 0 else None
+
+    def input_size_for(self, output):
+        """The smallest input tile whose output is at least `output` pixels wide."""
+        size = 1
+        while (self.output_size(size) or 0) < output:
+            size += 1
+        return size
+
 
 class ConvPair(nn.Module):
     """Two 3x3 convolutions, each followed by ReLU: `conv1`, `conv2`."""
