@@ -6,8 +6,9 @@ Regenerate (from the repository root; needs torch, numpy and safetensors, any de
     python scripts/make_golden.py
 
 The output is deterministic for a given PyTorch version (everything is drawn from one
-seeded generator and computed on the CPU), so regenerating should give the same file up to
-the last bits. Commit the fixture together with this script.
+seeded generator and computed on the CPU): regenerating gives the same tensors bit for bit,
+though the order of the metadata in the file's header may change. Commit the fixture
+together with this script.
 
 What it holds, all float32, under these keys:
 
