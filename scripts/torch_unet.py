@@ -1,0 +1,212 @@
+"""The U-Net of unet-wgpu, written plainly in PyTorch.
+
+Parameter names and layouts are exactly those of `src/model/unet.rs`, so a unet-wgpu
+checkpoint loads with `load_state_dict` once its `optimizer.*` entries are dropped:
+
+    enc{i}.conv1.weight  [C_i, C_in, 3, 3]   (i = 0 .. depth-1; the last level is the bottom)
+    enc{i}.conv1.bias    [C_i]
+    enc{i}.conv2.*       [C_i, C_i, 3, 3], [C_i]
+    dec{i}.up.weight     [C_{i+1}, C_i, 2, 2]  (ConvTranspose2d: [C_in, C_out, kH, kW])
+    dec{i}.up.bias       [C_i]
+    dec{i}.conv1.*       [C_i, 2 C_i, 3, 3], [C_i]   (i = 0 .. depth-2)
+    dec{i}.conv2.*       [C_i, C_i, 3, 3], [C_i]
+    head.weight          [classes, C_0, 1, 1]
+    head.bias            [classes]
+
+with C_i = base_channels * 2^i. The forward is the one of unet.rs: two 3x3 convs with ReLU
+per level, a 2x2 max-pool between levels, dropout (training only) on the bottom level's
+output, then per level on the way up a 2x2 stride-2 up-convolution, a centre crop of the
+skip connection to the up-sampled size (window at ((Hs - H) // 2, (Ws - W) // 2)),
+concatenation [skip, up] on channels, two 3x3 convs with ReLU; a 1x1 conv gives the logits.
+
+Usage:
+
+    from torch_unet import UNet, config_from_checkpoint, load_checkpoint
+    model = load_checkpoint("runs/x/checkpoint.safetensors")   # eval mode
+    logits = model(torch.from_numpy(tile))                     # tile: [N, C, H, W] f32
+"""
+
+import json
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class UNetConfig:
+    """The fields of unet-wgpu's `UNetConfig` (as in a checkpoint's `config` metadata)."""
+
+    def __init__(self, in_channels=1, classes=2, depth=5, base_channels=64,
+                 padding="valid", dropout=0.5):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', not {padding!r}")
+        self.in_channels = in_channels
+        self.classes = classes
+        self.depth = depth
+        self.base_channels = base_channels
+        self.padding = padding
+        self.dropout = dropout  # a rate in [0, 1), or None
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+    def to_json(self):
+        # Same keys and order as serde writes them for the Rust struct.
+        return json.dumps({
+            "in_channels": self.in_channels,
+            "classes": self.classes,
+            "depth": self.depth,
+            "base_channels": self.base_channels,
+            "padding": self.padding,
+            "dropout": self.dropout,
+        }, separators=(",", ":"))
+
+    def channels(self, level):
+        return self.base_channels << level
+
+    def output_size(self, size):
+        """The output side length for an input tile of side `size`, or None when the tile
+        does not fit (an odd max-pool input, or a map shrunk to nothing): config.rs's
+        `output_size`."""
+        shrink = 4 if self.padding == "valid" else 0  # two 3x3 convs per level
+        for _ in range(self.depth - 1):
+            size -= shrink
+            if size <= 0 or size % 2:
+                return None
+            size //= 2
+        size -= shrink
+        for _ in range(self.depth - 1):
+            if size <= 0:
+                return None
+            size = 2 * size - shrink
+        return size if size > 0 else None
+
+    def input_size_for(self, output):
+        """The smallest input tile whose output is at least `output` pixels wide."""
+        size = 1
+        while (self.output_size(size) or 0) < output:
+            size += 1
+        return size
+
+
+class ConvPair(nn.Module):
+    """Two 3x3 convolutions, each followed by ReLU: `conv1`, `conv2`."""
+
+    def __init__(self, c_in, c_out, padding):
+        super().__init__()
+        pad = 0 if padding == "valid" else 1
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=pad)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=pad)
+
+    def forward(self, x):
+        return F.relu(self.conv2(F.relu(self.conv1(x))))
+
+
+class UpLevel(nn.Module):
+    """One level of the expanding path: `up` (2x2 up-conv), then `conv1`, `conv2`."""
+
+    def __init__(self, c_below, c, padding):
+        super().__init__()
+        pad = 0 if padding == "valid" else 1
+        self.up = nn.ConvTranspose2d(c_below, c, 2, stride=2)
+        # conv1 sees the cropped skip (c channels) concatenated with the up-conv's c.
+        self.conv1 = nn.Conv2d(2 * c, c, 3, padding=pad)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=pad)
+
+    def forward(self, below, skip):
+        up = self.up(below)
+        cat = torch.cat([center_crop(skip, up.shape[-2:]), up], dim=1)
+        return F.relu(self.conv2(F.relu(self.conv1(cat))))
+
+
+def center_crop(x, size):
+    """The centre window of `x` [N, C, Hs, Ws] of size (H, W), top-left at
+    ((Hs - H) // 2, (Ws - W) // 2) like crop_concat.rs."""
+    h, w = size
+    top = (x.shape[-2] - h) // 2
+    left = (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+class UNet(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        c_in = config.in_channels
+        for level in range(config.depth):
+            self.add_module(f"enc{level}", ConvPair(c_in, config.channels(level), config.padding))
+            c_in = config.channels(level)
+        for level in range(config.depth - 1):
+            self.add_module(f"dec{level}", UpLevel(config.channels(level + 1),
+                                                   config.channels(level), config.padding))
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+        self.head = nn.Conv2d(config.channels(0), config.classes, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """He initialisation as in unet.rs: weights ~ N(0, 2 / fan_in) with fan_in =
+        k * k * C_in for convs and C_in for the up-convs (one tap per input channel);
+        biases zero. (Same distribution as unet-wgpu, not the same random numbers.)"""
+        for module in self.modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                fan_in = module.in_channels
+            elif isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            else:
+                continue
+            with torch.no_grad():
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+                module.bias.zero_()
+
+    def forward(self, x):
+        depth = self.config.depth
+        skips = []
+        for level in range(depth):
+            x = getattr(self, f"enc{level}")(x)
+            if level + 1 < depth:
+                skips.append(x)
+                x = F.max_pool2d(x, 2)
+        x = self.dropout(x)  # end of the contracting path; identity in eval mode
+        for level in reversed(range(depth - 1)):
+            x = getattr(self, f"dec{level}")(x, skips[level])
+        return self.head(x)
+
+
+def weighted_cross_entropy(logits, labels, weights):
+    """unet-wgpu's loss (ops/loss.rs): the pixel-weighted cross-entropy averaged over all
+    N*H*W pixels (not divided by the sum of the weights).
+
+    logits [N, K, H, W]; labels [N, 1, H, W] class indices (any dtype); weights [N, 1, H, W].
+    """
+    ce = F.cross_entropy(logits, labels[:, 0].long(), reduction="none")
+    return (weights[:, 0] * ce).mean()
+
+
+def split_checkpoint(tensors):
+    """Separates a checkpoint's tensors into the model's state_dict and the rest
+    (`optimizer.momentum.<name>`: SGD's momentum buffers)."""
+    state = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+    rest = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    return state, rest
+
+
+def config_from_checkpoint(path):
+    """The UNetConfig stored in a unet-wgpu checkpoint's metadata."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "unet-wgpu" or "config" not in meta:
+        raise ValueError(f"{path} is not a unet-wgpu checkpoint (no unet-wgpu metadata)")
+    return UNetConfig.from_json(meta["config"])
+
+
+def load_checkpoint(path):
+    """A UNet in eval mode holding the weights of a unet-wgpu checkpoint."""
+    from safetensors.torch import load_file
+
+    model = UNet(config_from_checkpoint(path))
+    state, _ = split_checkpoint(load_file(path))
+    model.load_state_dict(state)  # strict: every name and shape must match
+    return model.eval()
