@@ -114,12 +114,13 @@ fn weight_at(m: u32, c: u32, ky: u32, kx: u32) -> f32 {
 fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>,
              @builtin(local_invocation_index) lindex: u32) {
-    // Grid: x = pixel tile within the image, y = block of TILE_M channels, z = image n.
-    let tiles_x = (p.w_grid + 4u * WG_X - 1u) / (4u * WG_X);
-    let tile_x0 = (wid.x % tiles_x) * 4u * WG_X;
-    let tile_y0 = (wid.x / tiles_x) * WG_Y;
-    let m0 = wid.y * TILE_M;
-    let n = wid.z;
+    // Grid: x = column of pixel tiles, y = row of pixel tiles, z = (image n, block of
+    // TILE_M channels); no dimension nears the 65,535 limit for any image that fits.
+    let m_blocks = (p.c_grid + TILE_M - 1u) / TILE_M;
+    let tile_x0 = wid.x * 4u * WG_X;
+    let tile_y0 = wid.y * WG_Y;
+    let m0 = (wid.z % m_blocks) * TILE_M;
+    let n = wid.z / m_blocks;
     let invocations = WG_X * WG_Y;
 
     // acc[m][j]: grid channel m0 + m at pixel (tile_y0 + lid.y, tile_x0 + 4 lid.x + j).

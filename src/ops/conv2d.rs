@@ -532,15 +532,13 @@ impl GemmTiles {
         ]
     }
 
-    /// Workgroups of the forward/backward-input kernel writing `grid`: x = pixel tiles,
-    /// y = channel blocks, z = images.
+    /// Workgroups of the forward/backward-input kernel writing `grid`: x = columns of
+    /// pixel tiles, y = rows of pixel tiles, z = images x channel blocks.
     fn conv_grid(&self, grid: Shape) -> [u32; 3] {
-        let tiles_x = (grid.w as u32).div_ceil(4 * self.wg_x);
-        let tiles_y = (grid.h as u32).div_ceil(self.wg_y);
         [
-            tiles_x * tiles_y,
-            (grid.c as u32).div_ceil(self.tile_m),
-            grid.n as u32,
+            (grid.w as u32).div_ceil(4 * self.wg_x),
+            (grid.h as u32).div_ceil(self.wg_y),
+            grid.n as u32 * (grid.c as u32).div_ceil(self.tile_m),
         ]
     }
 }
