@@ -56,23 +56,27 @@ override TILE_M: u32 = 8u;
 // Patch-source channels staged per step.
 override CHUNK: u32 = 4u;
 // Invocations per workgroup along x and y. In the forward-style kernel each covers 4
-// adjacent pixels of one row, so a workgroup covers a (4 * WG_X) x WG_Y pixel tile.
+// adjacent pixels in each of ROWS_PER_INVOCATION rows, so a workgroup covers a
+// (4 * WG_X) x (WG_Y * ROWS_PER_INVOCATION) pixel tile.
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
+override ROWS_PER_INVOCATION: u32 = 4u;
 
 const MAX_TILE_M: u32 = 16u;
+const MAX_ROWS_PER_INVOCATION: u32 = 4u;
 const MAX_K: u32 = 5u;
 
 // One patch row: 4 * WG_X pixels plus a halo of up to 4 (>= k - 1), in whole vec4s.
 override PATCH_ROW_VEC4S: u32 = WG_X + 1u;
-override PATCH_ROWS: u32 = WG_Y + K - 1u;
+override TILE_H: u32 = WG_Y * ROWS_PER_INVOCATION;
+override PATCH_ROWS: u32 = TILE_H + K - 1u;
 override PATCH_VEC4S: u32 = CHUNK * PATCH_ROWS * PATCH_ROW_VEC4S;
-override WEIGHT_TILE: u32 = CHUNK * K * K * TILE_M;
+override WEIGHT_TILE_VEC4S: u32 = CHUNK * K * K * TILE_M / 4u;
 
 var<workgroup> patch_tile: array<vec4<f32>, PATCH_VEC4S>;
-// weight_tile[((c * K + ky) * K + kx) * TILE_M + m]: the GEMM's A tile, transposed so that
-// one tap's TILE_M weights are adjacent.
-var<workgroup> weight_tile: array<f32, WEIGHT_TILE>;
+// weight_tile[((c * K + ky) * K + kx) * TILE_M / 4 + m / 4][m % 4]: the GEMM's A tile,
+// transposed so that one tap's TILE_M weights are adjacent and load 4 at a time.
+var<workgroup> weight_tile: array<vec4<f32>, WEIGHT_TILE_VEC4S>;
 
 // ---- forward and backward-input: one kernel ----------------------------------------------
 // Bindings: forward: inp, weight, bias, out. backward-input: dout, weight, out, dinp
@@ -118,15 +122,18 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
     // TILE_M channels); no dimension nears the 65,535 limit for any image that fits.
     let m_blocks = (p.c_grid + TILE_M - 1u) / TILE_M;
     let tile_x0 = wid.x * 4u * WG_X;
-    let tile_y0 = wid.y * WG_Y;
+    let tile_y0 = wid.y * TILE_H;
+    // This invocation's rows: tile_y0 + first_row + r for r < ROWS_PER_INVOCATION.
+    let first_row = lid.y * ROWS_PER_INVOCATION;
     let m0 = (wid.z % m_blocks) * TILE_M;
     let n = wid.z / m_blocks;
     let invocations = WG_X * WG_Y;
 
-    // acc[m][j]: grid channel m0 + m at pixel (tile_y0 + lid.y, tile_x0 + 4 lid.x + j).
-    var acc: array<vec4<f32>, MAX_TILE_M>;
-    for (var m = 0u; m < TILE_M; m++) {
-        acc[m] = vec4<f32>(0.0);
+    // acc[r * TILE_M + m][j]: grid channel m0 + m at pixel
+    // (tile_y0 + first_row + r, tile_x0 + 4 lid.x + j).
+    var acc: array<vec4<f32>, MAX_TILE_M * MAX_ROWS_PER_INVOCATION>;
+    for (var i = 0u; i < TILE_M * ROWS_PER_INVOCATION; i++) {
+        acc[i] = vec4<f32>(0.0);
     }
 
     for (var c0 = 0u; c0 < p.c_patch; c0 += CHUNK) {
@@ -141,28 +148,39 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             patch_tile[q] = vec4<f32>(patch_source(n, c, y, x), patch_source(n, c, y, x + 1),
                                  patch_source(n, c, y, x + 2), patch_source(n, c, y, x + 3));
         }
-        // Stage the weight tile.
-        for (var e = lindex; e < WEIGHT_TILE; e += invocations) {
-            let m = e % TILE_M;
-            let kx = (e / TILE_M) % K;
-            let ky = (e / (TILE_M * K)) % K;
-            let c = e / (TILE_M * K * K);
-            weight_tile[e] = weight_at(m0 + m, c0 + c, ky, kx);
+        // Stage the weight tile, 4 channels per step.
+        for (var e = lindex; e < WEIGHT_TILE_VEC4S; e += invocations) {
+            let m = (e % (TILE_M / 4u)) * 4u;
+            let kx = (e / (TILE_M / 4u)) % K;
+            let ky = (e / (TILE_M / 4u * K)) % K;
+            let c = c0 + e / (TILE_M / 4u * K * K);
+            weight_tile[e] = vec4<f32>(weight_at(m0 + m, c, ky, kx), weight_at(m0 + m + 1u, c, ky, kx),
+                                       weight_at(m0 + m + 2u, c, ky, kx), weight_at(m0 + m + 3u, c, ky, kx));
         }
         workgroupBarrier();
 
+        // Loads are the cost on SIMD-across-invocation drivers, so each loaded weight
+        // vec4 serves ROWS_PER_INVOCATION x 4 pixels, and each row window 4 x k taps.
         for (var c = 0u; c < CHUNK; c++) {
             for (var ky = 0u; ky < K; ky++) {
-                // The 4 + k - 1 patch values under this invocation's 4 pixels, row ky.
-                let row = (c * PATCH_ROWS + lid.y + ky) * PATCH_ROW_VEC4S + lid.x;
-                let lo = patch_tile[row];
-                let hi = patch_tile[row + 1u];
-                let row_window = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-                for (var kx = 0u; kx < K; kx++) {
-                    let x = vec4<f32>(row_window[kx], row_window[kx + 1u], row_window[kx + 2u], row_window[kx + 3u]);
-                    let w_base = ((c * K + ky) * K + kx) * TILE_M;
-                    for (var m = 0u; m < TILE_M; m++) {
-                        acc[m] = fma(vec4<f32>(weight_tile[w_base + m]), x, acc[m]);
+                // This tap row's weights: w[kx * TILE_M / 4 + m / 4][m % 4].
+                var w: array<vec4<f32>, MAX_TILE_M / 4u * MAX_K>;
+                let w_base = (c * K + ky) * K * TILE_M / 4u;
+                for (var i = 0u; i < K * TILE_M / 4u; i++) {
+                    w[i] = weight_tile[w_base + i];
+                }
+                for (var r = 0u; r < ROWS_PER_INVOCATION; r++) {
+                    // The 4 + k - 1 patch values under this invocation's 4 pixels of row r.
+                    let row = (c * PATCH_ROWS + first_row + r + ky) * PATCH_ROW_VEC4S + lid.x;
+                    let lo = patch_tile[row];
+                    let hi = patch_tile[row + 1u];
+                    let row_window = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+                    for (var kx = 0u; kx < K; kx++) {
+                        let x = vec4<f32>(row_window[kx], row_window[kx + 1u], row_window[kx + 2u], row_window[kx + 3u]);
+                        for (var m = 0u; m < TILE_M; m++) {
+                            let a = r * TILE_M + m;
+                            acc[a] = fma(vec4<f32>(w[kx * TILE_M / 4u + m / 4u][m % 4u]), x, acc[a]);
+                        }
                     }
                 }
             }
@@ -171,20 +189,23 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     // Epilogue: bias and ReLU in the forward; bounds guards for partial tiles.
-    let y = tile_y0 + lid.y;
     for (var m = 0u; m < TILE_M; m++) {
         let co = m0 + m;
-        var v = acc[m];
+        var bias = 0.0;
         if (!BACKWARD_INPUT) {
-            v += vec4<f32>(aux[min(co, p.c_grid - 1u)]);
-            if (p.relu != 0u) {
+            bias = aux[min(co, p.c_grid - 1u)];
+        }
+        for (var r = 0u; r < ROWS_PER_INVOCATION; r++) {
+            var v = acc[r * TILE_M + m] + vec4<f32>(bias);
+            if (!BACKWARD_INPUT && p.relu != 0u) {
                 v = max(v, vec4<f32>(0.0));
             }
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let x = tile_x0 + 4u * lid.x + j;
-            if (co < p.c_grid && y < p.h_grid && x < p.w_grid) {
-                dst[((n * p.c_grid + co) * p.h_grid + y) * p.w_grid + x] = v[j];
+            let y = tile_y0 + first_row + r;
+            for (var j = 0u; j < 4u; j++) {
+                let x = tile_x0 + 4u * lid.x + j;
+                if (co < p.c_grid && y < p.h_grid && x < p.w_grid) {
+                    dst[((n * p.c_grid + co) * p.h_grid + y) * p.w_grid + x] = v[j];
+                }
             }
         }
     }

@@ -47,6 +47,8 @@ fn reference_forward(
 }
 
 /// The reference backward in f64: (dinp, dweight, dbias) for g = dout * relu'(out).
+/// Index loops on purpose: they spell out the formula in conv2d.wgsl.
+#[allow(clippy::needless_range_loop)]
 fn reference_backward(
     conv: &Conv2d,
     inp: Shape,
@@ -231,13 +233,14 @@ fn gemm_matches_reference_and_direct() {
 #[test]
 fn other_tile_sizes_match_reference() {
     let gpu = gpu();
-    // Tiles unlike the default: 4 channels per workgroup, 1 staged channel, a 16 x 2 pixel
+    // Tiles unlike the default: 4 channels per workgroup, 1 staged channel, a 16 x 6 pixel
     // forward tile, a 2 x 4 weight-gradient tile, and many slices of the reduction.
     let tiles = GemmTiles {
         tile_m: 4,
         chunk: 1,
         wg_x: 4,
         wg_y: 2,
+        rows_per_invocation: 3,
         bw_tile_m: 12,
         wg_ci: 3,
         rows: 2,
@@ -328,4 +331,48 @@ fn tiles_fit_the_device() {
     let small = GemmTiles::for_device(&tiny, 3);
     assert!(small.is_none_or(|t| t.fits(&tiny, 3)));
     assert!(!GemmTiles::DEFAULT.fits(&tiny, 3));
+}
+
+#[test]
+fn benchmark_layers_and_a_tiny_run() {
+    use unet_wgpu::bench::kernels::{self, BenchOptions, Pass};
+    let layers = kernels::paper_layers();
+    assert_eq!(layers.len(), 18);
+    let find = |name: &str| layers.iter().find(|l| l.name == name).unwrap();
+    assert_eq!(
+        (find("enc0.conv1").inp, find("enc0.conv1").c_out),
+        (Shape::new(1, 1, 572, 572), 64)
+    );
+    assert_eq!(
+        (find("enc4.conv2").inp, find("enc4.conv2").c_out),
+        (Shape::new(1, 1024, 30, 30), 1024)
+    );
+    assert_eq!(
+        (find("dec3.conv1").inp, find("dec3.conv1").c_out),
+        (Shape::new(1, 1024, 56, 56), 512)
+    );
+    assert_eq!(
+        (find("dec0.conv2").inp, find("dec0.conv2").c_out),
+        (Shape::new(1, 64, 390, 390), 64)
+    );
+    let small = kernels::small_layers();
+    assert_eq!(
+        (small[1].inp, small[1].c_out),
+        (Shape::new(1, 16, 285, 285), 16)
+    );
+    assert!(kernels::parse_conv_spec("1,64,284").is_err());
+
+    let gpu = gpu();
+    let opts = BenchOptions {
+        reps: 1,
+        ..BenchOptions::default()
+    };
+    let reports = kernels::bench_conv_spec(&gpu, "2,5,13,11,6", &opts).unwrap();
+    assert_eq!(reports.len(), 6, "3 passes x 2 variants");
+    assert!(reports.iter().all(|r| r.ms > 0.0 && r.gflops > 0.0));
+    let gemm_weight = reports
+        .iter()
+        .find(|r| r.pass == Pass::BackwardWeight && r.variant == "gemm")
+        .unwrap();
+    assert!(gemm_weight.speedup.is_some());
 }

@@ -70,9 +70,12 @@ pub struct GemmTiles {
     pub tile_m: u32,
     /// Forward/backward-input: patch channels staged per step.
     pub chunk: u32,
-    /// Forward/backward-input: invocations along x (4 pixels each) and y (1 row each).
+    /// Forward/backward-input: invocations along x (4 pixels each) and y
+    /// (`rows_per_invocation` rows each).
     pub wg_x: u32,
     pub wg_y: u32,
+    /// Forward/backward-input: output rows per invocation (1 to 4).
+    pub rows_per_invocation: u32,
     /// Backward-weight: output channels per workgroup (multiple of 4, <= 16).
     pub bw_tile_m: u32,
     /// Backward-weight: input channels per workgroup (one per invocation along x).
@@ -95,6 +98,7 @@ impl GemmTiles {
         chunk: 4,
         wg_x: 8,
         wg_y: 8,
+        rows_per_invocation: 4,
         bw_tile_m: 8,
         wg_ci: 8,
         rows: 4,
@@ -120,16 +124,18 @@ impl GemmTiles {
     /// Whether these tiles fit the device's workgroup size and memory for a k x k kernel.
     pub fn fits(&self, limits: &wgpu::Limits, kernel: usize) -> bool {
         let k = kernel as u32;
-        let valid_m = |m: u32| m >= 4 && m <= Self::MAX_TILE_M && m % 4 == 0;
+        let valid_m = |m: u32| (4..=Self::MAX_TILE_M).contains(&m) && m.is_multiple_of(4);
         let forward_invocations = self.wg_x * self.wg_y;
         let weight_invocations = self.wg_ci * k;
-        let forward_bytes = 16 * self.chunk * (self.wg_y + k - 1) * (self.wg_x + 1)
+        let tile_h = self.wg_y * self.rows_per_invocation;
+        let forward_bytes = 16 * self.chunk * (tile_h + k - 1) * (self.wg_x + 1)
             + 4 * self.chunk * k * k * self.tile_m;
         let weight_bytes = 16 * self.wg_ci * (self.rows + k - 1) * (self.quads + 1)
             + 16 * self.bw_tile_m * self.rows * self.quads;
         let max_invocations = limits.max_compute_invocations_per_workgroup;
         valid_m(self.tile_m)
             && valid_m(self.bw_tile_m)
+            && (1..=4).contains(&self.rows_per_invocation)
             && [
                 self.chunk, self.wg_x, self.wg_y, self.wg_ci, self.rows, self.quads,
             ]
@@ -521,13 +527,14 @@ fn gemm_backward_weight(
 
 impl GemmTiles {
     /// Override constants of the forward/backward-input kernel.
-    fn conv_constants(&self, conv: &Conv2d, backward_input: bool) -> [(&'static str, f64); 6] {
+    fn conv_constants(&self, conv: &Conv2d, backward_input: bool) -> [(&'static str, f64); 7] {
         [
             ("K", conv.kernel as f64),
             ("TILE_M", f64::from(self.tile_m)),
             ("CHUNK", f64::from(self.chunk)),
             ("WG_X", f64::from(self.wg_x)),
             ("WG_Y", f64::from(self.wg_y)),
+            ("ROWS_PER_INVOCATION", f64::from(self.rows_per_invocation)),
             ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
         ]
     }
@@ -537,7 +544,7 @@ impl GemmTiles {
     fn conv_grid(&self, grid: Shape) -> [u32; 3] {
         [
             (grid.w as u32).div_ceil(4 * self.wg_x),
-            (grid.h as u32).div_ceil(self.wg_y),
+            (grid.h as u32).div_ceil(self.wg_y * self.rows_per_invocation),
             grid.n as u32 * (grid.c as u32).div_ceil(self.tile_m),
         ]
     }
