@@ -118,7 +118,7 @@ fn case(kernel: usize, padding: Padding, relu: bool, inp: Shape, c_out: usize) -
 
 /// Shapes that exercise every guard: odd sizes, channel counts that are not multiples of
 /// the tiles (TILE_M = 8, CHUNK = 4, WG_CI = 8), images narrower and wider than one
-/// 32 x 8 pixel tile, batch > 1, k = 1, same padding, with and without ReLU.
+/// 32 x 32 pixel tile, batch > 1, k = 1, same padding, with and without ReLU.
 fn cases() -> Vec<Case> {
     use Padding::{Same, Valid};
     vec![
