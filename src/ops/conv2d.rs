@@ -8,6 +8,17 @@
 //! conv of the network) skips [`backward_input`]:
 //! - [`backward_input`] **writes** dinp;
 //! - [`backward_params`] **accumulates** into dweight and dbias.
+//!
+//! Two implementations ([`ConvAlgo`]) sit behind the same launchers:
+//! - variant 1, [`ConvAlgo::Direct`] (`shaders/conv2d.wgsl`): one invocation per output
+//!   value, the simple reference;
+//! - variant 2, [`ConvAlgo::Gemm`] (`shaders/conv2d_gemm.wgsl`): tiled implicit GEMM with
+//!   workgroup-memory tiles and register micro-tiles, the default. Its backward-weight
+//!   splits the pixel reduction into slices whose partial sums a second pass adds in a
+//!   fixed order, so results are bit-identical run to run.
+//!
+//! [`forward`], [`backward_input`] and [`backward_params`] run the default; the `*_with`
+//! functions take the variant (benchmarks, tests).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Kernel};
@@ -15,6 +26,130 @@ use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
 use super::WORKGROUP_SIZE;
+
+/// Which implementation runs a convolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    /// Variant 1: direct, one invocation per output value (`shaders/conv2d.wgsl`).
+    Direct,
+    /// Variant 2: tiled implicit GEMM (`shaders/conv2d_gemm.wgsl`) with the default tiles
+    /// for the device. Kernels larger than [`GemmTiles::MAX_KERNEL`] run variant 1.
+    #[default]
+    Gemm,
+    /// Variant 2 with explicit tile sizes (for tuning).
+    GemmTiled(GemmTiles),
+}
+
+impl ConvAlgo {
+    /// A short name for reports: "direct" or "gemm".
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Gemm | ConvAlgo::GemmTiled(_) => "gemm",
+        }
+    }
+
+    /// The tiles to use for `conv`, or None where variant 1 must run.
+    fn tiles(&self, gpu: &Gpu, conv: &Conv2d) -> Option<GemmTiles> {
+        if conv.kernel > GemmTiles::MAX_KERNEL {
+            return None;
+        }
+        match self {
+            ConvAlgo::Direct => None,
+            ConvAlgo::Gemm => GemmTiles::for_device(gpu.limits(), conv.kernel),
+            ConvAlgo::GemmTiled(tiles) => Some(*tiles),
+        }
+    }
+}
+
+/// Tile sizes of the implicit-GEMM kernels, passed to WGSL as `override` constants (so the
+/// pipeline cache keys on them). See `shaders/conv2d_gemm.wgsl` for what each one tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTiles {
+    /// Output channels per workgroup, all held by each invocation (multiple of 4, <= 16).
+    pub tile_m: u32,
+    /// Forward/backward-input: patch channels staged per step.
+    pub chunk: u32,
+    /// Forward/backward-input: invocations along x (4 pixels each) and y
+    /// (`rows_per_invocation` rows each).
+    pub wg_x: u32,
+    pub wg_y: u32,
+    /// Forward/backward-input: output rows per invocation (1 to 4).
+    pub rows_per_invocation: u32,
+    /// Backward-weight: output channels per workgroup (multiple of 4, <= 16).
+    pub bw_tile_m: u32,
+    /// Backward-weight: input channels per workgroup (one per invocation along x).
+    pub wg_ci: u32,
+    /// Backward-weight: pixel tile of `rows` x `4 * quads`.
+    pub rows: u32,
+    pub quads: u32,
+    /// Backward-weight: aim for at least this many workgroups when splitting the reduction.
+    pub min_workgroups: u32,
+}
+
+impl GemmTiles {
+    /// The largest kernel size the GEMM kernels handle (the halo fits one extra vec4).
+    pub const MAX_KERNEL: usize = 5;
+    const MAX_TILE_M: u32 = 16;
+
+    /// Tuned on lavapipe (see docs/kernel-benchmarks.md).
+    pub const DEFAULT: GemmTiles = GemmTiles {
+        tile_m: 8,
+        chunk: 4,
+        wg_x: 8,
+        wg_y: 8,
+        rows_per_invocation: 4,
+        bw_tile_m: 8,
+        wg_ci: 8,
+        rows: 4,
+        quads: 8,
+        min_workgroups: 64,
+    };
+
+    /// The default tiles, shrunk until they fit the device's limits (None if nothing fits).
+    pub fn for_device(limits: &wgpu::Limits, kernel: usize) -> Option<GemmTiles> {
+        let mut tiles = Self::DEFAULT;
+        for _ in 0..4 {
+            if tiles.fits(limits, kernel) {
+                return Some(tiles);
+            }
+            tiles.wg_y = (tiles.wg_y / 2).max(1);
+            tiles.chunk = (tiles.chunk / 2).max(1);
+            tiles.rows = (tiles.rows / 2).max(1);
+            tiles.wg_ci = (tiles.wg_ci / 2).max(1);
+        }
+        None
+    }
+
+    /// Whether these tiles fit the device's workgroup size and memory for a k x k kernel.
+    pub fn fits(&self, limits: &wgpu::Limits, kernel: usize) -> bool {
+        let k = kernel as u32;
+        let valid_m = |m: u32| (4..=Self::MAX_TILE_M).contains(&m) && m.is_multiple_of(4);
+        let forward_invocations = self.wg_x * self.wg_y;
+        let weight_invocations = self.wg_ci * k;
+        let tile_h = self.wg_y * self.rows_per_invocation;
+        let forward_bytes = 16 * self.chunk * (tile_h + k - 1) * (self.wg_x + 1)
+            + 4 * self.chunk * k * k * self.tile_m;
+        let weight_bytes = 16 * self.wg_ci * (self.rows + k - 1) * (self.quads + 1)
+            + 16 * self.bw_tile_m * self.rows * self.quads;
+        let max_invocations = limits.max_compute_invocations_per_workgroup;
+        valid_m(self.tile_m)
+            && valid_m(self.bw_tile_m)
+            && (1..=4).contains(&self.rows_per_invocation)
+            && [
+                self.chunk, self.wg_x, self.wg_y, self.wg_ci, self.rows, self.quads,
+            ]
+            .iter()
+            .all(|&v| v > 0)
+            && forward_invocations <= max_invocations
+            && weight_invocations <= max_invocations
+            && self.wg_x <= limits.max_compute_workgroup_size_x
+            && self.wg_y <= limits.max_compute_workgroup_size_y
+            && self.wg_ci <= limits.max_compute_workgroup_size_x
+            && k <= limits.max_compute_workgroup_size_y
+            && forward_bytes.max(weight_bytes) <= limits.max_compute_workgroup_storage_size
+    }
+}
 
 /// Zero padding of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -155,6 +290,22 @@ const BACKWARD_WEIGHT: Kernel = Kernel {
     entry: "backward_weight",
     bindings: &[Read, Read, Read, ReadWrite], // out, dout, inp, dweight
 };
+const GEMM_CONV: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "conv_gemm",
+    // forward: inp, weight, bias, out; backward-input: dout, weight, out, dinp.
+    bindings: &[Read, Read, Read, ReadWrite],
+};
+const GEMM_BACKWARD_WEIGHT: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "backward_weight",
+    bindings: &[Read, Read, Read, ReadWrite], // out, dout, inp, partial
+};
+const GEMM_SUM_SPLITS: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "sum_splits",
+    bindings: &[Read, ReadWrite], // partial, dweight
+};
 const BACKWARD_BIAS: Kernel = Kernel {
     shader: shader!("conv2d.wgsl"),
     entry: "backward_bias",
@@ -174,7 +325,7 @@ fn check_len(what: &str, t: &Tensor, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// out = conv(inp, weight) + bias, then ReLU if fused.
+/// out = conv(inp, weight) + bias, then ReLU if fused. Runs the default variant.
 pub fn forward(
     gpu: &Gpu,
     conv: &Conv2d,
@@ -182,17 +333,10 @@ pub fn forward(
     weight: &Tensor,
     bias: &Tensor,
 ) -> Result<Tensor> {
-    let out_shape = conv.check(inp, weight)?;
-    check_len("bias", bias, out_shape.c)?;
-    let out = Tensor::empty(gpu, out_shape, "conv2d out")?;
-    let params = conv.params(inp.shape(), out_shape, out_shape.numel());
-    let grid = gpu.grid_1d(out_shape.numel() as u64, WORKGROUP_SIZE);
-    let buffers = [inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()];
-    gpu.dispatch(&FORWARD, &[], &params, &buffers, grid)?;
-    Ok(out)
+    forward_with(gpu, ConvAlgo::default(), conv, inp, weight, bias)
 }
 
-/// The gradient with respect to the input. Writes dinp.
+/// The gradient with respect to the input. Writes dinp. Runs the default variant.
 pub fn backward_input(
     gpu: &Gpu,
     conv: &Conv2d,
@@ -201,19 +345,101 @@ pub fn backward_input(
     out: &Tensor,
     dout: &Tensor,
 ) -> Result<Tensor> {
-    let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
-    let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
-    let params = conv.params(inp_shape, out_shape, inp_shape.numel());
-    let grid = gpu.grid_1d(inp_shape.numel() as u64, WORKGROUP_SIZE);
-    let buffers = [out.buffer(), dout.buffer(), weight.buffer(), dinp.buffer()];
-    gpu.dispatch(&BACKWARD_INPUT, &[], &params, &buffers, grid)?;
-    Ok(dinp)
+    backward_input_with(gpu, ConvAlgo::default(), conv, inp_shape, weight, out, dout)
 }
 
 /// The gradients with respect to weight and bias. Accumulates into dweight and dbias.
+/// Runs the default variant.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_params(
     gpu: &Gpu,
+    conv: &Conv2d,
+    inp: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+) -> Result<()> {
+    backward_params_with(
+        gpu,
+        ConvAlgo::default(),
+        conv,
+        inp,
+        out,
+        dout,
+        dweight,
+        dbias,
+    )
+}
+
+/// [`forward`] with the variant `algo`.
+pub fn forward_with(
+    gpu: &Gpu,
+    algo: ConvAlgo,
+    conv: &Conv2d,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
+    let out_shape = conv.check(inp, weight)?;
+    check_len("bias", bias, out_shape.c)?;
+    let out = Tensor::empty(gpu, out_shape, "conv2d out")?;
+    match algo.tiles(gpu, conv) {
+        None => {
+            let params = conv.params(inp.shape(), out_shape, out_shape.numel());
+            let grid = gpu.grid_1d(out_shape.numel() as u64, WORKGROUP_SIZE);
+            let buffers = [inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()];
+            gpu.dispatch(&FORWARD, &[], &params, &buffers, grid)?;
+        }
+        Some(tiles) => {
+            // GEMM: out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix] (+ bias, ReLU).
+            let params = GemmParams::new(conv, inp.shape(), out_shape, false);
+            let buffers = [inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()];
+            let constants = tiles.conv_constants(conv, false);
+            let grid = tiles.conv_grid(out_shape);
+            gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, grid)?;
+        }
+    }
+    Ok(out)
+}
+
+/// [`backward_input`] with the variant `algo`.
+pub fn backward_input_with(
+    gpu: &Gpu,
+    algo: ConvAlgo,
+    conv: &Conv2d,
+    inp_shape: Shape,
+    weight: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+) -> Result<Tensor> {
+    let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
+    let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
+    match algo.tiles(gpu, conv) {
+        None => {
+            let params = conv.params(inp_shape, out_shape, inp_shape.numel());
+            let grid = gpu.grid_1d(inp_shape.numel() as u64, WORKGROUP_SIZE);
+            let buffers = [out.buffer(), dout.buffer(), weight.buffer(), dinp.buffer()];
+            gpu.dispatch(&BACKWARD_INPUT, &[], &params, &buffers, grid)?;
+        }
+        Some(tiles) => {
+            // GEMM: dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full"
+            // convolution of g = dout * relu'(out) with the transposed, flipped weight.
+            let params = GemmParams::new(conv, out_shape, inp_shape, true);
+            let buffers = [dout.buffer(), weight.buffer(), out.buffer(), dinp.buffer()];
+            let constants = tiles.conv_constants(conv, true);
+            let grid = tiles.conv_grid(inp_shape);
+            gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, grid)?;
+        }
+    }
+    Ok(dinp)
+}
+
+/// [`backward_params`] with the variant `algo`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_params_with(
+    gpu: &Gpu,
+    algo: ConvAlgo,
     conv: &Conv2d,
     inp: &Tensor,
     out: &Tensor,
@@ -230,14 +456,143 @@ pub fn backward_params(
     check_same("dout", dout, out_shape)?;
 
     let params = conv.params(inp.shape(), out_shape, weight_shape.numel());
-    // One workgroup per weight element.
-    let grid = gpu.grid_1d(weight_shape.numel() as u64, 1);
-    let buffers = [out.buffer(), dout.buffer(), inp.buffer(), dweight.buffer()];
-    gpu.dispatch(&BACKWARD_WEIGHT, &[], &params, &buffers, grid)?;
+    match algo.tiles(gpu, conv) {
+        None => {
+            // One workgroup per weight element.
+            let grid = gpu.grid_1d(weight_shape.numel() as u64, 1);
+            let buffers = [out.buffer(), dout.buffer(), inp.buffer(), dweight.buffer()];
+            gpu.dispatch(&BACKWARD_WEIGHT, &[], &params, &buffers, grid)?;
+        }
+        Some(tiles) => gemm_backward_weight(gpu, conv, tiles, inp, out, dout, dweight)?,
+    }
 
-    // One workgroup per output channel.
+    // dbias is a plain reduction over pixels for both variants: one workgroup per channel.
     let buffers = [out.buffer(), dout.buffer(), dbias.buffer()];
     gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, [c_out as u32, 1, 1])
+}
+
+/// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
+/// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
+/// slice order (deterministic, no atomics).
+fn gemm_backward_weight(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    tiles: GemmTiles,
+    inp: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+) -> Result<()> {
+    let inp_shape = inp.shape();
+    let out_shape = out.shape();
+    let k = conv.kernel as u32;
+    let ci_blocks = (inp_shape.c as u32).div_ceil(tiles.wg_ci);
+    let co_blocks = (out_shape.c as u32).div_ceil(tiles.bw_tile_m);
+    let tile_w = 4 * tiles.quads;
+    let pixel_tiles = out_shape.n as u32
+        * (out_shape.h as u32).div_ceil(tiles.rows)
+        * (out_shape.w as u32).div_ceil(tile_w);
+    // Enough slices to give the device min_workgroups workgroups, but none empty and
+    // never more than the per-dimension limit.
+    let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
+    let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
+    let tiles_per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
+    let splits = pixel_tiles.div_ceil(tiles_per_split);
+
+    let count = dweight.numel() as u32;
+    let mut params = GemmParams::new(conv, inp_shape, out_shape, false);
+    params.tiles_per_split = tiles_per_split;
+    params.splits = splits;
+    params.count = count;
+    let partial = Tensor::empty(
+        gpu,
+        Shape::new(splits as usize, 1, 1, count as usize),
+        "conv2d dweight partial sums",
+    )?;
+    let buffers = [out.buffer(), dout.buffer(), inp.buffer(), partial.buffer()];
+    let constants = [
+        ("K", f64::from(k)),
+        ("TILE_M", f64::from(tiles.bw_tile_m)),
+        ("WG_CI", f64::from(tiles.wg_ci)),
+        ("ROWS", f64::from(tiles.rows)),
+        ("QUADS", f64::from(tiles.quads)),
+    ];
+    let grid = [ci_blocks, co_blocks, splits];
+    gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
+
+    let buffers = [partial.buffer(), dweight.buffer()];
+    let grid = gpu.grid_1d(u64::from(count), WORKGROUP_SIZE);
+    let constants = [("WG_SUM", f64::from(WORKGROUP_SIZE))];
+    gpu.dispatch(&GEMM_SUM_SPLITS, &constants, &params, &buffers, grid)
+}
+
+impl GemmTiles {
+    /// Override constants of the forward/backward-input kernel.
+    fn conv_constants(&self, conv: &Conv2d, backward_input: bool) -> [(&'static str, f64); 7] {
+        [
+            ("K", conv.kernel as f64),
+            ("TILE_M", f64::from(self.tile_m)),
+            ("CHUNK", f64::from(self.chunk)),
+            ("WG_X", f64::from(self.wg_x)),
+            ("WG_Y", f64::from(self.wg_y)),
+            ("ROWS_PER_INVOCATION", f64::from(self.rows_per_invocation)),
+            ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
+        ]
+    }
+
+    /// Workgroups of the forward/backward-input kernel writing `grid`: x = columns of
+    /// pixel tiles, y = rows of pixel tiles, z = images x channel blocks.
+    fn conv_grid(&self, grid: Shape) -> [u32; 3] {
+        [
+            (grid.w as u32).div_ceil(4 * self.wg_x),
+            (grid.h as u32).div_ceil(self.wg_y * self.rows_per_invocation),
+            grid.n as u32 * (grid.c as u32).div_ceil(self.tile_m),
+        ]
+    }
+}
+
+/// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    n: u32,
+    c_patch: u32,
+    h_patch: u32,
+    w_patch: u32,
+    c_grid: u32,
+    h_grid: u32,
+    w_grid: u32,
+    pad: u32,
+    relu: u32,
+    tiles_per_split: u32,
+    splits: u32,
+    count: u32,
+}
+
+impl GemmParams {
+    /// Params for windows cut from `patch` (padded as the pass needs) onto `grid`.
+    /// Backward-input pads by k - 1 - pad: it is the "full" convolution of the forward.
+    fn new(conv: &Conv2d, patch: Shape, grid: Shape, backward_input: bool) -> GemmParams {
+        let pad = if backward_input {
+            conv.kernel - 1 - conv.pad()
+        } else {
+            conv.pad()
+        };
+        GemmParams {
+            n: patch.n as u32,
+            c_patch: patch.c as u32,
+            h_patch: patch.h as u32,
+            w_patch: patch.w as u32,
+            c_grid: grid.c as u32,
+            h_grid: grid.h as u32,
+            w_grid: grid.w as u32,
+            pad: pad as u32,
+            relu: u32::from(conv.relu),
+            tiles_per_split: 0,
+            splits: 0,
+            count: 0,
+        }
+    }
 }
 
 fn check_same(what: &str, t: &Tensor, shape: Shape) -> Result<()> {

@@ -1,0 +1,4 @@
+//! Benchmarks of the engine's kernels, as a library: the `unet bench kernels` command and
+//! `cargo bench` both call into it.
+
+pub mod kernels;

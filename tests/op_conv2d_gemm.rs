@@ -1,0 +1,378 @@
+//! conv2d variant 2 (tiled implicit GEMM) against the f64 CPU reference, against variant 1
+//! (direct), against finite differences, and run to run (bit-identical).
+
+mod common;
+
+use common::*;
+use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding};
+use unet_wgpu::{Gpu, Shape, Tensor};
+
+/// The reference convolution in f64 (after ReLU if fused).
+fn reference_forward(
+    conv: &Conv2d,
+    inp: Shape,
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    c_out: usize,
+) -> Vec<f64> {
+    let out = conv.out_shape(inp, c_out).unwrap();
+    let (k, pad) = (conv.kernel, conv.pad() as isize);
+    let mut y = vec![0.0; out.numel()];
+    for n in 0..out.n {
+        for co in 0..c_out {
+            for oy in 0..out.h {
+                for ox in 0..out.w {
+                    let mut acc = b[co];
+                    for ci in 0..inp.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy + ky) as isize - pad;
+                                let ix = (ox + kx) as isize - pad;
+                                if iy < 0 || ix < 0 || iy >= inp.h as isize || ix >= inp.w as isize
+                                {
+                                    continue;
+                                }
+                                acc += x[inp.index(n, ci, iy as usize, ix as usize)]
+                                    * w[((co * inp.c + ci) * k + ky) * k + kx];
+                            }
+                        }
+                    }
+                    y[out.index(n, co, oy, ox)] = if conv.relu { acc.max(0.0) } else { acc };
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The reference backward in f64: (dinp, dweight, dbias) for g = dout * relu'(out).
+/// Index loops on purpose: they spell out the formula in conv2d.wgsl.
+#[allow(clippy::needless_range_loop)]
+fn reference_backward(
+    conv: &Conv2d,
+    inp: Shape,
+    x: &[f64],
+    w: &[f64],
+    out: &[f64],
+    dout: &[f64],
+    c_out: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let out_shape = conv.out_shape(inp, c_out).unwrap();
+    let (k, pad) = (conv.kernel, conv.pad() as isize);
+    let mut dinp = vec![0.0; inp.numel()];
+    let mut dw = vec![0.0; c_out * inp.c * k * k];
+    let mut db = vec![0.0; c_out];
+    for n in 0..out_shape.n {
+        for co in 0..c_out {
+            for oy in 0..out_shape.h {
+                for ox in 0..out_shape.w {
+                    let o = out_shape.index(n, co, oy, ox);
+                    let g = if conv.relu && out[o] <= 0.0 {
+                        0.0
+                    } else {
+                        dout[o]
+                    };
+                    db[co] += g;
+                    for ci in 0..inp.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy + ky) as isize - pad;
+                                let ix = (ox + kx) as isize - pad;
+                                if iy < 0 || ix < 0 || iy >= inp.h as isize || ix >= inp.w as isize
+                                {
+                                    continue;
+                                }
+                                let i = inp.index(n, ci, iy as usize, ix as usize);
+                                let wi = ((co * inp.c + ci) * k + ky) * k + kx;
+                                dinp[i] += g * w[wi];
+                                dw[wi] += g * x[i];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dinp, dw, db)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    conv: Conv2d,
+    inp: Shape,
+    c_out: usize,
+}
+
+fn case(kernel: usize, padding: Padding, relu: bool, inp: Shape, c_out: usize) -> Case {
+    Case {
+        conv: Conv2d {
+            kernel,
+            padding,
+            relu,
+        },
+        inp,
+        c_out,
+    }
+}
+
+/// Shapes that exercise every guard: odd sizes, channel counts that are not multiples of
+/// the tiles (TILE_M = 8, CHUNK = 4, WG_CI = 8), images narrower and wider than one
+/// 32 x 32 pixel tile, batch > 1, k = 1, same padding, with and without ReLU.
+fn cases() -> Vec<Case> {
+    use Padding::{Same, Valid};
+    vec![
+        case(3, Valid, true, Shape::new(1, 3, 7, 9), 5),
+        case(3, Valid, false, Shape::new(2, 4, 17, 13), 3),
+        case(3, Same, true, Shape::new(2, 5, 11, 6), 7),
+        case(1, Valid, false, Shape::new(3, 6, 5, 5), 2),
+        case(1, Same, true, Shape::new(1, 9, 10, 37), 13),
+        case(5, Same, false, Shape::new(1, 2, 9, 8), 3),
+        case(3, Valid, true, Shape::new(1, 16, 35, 41), 8),
+        case(3, Same, true, Shape::new(2, 11, 19, 70), 17),
+        case(3, Valid, true, Shape::new(1, 1, 44, 45), 12),
+    ]
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    g: Vec<f32>,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+fn upload_case(gpu: &Gpu, c: &Case, seed: u64) -> Data {
+    let mut r = rng(seed);
+    let wshape = c.conv.weight_shape(c.inp.c, c.c_out);
+    let out_shape = c.conv.out_shape(c.inp, c.c_out).unwrap();
+    let x = random_vec(&mut r, c.inp.numel());
+    let w = random_vec(&mut r, wshape.numel());
+    let b = random_vec(&mut r, c.c_out);
+    let g = random_vec(&mut r, out_shape.numel());
+    Data {
+        inp: upload(gpu, c.inp, &x),
+        weight: upload(gpu, wshape, &w),
+        bias: upload(gpu, Shape::vector(c.c_out), &b),
+        x,
+        w,
+        b,
+        g,
+    }
+}
+
+/// Every pass of one variant: (out, dinp, dweight, dbias).
+fn run_all(gpu: &Gpu, algo: ConvAlgo, c: &Case, d: &Data) -> [Vec<f32>; 4] {
+    let out = conv2d::forward_with(gpu, algo, &c.conv, &d.inp, &d.weight, &d.bias).unwrap();
+    let dout = upload(gpu, out.shape(), &d.g);
+    let dinp =
+        conv2d::backward_input_with(gpu, algo, &c.conv, c.inp, &d.weight, &out, &dout).unwrap();
+    let dweight = Tensor::zeros(gpu, d.weight.shape(), "dweight").unwrap();
+    let dbias = Tensor::zeros(gpu, d.bias.shape(), "dbias").unwrap();
+    conv2d::backward_params_with(gpu, algo, &c.conv, &d.inp, &out, &dout, &dweight, &dbias)
+        .unwrap();
+    [
+        out.to_vec(gpu).unwrap(),
+        dinp.to_vec(gpu).unwrap(),
+        dweight.to_vec(gpu).unwrap(),
+        dbias.to_vec(gpu).unwrap(),
+    ]
+}
+
+fn check_against_reference_and_direct(gpu: &Gpu, algo: ConvAlgo, c: &Case, seed: u64) {
+    let d = upload_case(gpu, c, seed);
+    let fast = run_all(gpu, algo, c, &d);
+    let direct = run_all(gpu, ConvAlgo::Direct, c, &d);
+    let what = |pass: &str| format!("{pass} {algo:?} {:?} on {} -> {}", c.conv, c.inp, c.c_out);
+
+    let want_out = reference_forward(
+        &c.conv,
+        c.inp,
+        &to_f64(&d.x),
+        &to_f64(&d.w),
+        &to_f64(&d.b),
+        c.c_out,
+    );
+    // The backward reference reads relu' off the GPU's own output, as the kernels do, so
+    // that a pre-activation within rounding of 0 cannot flip the mask between the two.
+    let (want_dinp, want_dw, want_db) = reference_backward(
+        &c.conv,
+        c.inp,
+        &to_f64(&d.x),
+        &to_f64(&d.w),
+        &to_f64(&fast[0]),
+        &to_f64(&d.g),
+        c.c_out,
+    );
+    let wants = [want_out, want_dinp, want_dw, want_db];
+    for (pass, ((got, want), reference)) in ["forward", "dinp", "dweight", "dbias"]
+        .iter()
+        .zip(fast.iter().zip(&wants).zip(&direct))
+    {
+        assert_close(&what(pass), got, want, 1e-4, 1e-4);
+        assert_close(
+            &format!("{} vs direct", what(pass)),
+            got,
+            &to_f64(reference),
+            1e-4,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn gemm_matches_reference_and_direct() {
+    let gpu = gpu();
+    for (seed, c) in cases().iter().enumerate() {
+        check_against_reference_and_direct(&gpu, ConvAlgo::Gemm, c, seed as u64);
+    }
+}
+
+#[test]
+fn other_tile_sizes_match_reference() {
+    let gpu = gpu();
+    // Tiles unlike the default: 4 channels per workgroup, 1 staged channel, a 16 x 6 pixel
+    // forward tile, a 2 x 4 weight-gradient tile, and many slices of the reduction.
+    let tiles = GemmTiles {
+        tile_m: 4,
+        chunk: 1,
+        wg_x: 4,
+        wg_y: 2,
+        rows_per_invocation: 3,
+        bw_tile_m: 12,
+        wg_ci: 3,
+        rows: 2,
+        quads: 1,
+        min_workgroups: 1000,
+    };
+    assert!(tiles.fits(gpu.limits(), 3));
+    let algo = ConvAlgo::GemmTiled(tiles);
+    for (seed, c) in cases().iter().enumerate().step_by(2) {
+        check_against_reference_and_direct(&gpu, algo, c, 50 + seed as u64);
+    }
+}
+
+/// Finite differences of the f64 reference loss L = sum(out * g) on tiny shapes.
+#[test]
+fn gemm_backward_matches_finite_differences() {
+    let gpu = gpu();
+    let tiny = [
+        case(3, Padding::Valid, false, Shape::new(1, 2, 6, 5), 3),
+        case(3, Padding::Same, true, Shape::new(2, 3, 5, 4), 2),
+        case(1, Padding::Valid, true, Shape::new(2, 3, 4, 3), 5),
+    ];
+    for (seed, c) in tiny.iter().enumerate() {
+        let d = upload_case(&gpu, c, 20 + seed as u64);
+        let [_, dinp, dweight, dbias] = run_all(&gpu, ConvAlgo::Gemm, c, &d);
+        let (x, w, b, g) = (to_f64(&d.x), to_f64(&d.w), to_f64(&d.b), to_f64(&d.g));
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            dot(&reference_forward(&c.conv, c.inp, x, w, b, c.c_out), &g)
+        };
+        let eps = 1e-4;
+        let what = format!("{:?} on {}", c.conv, c.inp);
+        let want = numeric_grad(|v| loss(v, &w, &b), &x, eps);
+        assert_close(&format!("dinp {what}"), &dinp, &want, 1e-3, 1e-3);
+        let want = numeric_grad(|v| loss(&x, v, &b), &w, eps);
+        assert_close(&format!("dweight {what}"), &dweight, &want, 1e-3, 1e-3);
+        let want = numeric_grad(|v| loss(&x, &w, v), &b, eps);
+        assert_close(&format!("dbias {what}"), &dbias, &want, 1e-3, 1e-3);
+    }
+}
+
+#[test]
+fn gemm_is_bit_reproducible_and_accumulates() {
+    let gpu = gpu();
+    let c = case(3, Padding::Valid, true, Shape::new(2, 16, 30, 29), 24);
+    let d = upload_case(&gpu, &c, 5);
+    let first = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
+    let second = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
+    for (pass, (a, b)) in ["forward", "dinp", "dweight", "dbias"]
+        .iter()
+        .zip(first.iter().zip(&second))
+    {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{pass}: two runs differ");
+    }
+    assert!(
+        first[2].iter().any(|&v| v != 0.0),
+        "dweight must not be trivially zero"
+    );
+
+    // Parameter gradients accumulate: a second backward_params doubles them.
+    let out = conv2d::forward(&gpu, &c.conv, &d.inp, &d.weight, &d.bias).unwrap();
+    let dout = upload(&gpu, out.shape(), &d.g);
+    let dweight = Tensor::zeros(&gpu, d.weight.shape(), "dweight").unwrap();
+    let dbias = Tensor::zeros(&gpu, d.bias.shape(), "dbias").unwrap();
+    for _ in 0..2 {
+        conv2d::backward_params(&gpu, &c.conv, &d.inp, &out, &dout, &dweight, &dbias).unwrap();
+    }
+    let doubled: Vec<f64> = first[2].iter().map(|&v| 2.0 * f64::from(v)).collect();
+    assert_close(
+        "dweight twice",
+        &dweight.to_vec(&gpu).unwrap(),
+        &doubled,
+        1e-6,
+        1e-6,
+    );
+}
+
+#[test]
+fn tiles_fit_the_device() {
+    let gpu = gpu();
+    for k in [1, 3, 5] {
+        let tiles = GemmTiles::for_device(gpu.limits(), k).expect("some tiles fit");
+        assert!(tiles.fits(gpu.limits(), k));
+    }
+    let mut tiny = gpu.limits().clone();
+    tiny.max_compute_workgroup_storage_size = 1024;
+    tiny.max_compute_invocations_per_workgroup = 16;
+    let small = GemmTiles::for_device(&tiny, 3);
+    assert!(small.is_none_or(|t| t.fits(&tiny, 3)));
+    assert!(!GemmTiles::DEFAULT.fits(&tiny, 3));
+}
+
+#[test]
+fn benchmark_layers_and_a_tiny_run() {
+    use unet_wgpu::bench::kernels::{self, BenchOptions, Pass};
+    let layers = kernels::paper_layers();
+    assert_eq!(layers.len(), 18);
+    let find = |name: &str| layers.iter().find(|l| l.name == name).unwrap();
+    assert_eq!(
+        (find("enc0.conv1").inp, find("enc0.conv1").c_out),
+        (Shape::new(1, 1, 572, 572), 64)
+    );
+    assert_eq!(
+        (find("enc4.conv2").inp, find("enc4.conv2").c_out),
+        (Shape::new(1, 1024, 30, 30), 1024)
+    );
+    assert_eq!(
+        (find("dec3.conv1").inp, find("dec3.conv1").c_out),
+        (Shape::new(1, 1024, 56, 56), 512)
+    );
+    assert_eq!(
+        (find("dec0.conv2").inp, find("dec0.conv2").c_out),
+        (Shape::new(1, 64, 390, 390), 64)
+    );
+    let small = kernels::small_layers();
+    assert_eq!(
+        (small[1].inp, small[1].c_out),
+        (Shape::new(1, 16, 285, 285), 16)
+    );
+    assert!(kernels::parse_conv_spec("1,64,284").is_err());
+
+    let gpu = gpu();
+    let opts = BenchOptions {
+        reps: 1,
+        ..BenchOptions::default()
+    };
+    let reports = kernels::bench_conv_spec(&gpu, "2,5,13,11,6", &opts).unwrap();
+    assert_eq!(reports.len(), 6, "3 passes x 2 variants");
+    assert!(reports.iter().all(|r| r.ms > 0.0 && r.gflops > 0.0));
+    let gemm_weight = reports
+        .iter()
+        .find(|r| r.pass == Pass::BackwardWeight && r.variant == "gemm")
+        .unwrap();
+    assert!(gemm_weight.speedup.is_some());
+}
