@@ -65,6 +65,9 @@ enum Command {
         after_help = "Example:\n  unet weightmap labels/00.png --out w.png --npy w.npy --w0 10 --sigma 5"
     )]
     Weightmap(WeightmapArgs),
+    /// Benchmark the kernels or a whole training step.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// List GPU adapters, show the chosen one and its limits, and a network's layer table.
     #[command(
         after_help = "Examples:\n  unet info\n  unet info --config small --tile 188\n  unet info --adapter llvmpipe"
@@ -241,6 +244,43 @@ struct WeightmapArgs {
     masks: MaskArgs,
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Every pass of every 3x3 conv layer of the U-Net, each variant checked against
+    /// variant 1 (direct) before it is timed; median ms, GFLOP/s and speedup.
+    #[command(after_help = "Examples:\n  unet bench kernels --shapes small\n  \
+        unet bench kernels --conv 1,64,284,284,64 --json conv.json")]
+    Kernels {
+        /// Layer shapes: paper (from the 572 tile) or small (1/4 channels, 1/2 size).
+        #[arg(long, default_value = "small")]
+        shapes: String,
+        /// One 3x3 valid conv instead: N,C_in,H,W,C_out.
+        #[arg(long)]
+        conv: Option<String>,
+        /// Timed repetitions per kernel (after a warm-up).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Skip timing variant 1 above this many GFLOP per pass (it is still the check).
+        #[arg(long, default_value_t = 5.0)]
+        direct_limit: f64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// A whole training step: forward, loss, backward, SGD.
+    #[command(
+        after_help = "Examples:\n  unet bench step --config small\n  unet bench step --config paper --reps 1"
+    )]
+    Step {
+        /// small (depth 4, base 16, tile 188) or paper (depth 5, base 64, tile 572).
+        #[arg(long, default_value = "small")]
+        config: String,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
 #[derive(Args)]
 struct InfoArgs {
     /// Network preset: paper or small.
@@ -274,7 +314,65 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Weightmap(args) => weightmap(args),
         Command::Info(args) => info(choice, args),
+        Command::Bench(command) => bench(choice, command),
     }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("reports serialise");
+    write_atomically(path, json.as_bytes())
+}
+
+fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
+    use unet_wgpu::bench::{kernels, step};
+    let gpu = open_gpu(choice)?;
+    println!("{}", gpu.describe());
+    match command {
+        BenchCommand::Kernels {
+            shapes,
+            conv,
+            reps,
+            direct_limit,
+            json,
+        } => {
+            let opts = kernels::BenchOptions {
+                reps,
+                direct_limit_gflop: direct_limit,
+                ..Default::default()
+            };
+            let reports = match conv {
+                Some(spec) => {
+                    let reports = kernels::bench_conv_spec(&gpu, &spec, &opts)?;
+                    kernels::print_reports(&reports);
+                    reports
+                }
+                None => {
+                    let layers = match shapes.as_str() {
+                        "paper" => kernels::paper_layers(),
+                        "small" => kernels::small_layers(),
+                        other => {
+                            return Err(Error::Config(format!(
+                                "unknown --shapes {other:?}: use paper or small"
+                            )))
+                        }
+                    };
+                    kernels::bench_conv_layers(&gpu, &layers, &opts, true)?
+                }
+            };
+            if let Some(path) = json {
+                write_json(&path, &reports)?;
+            }
+        }
+        BenchCommand::Step { config, reps, json } => {
+            let net = UNetConfig::preset(&config)?;
+            let report = step::bench_step(&gpu, &config, net, default_tile(&net), 1, reps)?;
+            step::print_step_report(&report);
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_tile(config: &UNetConfig) -> usize {

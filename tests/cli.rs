@@ -64,6 +64,9 @@ fn every_command_has_help_with_examples() {
             "{command}:\n{help}"
         );
     }
+    for bench in ["kernels", "step"] {
+        assert!(ok(&["bench", bench, "--help"]).contains("Example"), "bench {bench}");
+    }
     assert!(ok(&["--help"]).contains("demo"));
 }
 

@@ -2,3 +2,4 @@
 //! `cargo bench` both call into it.
 
 pub mod kernels;
+pub mod step;
