@@ -65,7 +65,10 @@ fn every_command_has_help_with_examples() {
         );
     }
     for bench in ["kernels", "step"] {
-        assert!(ok(&["bench", bench, "--help"]).contains("Example"), "bench {bench}");
+        assert!(
+            ok(&["bench", bench, "--help"]).contains("Example"),
+            "bench {bench}"
+        );
     }
     assert!(ok(&["--help"]).contains("demo"));
 }

@@ -2,11 +2,13 @@
 
 mod common;
 
+use common::reference::{self, Host};
 use common::*;
 use unet_wgpu::ops::conv2d::{self, Conv2d, Padding};
 use unet_wgpu::{Gpu, Shape, Tensor};
 
-/// The reference convolution in f64: returns the output (after ReLU if fused).
+/// The reference convolution in f64: returns the output shape and values (after ReLU if
+/// fused).
 fn reference_forward(
     conv: &Conv2d,
     inp: Shape,
@@ -15,37 +17,12 @@ fn reference_forward(
     bias: &[f64],
     c_out: usize,
 ) -> (Shape, Vec<f64>) {
-    let out = conv.out_shape(inp, c_out).unwrap();
-    let (k, pad) = (conv.kernel as isize, conv.pad() as isize);
-    let mut y = vec![0.0; out.numel()];
-    for n in 0..out.n {
-        for co in 0..c_out {
-            for oy in 0..out.h {
-                for ox in 0..out.w {
-                    let mut acc = bias[co];
-                    for ci in 0..inp.c {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let iy = oy as isize + ky - pad;
-                                let ix = ox as isize + kx - pad;
-                                if iy < 0 || ix < 0 || iy >= inp.h as isize || ix >= inp.w as isize
-                                {
-                                    continue;
-                                }
-                                let xi = inp.index(n, ci, iy as usize, ix as usize);
-                                let wi = ((co * inp.c + ci) * conv.kernel + ky as usize)
-                                    * conv.kernel
-                                    + kx as usize;
-                                acc += x[xi] * weight[wi];
-                            }
-                        }
-                    }
-                    y[out.index(n, co, oy, ox)] = if conv.relu { acc.max(0.0) } else { acc };
-                }
-            }
-        }
-    }
-    (out, y)
+    let x = Host {
+        shape: inp,
+        data: x.to_vec(),
+    };
+    let out = reference::conv2d(&x, weight, bias, c_out, conv.kernel, conv.pad(), conv.relu);
+    (out.shape, out.data)
 }
 
 struct Case {
