@@ -22,6 +22,28 @@ pub struct TileOptions {
     pub batch: usize,
 }
 
+impl TileOptions {
+    /// Tiles of side `tile`, batched as far as the device allows: the largest tensor of a
+    /// batch must fit one storage binding, and at most `MAX_AUTO_BATCH` tiles go together.
+    pub fn fitting(gpu: &Gpu, model: &UNet, tile: usize) -> Result<TileOptions> {
+        const MAX_AUTO_BATCH: usize = 8;
+        // A layer's largest tensor per tile: its input or output, with the concatenated
+        // skip counted as the decoder conv's input (c_in already includes it).
+        let largest = model
+            .config
+            .layers(tile)?
+            .iter()
+            .map(|l| l.c_in.max(l.c_out) * (l.out_size + 2).pow(2) * 4)
+            .max()
+            .unwrap_or(1) as u64;
+        let fits = (gpu.max_tensor_bytes() / largest).max(1) as usize;
+        Ok(TileOptions {
+            tile,
+            batch: fits.min(MAX_AUTO_BATCH),
+        })
+    }
+}
+
 /// The tile plan for an image of `width` x `height` on `model` with input tile `tile`.
 pub fn plan(model: &UNet, width: usize, height: usize, tile: usize) -> Result<TilePlan> {
     let config = &model.config;

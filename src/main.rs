@@ -206,9 +206,9 @@ struct PredictArgs {
     /// Input tile size (default: 572 for a depth-5 network, 188 otherwise).
     #[arg(long)]
     tile: Option<usize>,
-    /// Tiles per forward pass.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Tiles per forward pass (default: as many as the device's limits allow, up to 8).
+    #[arg(long)]
+    batch: Option<usize>,
     /// Foreground probability above which a pixel is a cell in the mask and overlay.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -627,21 +627,17 @@ fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
     let model = &trainer.model;
     let tile = args.tile.unwrap_or_else(|| default_tile(&model.config));
+    let options = match args.batch {
+        Some(batch) => TileOptions { tile, batch },
+        None => TileOptions::fitting(&gpu, model, tile)?,
+    };
     std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
         path: args.out.display().to_string(),
         source,
     })?;
     for input in &args.inputs {
         let image = read_image(input)?;
-        let probs = predict(
-            &gpu,
-            model,
-            &image,
-            TileOptions {
-                tile,
-                batch: args.batch,
-            },
-        )?;
+        let probs = predict(&gpu, model, &image, options)?;
         let stem = input
             .file_stem()
             .map_or("image".into(), |s| s.to_string_lossy());

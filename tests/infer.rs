@@ -52,3 +52,15 @@ fn stitched_tiles_equal_one_pass_over_the_whole_image() {
         }
     }
 }
+
+#[test]
+fn automatic_batch_fits_the_device() {
+    let gpu = gpu();
+    let model = UNet::new(&gpu, UNetConfig::small(), 1).unwrap();
+    let options = TileOptions::fitting(&gpu, &model, 188).unwrap();
+    assert!((1..=8).contains(&options.batch), "{}", options.batch);
+    // The largest activation of the batch (enc0.conv1's output, 16 x 186 x 186 per tile,
+    // counted generously as 16 x 188 x 188) fits one storage binding.
+    let largest_per_tile = 16 * 188 * 188 * 4;
+    assert!(options.batch as u64 * largest_per_tile <= gpu.max_tensor_bytes());
+}
