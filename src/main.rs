@@ -140,6 +140,10 @@ struct DemoArgs {
     /// The run folder.
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
+    /// SGD learning rate (momentum is the paper's 0.99, so each step moves about
+    /// 100 x lr x gradient; 0.01 makes the demo network collapse to one class).
+    #[arg(long, default_value_t = 0.001)]
+    lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -167,7 +171,8 @@ struct TrainArgs {
     /// Train until this many steps in all.
     #[arg(long, default_value_t = 2000)]
     steps: u64,
-    #[arg(long, default_value_t = 0.01)]
+    /// SGD learning rate; with momentum 0.99 a step moves about 100 x lr x gradient.
+    #[arg(long, default_value_t = 0.001)]
     lr: f32,
     #[arg(long, default_value_t = 0.99)]
     momentum: f32,
@@ -421,7 +426,7 @@ fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         batch: 1,
         steps: args.steps,
         sgd: Sgd {
-            lr: 0.01,
+            lr: args.lr,
             momentum: 0.99,
             weight_decay: 0.0,
         },
