@@ -1,4 +1,4 @@
-// 2-D convolution, k x k, stride 1, zero padding, variant 2: tiled implicit GEMM.
+// 2-D convolution, k x k, stride 1, zero padding, variant 2: register-tiled implicit GEMM.
 // The same maths as conv2d.wgsl (variant 1, the reference); see there for the formulas.
 //
 // Every pass is a matrix product whose reduction operand is gathered on the fly from an
@@ -17,194 +17,234 @@
 //                     all N * H_out * W_out pixels, split into slices summed by sum_splits)
 // where X[(ci,ky,kx), (n,y,x)] = inp[n, ci, y + ky - pad, x + kx - pad] (zero outside).
 //
-// Why this shape (it is tuned for SIMD-across-invocations drivers such as lavapipe, and
-// is the classic shared-memory tiling on GPUs):
-//   - the k x k windows of neighbouring pixels overlap, so a workgroup stages the input
-//     *patch* its pixels need (tile plus a k-1 halo) in workgroup memory once per chunk of
-//     channels, and every staged value serves up to k*k taps;
-//   - each invocation reads a row window of its patch as two aligned vec4 loads and holds
-//     a micro-tile of TILE_M channels x 4 adjacent pixels in registers (k*k*TILE_M*4 FMAs
-//     per two vec4 loads);
-//   - the weight tile is the same for the whole workgroup, so its reads are uniform
-//     (broadcasts), not per-invocation gathers.
+// Why this shape: it is tuned for lavapipe/llvmpipe, which runs 8 invocations as the 8
+// lanes of one 256-bit SIMD register. There a load whose address differs per lane is a
+// gather (a loop of scalar loads), while a load whose address is the same for the whole
+// workgroup (derived only from workgroup_id, uniforms and uniform loop counters) is one
+// scalar load and a broadcast. So:
+//   - the lanes run over the GEMM's M dimension (grid channels): each invocation owns one
+//     grid channel, and only its weights (or g) differ per lane;
+//   - the pixels are the same for every invocation of a workgroup: their input values are
+//     uniform loads, and each invocation keeps a ROWS x 4*QUADS pixel register tile, so
+//     one gathered weight vec4 feeds up to 4 x ROWS x 4*QUADS FMAs;
+//   - no workgroup memory and no barriers (the CPU caches serve the reuse);
+//   - no bounds checks and no div/mod in the inner loops: cheap preparation passes copy the
+//     patch source into a zero-padded buffer whose rows are whole vec4s and cover whole
+//     tiles (pad_source), and rearrange the weight so that one invocation's taps of one
+//     channel are 16-byte aligned vec4s (arrange_weight).
 
 struct Params {
+    // The source image of a pad_source copy, or the unpadded patch source.
     n: u32,
     c_patch: u32,
     h_patch: u32,
     w_patch: u32,
+    // The grid (see above).
     c_grid: u32,
     h_grid: u32,
     w_grid: u32,
-    // Zero padding of the patch source on each side.
+    // Zero padding on the top and left of the padded copy.
     pad: u32,
     relu: u32,
-    // backward_weight: tiles of the pixel reduction per split; sum_splits: the split count.
-    tiles_per_split: u32,
+    // The padded copy: channels, rows, columns (a multiple of 4).
+    c_src: u32,
+    h_src: u32,
+    w_src: u32,
+    // The weight matrix's M dimension rounded up to whole workgroups.
+    c_grid_pad: u32,
+    // conv_gemm: rows of pixel tiles per image.
+    tiles_y: u32,
+    // backward_weight: pixel tiles of the reduction per split; sum_splits: the split count.
+    per_split: u32,
     splits: u32,
-    // sum_splits: elements of dweight.
+    // sum_splits, pad_source, arrange_weight: elements (vec4s for pad_source) to write.
     count: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 // Kernel size, compile-time so that the tap loops unroll.
 override K: u32 = 3u;
-// Grid channels per workgroup; every invocation holds all of them (a multiple of 4, at
-// most MAX_TILE_M).
-override TILE_M: u32 = 8u;
-// Patch-source channels staged per step.
-override CHUNK: u32 = 4u;
-// Invocations per workgroup along x and y. In the forward-style kernel each covers 4
-// adjacent pixels in each of ROWS_PER_INVOCATION rows, so a workgroup covers a
-// (4 * WG_X) x (WG_Y * ROWS_PER_INVOCATION) pixel tile.
-override WG_X: u32 = 8u;
-override WG_Y: u32 = 8u;
-override ROWS_PER_INVOCATION: u32 = 4u;
-
-const MAX_TILE_M: u32 = 16u;
-const MAX_ROWS_PER_INVOCATION: u32 = 4u;
+// vec4s holding one channel's k*k taps (3 for k = 3).
+override KV: u32 = (K * K + 3u) / 4u;
+const MAX_KV: u32 = 7u;
 const MAX_K: u32 = 5u;
+const MAX_TILE_M: u32 = 16u;
 
-// One patch row: 4 * WG_X pixels plus a halo of up to 4 (>= k - 1), in whole vec4s.
-override PATCH_ROW_VEC4S: u32 = WG_X + 1u;
-override TILE_H: u32 = WG_Y * ROWS_PER_INVOCATION;
-override PATCH_ROWS: u32 = TILE_H + K - 1u;
-override PATCH_VEC4S: u32 = CHUNK * PATCH_ROWS * PATCH_ROW_VEC4S;
-override WEIGHT_TILE_VEC4S: u32 = CHUNK * K * K * TILE_M / 4u;
+// ---- preparation: zero-padded copy of an image ------------------------------------------
+// dst[n, c, y, x] (c < c_src, y < h_src, x < w_src) = src[n, c, y - pad, x - pad], zero
+// outside src; with MASK (backward) src is dout and is zeroed where relu' (read off the
+// forward's out, `aux`) is 0. One invocation writes one vec4.
+override MASK: bool = false;
+override WG_PREP: u32 = 64u;
 
-var<workgroup> patch_tile: array<vec4<f32>, PATCH_VEC4S>;
-// weight_tile[((c * K + ky) * K + kx) * TILE_M / 4 + m / 4][m % 4]: the GEMM's A tile,
-// transposed so that one tap's TILE_M weights are adjacent and load 4 at a time.
-var<workgroup> weight_tile: array<vec4<f32>, WEIGHT_TILE_VEC4S>;
+@group(0) @binding(1) var<storage, read> ps_src: array<f32>;
+@group(0) @binding(2) var<storage, read> ps_aux: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ps_dst: array<vec4<f32>>;
+
+@compute @workgroup_size(WG_PREP)
+fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG_PREP;
+    if (e >= p.count) {
+        return;
+    }
+    let quads = p.w_src / 4u;
+    let x0 = (e % quads) * 4u;
+    let y = (e / quads) % p.h_src;
+    let c = (e / (quads * p.h_src)) % p.c_src;
+    let n = e / (quads * p.h_src * p.c_src);
+    let sy = i32(y) - i32(p.pad);
+    var v = vec4<f32>(0.0);
+    if (c < p.c_patch && sy >= 0 && sy < i32(p.h_patch)) {
+        let row = ((n * p.c_patch + c) * p.h_patch + u32(sy)) * p.w_patch;
+        for (var j = 0u; j < 4u; j++) {
+            let sx = i32(x0 + j) - i32(p.pad);
+            if (sx >= 0 && sx < i32(p.w_patch)) {
+                let i = row + u32(sx);
+                var s = ps_src[i];
+                if (MASK && p.relu != 0u && ps_aux[i] <= 0.0) {
+                    s = 0.0;
+                }
+                v[j] = s;
+            }
+        }
+    }
+    ps_dst[e] = v;
+}
+
+// ---- preparation: the weight as the GEMM's A matrix -------------------------------------
+// a[(c * c_grid_pad + m) * 4 KV + t] = A[m, c, t] for tap t = ky * K + kx, zero for
+// m >= c_grid and t >= k*k. Forward: A[m = co, c = ci] = W[co, ci]; backward-input (FLIP):
+// A[m = ci, c = co, t] = W[co, ci, k*k - 1 - t] (transposed, flipped).
+override FLIP: bool = false;
+
+@group(0) @binding(1) var<storage, read> aw_weight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> aw_a: array<f32>;
+
+@compute @workgroup_size(WG_PREP)
+fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * WG_PREP;
+    if (e >= p.count) {
+        return;
+    }
+    let t = e % (4u * KV);
+    let m = (e / (4u * KV)) % p.c_grid_pad;
+    let c = e / (4u * KV * p.c_grid_pad);
+    var v = 0.0;
+    if (m < p.c_grid && t < K * K) {
+        if (FLIP) {
+            v = aw_weight[(c * p.c_grid + m) * K * K + K * K - 1u - t];
+        } else {
+            v = aw_weight[(m * p.c_patch + c) * K * K + t];
+        }
+    }
+    aw_a[e] = v;
+}
 
 // ---- forward and backward-input: one kernel ----------------------------------------------
-// Bindings: forward: inp, weight, bias, out. backward-input: dout, weight, out, dinp
-// (`aux` is the bias in the forward and the forward's output, for relu', in the backward).
+// grid[m, pix] = sum over (c, ky, kx) of A[m, c, ky, kx] * S[c, y + ky, x + kx] for the
+// padded source S. Workgroup: WG invocations, each owning MI consecutive grid channels;
+// workgroup_id.x = block of WG * MI channels, .y and .z = column and (image, row) of the
+// pixel tile (ROWS rows x 4 QUADS columns, the same for the whole workgroup). Each invocation holds the whole
+// MI x ROWS x 4 QUADS tile in registers (spilled to the stack where it must be: a stack
+// access is one vector instruction, a buffer load a per-lane loop of ~10). Per channel c
+// of the reduction it loads MI * KV weight vec4s and (ROWS + K - 1) x (QUADS + 1) source
+// vec4s, and does MI x ROWS x 4 QUADS x K x K FMAs: every loaded value serves many FMAs.
+// All tile loops have override-constant bounds, so the compiler unrolls them and every
+// private-array index is a constant.
+// Bindings: forward: S (padded inp), A, bias, out; backward-input: S (padded g), A, (unused), dinp.
 override BACKWARD_INPUT: bool = false;
+override WG: u32 = 8u;
+override MI: u32 = 1u;
+override ROWS: u32 = 3u;
+override QUADS: u32 = 2u;
+const MAX_MI: u32 = 4u;
+const MAX_ROWS: u32 = 4u;
+const MAX_QUADS: u32 = 4u;
 
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> aux: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> cg_src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cg_a: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> cg_bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> cg_dst: array<f32>;
 
-// The patch source at (n, c, y, x), zero outside the image or past the last channel.
-// In backward-input the source is g = dout * relu'(out), relu' read off the forward's out.
-fn patch_source(n: u32, c: u32, y: i32, x: i32) -> f32 {
-    let inside = c < p.c_patch && y >= 0 && y < i32(p.h_patch) && x >= 0 && x < i32(p.w_patch);
-    // Branch-free: the load always happens (at index 0 when outside) and is then discarded.
-    let i = select(0u, ((n * p.c_patch + c) * p.h_patch + u32(y)) * p.w_patch + u32(x), inside);
-    var v = src[i];
-    if (BACKWARD_INPUT) {
-        v = select(v, 0.0, p.relu != 0u && aux[i] <= 0.0);
-    }
-    return select(0.0, v, inside);
-}
-
-// The GEMM's A matrix at (grid channel m, patch channel c, tap ky, kx), zero outside.
-fn weight_at(m: u32, c: u32, ky: u32, kx: u32) -> f32 {
-    let inside = m < p.c_grid && c < p.c_patch;
-    var i: u32;
-    if (BACKWARD_INPUT) {
-        // W'[ci = m, co = c, ky, kx] = W[co, ci, k-1-ky, k-1-kx], W is [C_out, C_in, k, k].
-        i = ((c * p.c_grid + m) * K + (K - 1u - ky)) * K + (K - 1u - kx);
-    } else {
-        i = ((m * p.c_patch + c) * K + ky) * K + kx;
-    }
-    return select(0.0, weight[select(0u, i, inside)], inside);
-}
-
-@compute @workgroup_size(WG_X, WG_Y)
+@compute @workgroup_size(WG)
 fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
-             @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(local_invocation_index) lindex: u32) {
-    // Grid: x = column of pixel tiles, y = row of pixel tiles, z = (image n, block of
-    // TILE_M channels); no dimension nears the 65,535 limit for any image that fits.
-    let m_blocks = (p.c_grid + TILE_M - 1u) / TILE_M;
-    let tile_x0 = wid.x * 4u * WG_X;
-    let tile_y0 = wid.y * TILE_H;
-    // This invocation's rows: tile_y0 + first_row + r for r < ROWS_PER_INVOCATION.
-    let first_row = lid.y * ROWS_PER_INVOCATION;
-    let m0 = (wid.z % m_blocks) * TILE_M;
-    let n = wid.z / m_blocks;
-    let invocations = WG_X * WG_Y;
+             @builtin(local_invocation_index) lid: u32) {
+    let m0 = (wid.x * WG + lid) * MI;
+    let n = wid.z / p.tiles_y;
+    let x0 = wid.y * 4u * QUADS;
+    let y0 = (wid.z % p.tiles_y) * ROWS;
+    let row_quads = p.w_src / 4u;
 
-    // acc[r * TILE_M + m][j]: grid channel m0 + m at pixel
-    // (tile_y0 + first_row + r, tile_x0 + 4 lid.x + j).
-    var acc: array<vec4<f32>, MAX_TILE_M * MAX_ROWS_PER_INVOCATION>;
-    for (var i = 0u; i < TILE_M * ROWS_PER_INVOCATION; i++) {
+    // acc[(i * ROWS + r) * QUADS + q][j]: grid channel m0 + i at pixel (y0 + r, x0 + 4 q + j).
+    var acc: array<vec4<f32>, MAX_MI * MAX_ROWS * MAX_QUADS>;
+    for (var i = 0u; i < MI * ROWS * QUADS; i++) {
         acc[i] = vec4<f32>(0.0);
     }
 
-    for (var c0 = 0u; c0 < p.c_patch; c0 += CHUNK) {
-        // Stage the patch: CHUNK channels x PATCH_ROWS rows x 4 * PATCH_ROW_VEC4S columns,
-        // starting at (tile_y0 - pad, tile_x0 - pad), one vec4 per step.
-        for (var q = lindex; q < PATCH_VEC4S; q += invocations) {
-            let col = (q % PATCH_ROW_VEC4S) * 4u;
-            let row = (q / PATCH_ROW_VEC4S) % PATCH_ROWS;
-            let c = c0 + q / (PATCH_ROW_VEC4S * PATCH_ROWS);
-            let y = i32(tile_y0 + row) - i32(p.pad);
-            let x = i32(tile_x0 + col) - i32(p.pad);
-            patch_tile[q] = vec4<f32>(patch_source(n, c, y, x), patch_source(n, c, y, x + 1),
-                                 patch_source(n, c, y, x + 2), patch_source(n, c, y, x + 3));
+    // The first vec4 of the tile's top source row in channel 0 of image n.
+    var src_base = ((n * p.c_src) * p.h_src + y0) * row_quads + x0 / 4u;
+    // This invocation's first weight vec4 (channel m0, reduction channel 0).
+    var a_base = m0 * KV;
+    for (var c = 0u; c < p.c_patch; c++) {
+        // w[i * KV + t / 4][t % 4]: A[m0 + i, c, tap t].
+        var w: array<vec4<f32>, MAX_MI * MAX_KV>;
+        for (var i = 0u; i < MI * KV; i++) {
+            w[i] = cg_a[a_base + i];
         }
-        // Stage the weight tile, 4 channels per step.
-        for (var e = lindex; e < WEIGHT_TILE_VEC4S; e += invocations) {
-            let m = (e % (TILE_M / 4u)) * 4u;
-            let kx = (e / (TILE_M / 4u)) % K;
-            let ky = (e / (TILE_M / 4u * K)) % K;
-            let c = c0 + e / (TILE_M / 4u * K * K);
-            weight_tile[e] = vec4<f32>(weight_at(m0 + m, c, ky, kx), weight_at(m0 + m + 1u, c, ky, kx),
-                                       weight_at(m0 + m + 2u, c, ky, kx), weight_at(m0 + m + 3u, c, ky, kx));
-        }
-        workgroupBarrier();
-
-        // Loads are the cost on SIMD-across-invocation drivers, so each loaded weight
-        // vec4 serves ROWS_PER_INVOCATION x 4 pixels, and each row window 4 x k taps.
-        for (var c = 0u; c < CHUNK; c++) {
+        for (var r = 0u; r < ROWS; r++) {
             for (var ky = 0u; ky < K; ky++) {
-                // This tap row's weights: w[kx * TILE_M / 4 + m / 4][m % 4].
-                var w: array<vec4<f32>, MAX_TILE_M / 4u * MAX_K>;
-                let w_base = (c * K + ky) * K * TILE_M / 4u;
-                for (var i = 0u; i < K * TILE_M / 4u; i++) {
-                    w[i] = weight_tile[w_base + i];
+                // The source row under tap row ky of output row r: 4 QUADS + 4 values.
+                var win: array<vec4<f32>, MAX_QUADS + 1u>;
+                for (var q = 0u; q <= QUADS; q++) {
+                    win[q] = cg_src[src_base + (r + ky) * row_quads + q];
                 }
-                for (var r = 0u; r < ROWS_PER_INVOCATION; r++) {
-                    // The 4 + k - 1 patch values under this invocation's 4 pixels of row r.
-                    let row = (c * PATCH_ROWS + first_row + r + ky) * PATCH_ROW_VEC4S + lid.x;
-                    let lo = patch_tile[row];
-                    let hi = patch_tile[row + 1u];
-                    let row_window = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-                    for (var kx = 0u; kx < K; kx++) {
-                        let x = vec4<f32>(row_window[kx], row_window[kx + 1u], row_window[kx + 2u], row_window[kx + 3u]);
-                        for (var m = 0u; m < TILE_M; m++) {
-                            let a = r * TILE_M + m;
-                            acc[a] = fma(vec4<f32>(w[kx * TILE_M / 4u + m / 4u][m % 4u]), x, acc[a]);
+                for (var kx = 0u; kx < K; kx++) {
+                    for (var q = 0u; q < QUADS; q++) {
+                        // Source values x0 + 4 q + kx .. + 3.
+                        let s = 4u * q + kx;
+                        let xs = vec4<f32>(win[s / 4u][s % 4u], win[(s + 1u) / 4u][(s + 1u) % 4u],
+                                           win[(s + 2u) / 4u][(s + 2u) % 4u], win[(s + 3u) / 4u][(s + 3u) % 4u]);
+                        for (var i = 0u; i < MI; i++) {
+                            let t = ky * K + kx;
+                            let a = (i * ROWS + r) * QUADS + q;
+                            acc[a] = fma(vec4<f32>(w[i * KV + t / 4u][t % 4u]), xs, acc[a]);
                         }
                     }
                 }
             }
         }
-        workgroupBarrier();
+        src_base += p.h_src * row_quads;
+        a_base += p.c_grid_pad * KV;
     }
 
     // Epilogue: bias and ReLU in the forward; bounds guards for partial tiles.
-    for (var m = 0u; m < TILE_M; m++) {
-        let co = m0 + m;
+    for (var i = 0u; i < MI; i++) {
+        let m = m0 + i;
+        if (m >= p.c_grid) {
+            break;
+        }
         var bias = 0.0;
         if (!BACKWARD_INPUT) {
-            bias = aux[min(co, p.c_grid - 1u)];
+            bias = cg_bias[m];
         }
-        for (var r = 0u; r < ROWS_PER_INVOCATION; r++) {
-            var v = acc[r * TILE_M + m] + vec4<f32>(bias);
-            if (!BACKWARD_INPUT && p.relu != 0u) {
-                v = max(v, vec4<f32>(0.0));
-            }
-            let y = tile_y0 + first_row + r;
-            for (var j = 0u; j < 4u; j++) {
-                let x = tile_x0 + 4u * lid.x + j;
-                if (co < p.c_grid && y < p.h_grid && x < p.w_grid) {
-                    dst[((n * p.c_grid + co) * p.h_grid + y) * p.w_grid + x] = v[j];
+        for (var r = 0u; r < ROWS; r++) {
+            let y = y0 + r;
+            for (var q = 0u; q < QUADS; q++) {
+                var v = acc[(i * ROWS + r) * QUADS + q] + vec4<f32>(bias);
+                if (!BACKWARD_INPUT && p.relu != 0u) {
+                    v = max(v, vec4<f32>(0.0));
+                }
+                for (var j = 0u; j < 4u; j++) {
+                    let x = x0 + 4u * q + j;
+                    if (y < p.h_grid && x < p.w_grid) {
+                        cg_dst[((n * p.c_grid + m) * p.h_grid + y) * p.w_grid + x] = v[j];
+                    }
                 }
             }
         }
@@ -214,22 +254,25 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // ---- backward-weight: split-K GEMM -------------------------------------------------------
 // dW[co, ci, ky, kx] = sum over (n, y, x) of g[n, co, y, x] * inp[n, ci, y + ky - pad, x + kx - pad]
 //
-// A workgroup owns TILE_M output channels (co, uniform across it) x WG_CI input channels
+// A workgroup owns BW_TILE_M output channels (co, uniform across it) x WG_CI input channels
 // (one per invocation along x) x k rows of taps (one per invocation along y); each
-// invocation holds TILE_M x k sums (its ci and ky, every kx). The pixel reduction walks
-// tiles of ROWS x 4 * QUADS grid pixels; the tiles are split into `splits` slices (grid
+// invocation holds BW_TILE_M x k sums (its ci and ky, every kx). The pixel reduction walks
+// tiles of BW_ROWS x 4 * BW_QUADS grid pixels; the tiles are split into `splits` slices (grid
 // z), each writing its own partial dW, which sum_splits adds up in a fixed order.
+// (This kernel is still the first implicit-GEMM design, with workgroup-memory tiles: on
+// lavapipe it runs faster than a register-only version tried alongside conv_gemm.)
 // Bindings: out (for relu'), dout, inp, partial.
 override WG_CI: u32 = 8u;
-override ROWS: u32 = 4u;
-override QUADS: u32 = 8u;
+override BW_TILE_M: u32 = 8u;
+override BW_ROWS: u32 = 4u;
+override BW_QUADS: u32 = 8u;
 
-override BW_PATCH_ROWS: u32 = ROWS + K - 1u;
-override BW_PATCH_VEC4S: u32 = WG_CI * BW_PATCH_ROWS * (QUADS + 1u);
-override G_TILE_VEC4S: u32 = TILE_M * ROWS * QUADS;
+override BW_PATCH_ROWS: u32 = BW_ROWS + K - 1u;
+override BW_PATCH_VEC4S: u32 = WG_CI * BW_PATCH_ROWS * (BW_QUADS + 1u);
+override G_TILE_VEC4S: u32 = BW_TILE_M * BW_ROWS * BW_QUADS;
 
 var<workgroup> bw_patch: array<vec4<f32>, BW_PATCH_VEC4S>;
-// g_tile[(m * ROWS + r) * QUADS + q]: g at channel m0 + m, 4 pixels of row r.
+// g_tile[(m * BW_ROWS + r) * BW_QUADS + q]: g at channel m0 + m, 4 pixels of row r.
 var<workgroup> g_tile: array<vec4<f32>, G_TILE_VEC4S>;
 
 @group(0) @binding(1) var<storage, read> bw_out: array<f32>;
@@ -255,55 +298,55 @@ fn input_at(n: u32, c: u32, y: i32, x: i32) -> f32 {
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>,
                    @builtin(local_invocation_index) lindex: u32) {
-    // Grid: x = block of WG_CI input channels, y = block of TILE_M output channels, z = split.
+    // Grid: x = block of WG_CI input channels, y = block of BW_TILE_M output channels, z = split.
     let ci0 = wid.x * WG_CI;
-    let m0 = wid.y * TILE_M;
+    let m0 = wid.y * BW_TILE_M;
     let ky = lid.y;
     let invocations = WG_CI * K;
-    let tile_w = 4u * QUADS;
+    let tile_w = 4u * BW_QUADS;
     let tiles_x = (p.w_grid + tile_w - 1u) / tile_w;
-    let tiles_per_image = tiles_x * ((p.h_grid + ROWS - 1u) / ROWS);
-    let first = wid.z * p.tiles_per_split;
-    let last = min(first + p.tiles_per_split, p.n * tiles_per_image);
+    let tiles_per_image = tiles_x * ((p.h_grid + BW_ROWS - 1u) / BW_ROWS);
+    let first = wid.z * p.per_split;
+    let last = min(first + p.per_split, p.n * tiles_per_image);
 
     // acc[m * K + kx]: dW[m0 + m, ci0 + lid.x, ky, kx] over this split's pixels.
     var acc: array<f32, MAX_TILE_M * MAX_K>;
-    for (var i = 0u; i < TILE_M * K; i++) {
+    for (var i = 0u; i < BW_TILE_M * K; i++) {
         acc[i] = 0.0;
     }
 
     for (var t = first; t < last; t++) {
         let n = t / tiles_per_image;
         let x0 = (t % tiles_x) * tile_w;
-        let y0 = ((t % tiles_per_image) / tiles_x) * ROWS;
-        // Stage the input patch (with its k-1 halo) and g, both ROWS x tile_w.
+        let y0 = ((t % tiles_per_image) / tiles_x) * BW_ROWS;
+        // Stage the input patch (with its k-1 halo) and g, both BW_ROWS x tile_w.
         for (var q = lindex; q < BW_PATCH_VEC4S; q += invocations) {
-            let col = (q % (QUADS + 1u)) * 4u;
-            let row = (q / (QUADS + 1u)) % BW_PATCH_ROWS;
-            let c = ci0 + q / ((QUADS + 1u) * BW_PATCH_ROWS);
+            let col = (q % (BW_QUADS + 1u)) * 4u;
+            let row = (q / (BW_QUADS + 1u)) % BW_PATCH_ROWS;
+            let c = ci0 + q / ((BW_QUADS + 1u) * BW_PATCH_ROWS);
             let y = i32(y0 + row) - i32(p.pad);
             let x = i32(x0 + col) - i32(p.pad);
             bw_patch[q] = vec4<f32>(input_at(n, c, y, x), input_at(n, c, y, x + 1),
                                     input_at(n, c, y, x + 2), input_at(n, c, y, x + 3));
         }
         for (var q = lindex; q < G_TILE_VEC4S; q += invocations) {
-            let x = x0 + (q % QUADS) * 4u;
-            let y = y0 + (q / QUADS) % ROWS;
-            let co = m0 + q / (QUADS * ROWS);
+            let x = x0 + (q % BW_QUADS) * 4u;
+            let y = y0 + (q / BW_QUADS) % BW_ROWS;
+            let co = m0 + q / (BW_QUADS * BW_ROWS);
             g_tile[q] = vec4<f32>(grad_at(n, co, y, x), grad_at(n, co, y, x + 1u),
                                   grad_at(n, co, y, x + 2u), grad_at(n, co, y, x + 3u));
         }
         workgroupBarrier();
 
-        for (var r = 0u; r < ROWS; r++) {
-            for (var q = 0u; q < QUADS; q++) {
+        for (var r = 0u; r < BW_ROWS; r++) {
+            for (var q = 0u; q < BW_QUADS; q++) {
                 // Input row y + ky under the 4 pixels (r, 4q..4q+3), plus the halo.
-                let row = (lid.x * BW_PATCH_ROWS + r + ky) * (QUADS + 1u) + q;
+                let row = (lid.x * BW_PATCH_ROWS + r + ky) * (BW_QUADS + 1u) + q;
                 let lo = bw_patch[row];
                 let hi = bw_patch[row + 1u];
                 let row_window = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-                for (var m = 0u; m < TILE_M; m++) {
-                    let g = g_tile[(m * ROWS + r) * QUADS + q];
+                for (var m = 0u; m < BW_TILE_M; m++) {
+                    let g = g_tile[(m * BW_ROWS + r) * BW_QUADS + q];
                     for (var kx = 0u; kx < K; kx++) {
                         let x = vec4<f32>(row_window[kx], row_window[kx + 1u], row_window[kx + 2u], row_window[kx + 3u]);
                         acc[m * K + kx] += dot(g, x);
@@ -315,7 +358,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     let ci = ci0 + lid.x;
-    for (var m = 0u; m < TILE_M; m++) {
+    for (var m = 0u; m < BW_TILE_M; m++) {
         let co = m0 + m;
         for (var kx = 0u; kx < K; kx++) {
             if (co < p.c_grid && ci < p.c_patch) {

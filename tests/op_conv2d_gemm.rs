@@ -117,8 +117,8 @@ fn case(kernel: usize, padding: Padding, relu: bool, inp: Shape, c_out: usize) -
 }
 
 /// Shapes that exercise every guard: odd sizes, channel counts that are not multiples of
-/// the tiles (TILE_M = 8, CHUNK = 4, WG_CI = 8), images narrower and wider than one
-/// 32 x 32 pixel tile, batch > 1, k = 1, same padding, with and without ReLU.
+/// the tiles (8 channels per workgroup and up), images narrower and wider than one pixel
+/// tile, batch > 1, k = 1 and 5, same padding, with and without ReLU.
 fn cases() -> Vec<Case> {
     use Padding::{Same, Valid};
     vec![
@@ -233,18 +233,17 @@ fn gemm_matches_reference_and_direct() {
 #[test]
 fn other_tile_sizes_match_reference() {
     let gpu = gpu();
-    // Tiles unlike the default: 4 channels per workgroup, 1 staged channel, a 16 x 6 pixel
-    // forward tile, a 2 x 4 weight-gradient tile, and many slices of the reduction.
+    // Tiles unlike the default: 3 channels per invocation, a 4 x 4 pixel forward tile,
+    // a 2 x 4 weight-gradient tile of 12 x 3 channels, and many slices of the reduction.
     let tiles = GemmTiles {
-        tile_m: 4,
-        chunk: 1,
-        wg_x: 4,
-        wg_y: 2,
-        rows_per_invocation: 3,
+        wg: 8,
+        mi: 3,
+        rows: 4,
+        quads: 1,
         bw_tile_m: 12,
         wg_ci: 3,
-        rows: 2,
-        quads: 1,
+        bw_rows: 2,
+        bw_quads: 1,
         min_workgroups: 1000,
     };
     assert!(tiles.fits(gpu.limits(), 3));

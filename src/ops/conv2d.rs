@@ -66,23 +66,22 @@ impl ConvAlgo {
 /// pipeline cache keys on them). See `shaders/conv2d_gemm.wgsl` for what each one tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTiles {
-    /// Output channels per workgroup, all held by each invocation (multiple of 4, <= 16).
-    pub tile_m: u32,
-    /// Forward/backward-input: patch channels staged per step.
-    pub chunk: u32,
-    /// Forward/backward-input: invocations along x (4 pixels each) and y
-    /// (`rows_per_invocation` rows each).
-    pub wg_x: u32,
-    pub wg_y: u32,
-    /// Forward/backward-input: output rows per invocation (1 to 4).
-    pub rows_per_invocation: u32,
+    /// Invocations per workgroup (all kernels; a multiple of 8, the SIMD width of
+    /// lavapipe; shrunk to fit the channel count).
+    pub wg: u32,
+    /// Forward/backward-input: grid channels per invocation (1 to 4).
+    pub mi: u32,
+    /// Forward/backward-input: pixel tile of `rows` x `4 * quads`, held by every invocation
+    /// (1 to 4 each).
+    pub rows: u32,
+    pub quads: u32,
     /// Backward-weight: output channels per workgroup (multiple of 4, <= 16).
     pub bw_tile_m: u32,
     /// Backward-weight: input channels per workgroup (one per invocation along x).
     pub wg_ci: u32,
-    /// Backward-weight: pixel tile of `rows` x `4 * quads`.
-    pub rows: u32,
-    pub quads: u32,
+    /// Backward-weight: pixel tile of `bw_rows` x `4 * bw_quads`.
+    pub bw_rows: u32,
+    pub bw_quads: u32,
     /// Backward-weight: aim for at least this many workgroups when splitting the reduction.
     pub min_workgroups: u32,
 }
@@ -90,19 +89,17 @@ pub struct GemmTiles {
 impl GemmTiles {
     /// The largest kernel size the GEMM kernels handle (the halo fits one extra vec4).
     pub const MAX_KERNEL: usize = 5;
-    const MAX_TILE_M: u32 = 16;
 
     /// Tuned on lavapipe (see docs/kernel-benchmarks.md).
     pub const DEFAULT: GemmTiles = GemmTiles {
-        tile_m: 8,
-        chunk: 4,
-        wg_x: 8,
-        wg_y: 8,
-        rows_per_invocation: 4,
+        wg: 32,
+        mi: 1,
+        rows: 3,
+        quads: 2,
         bw_tile_m: 8,
         wg_ci: 8,
-        rows: 4,
-        quads: 8,
+        bw_rows: 4,
+        bw_quads: 8,
         min_workgroups: 64,
     };
 
@@ -113,9 +110,8 @@ impl GemmTiles {
             if tiles.fits(limits, kernel) {
                 return Some(tiles);
             }
-            tiles.wg_y = (tiles.wg_y / 2).max(1);
-            tiles.chunk = (tiles.chunk / 2).max(1);
-            tiles.rows = (tiles.rows / 2).max(1);
+            tiles.wg = (tiles.wg / 2).max(8);
+            tiles.bw_rows = (tiles.bw_rows / 2).max(1);
             tiles.wg_ci = (tiles.wg_ci / 2).max(1);
         }
         None
@@ -124,30 +120,32 @@ impl GemmTiles {
     /// Whether these tiles fit the device's workgroup size and memory for a k x k kernel.
     pub fn fits(&self, limits: &wgpu::Limits, kernel: usize) -> bool {
         let k = kernel as u32;
-        let valid_m = |m: u32| (4..=Self::MAX_TILE_M).contains(&m) && m.is_multiple_of(4);
-        let forward_invocations = self.wg_x * self.wg_y;
-        let weight_invocations = self.wg_ci * k;
-        let tile_h = self.wg_y * self.rows_per_invocation;
-        let forward_bytes = 16 * self.chunk * (tile_h + k - 1) * (self.wg_x + 1)
-            + 4 * self.chunk * k * k * self.tile_m;
-        let weight_bytes = 16 * self.wg_ci * (self.rows + k - 1) * (self.quads + 1)
-            + 16 * self.bw_tile_m * self.rows * self.quads;
+        let weight_bytes = 16 * self.wg_ci * (self.bw_rows + k - 1) * (self.bw_quads + 1)
+            + 16 * self.bw_tile_m * self.bw_rows * self.bw_quads;
         let max_invocations = limits.max_compute_invocations_per_workgroup;
-        valid_m(self.tile_m)
-            && valid_m(self.bw_tile_m)
-            && (1..=4).contains(&self.rows_per_invocation)
-            && [
-                self.chunk, self.wg_x, self.wg_y, self.wg_ci, self.rows, self.quads,
-            ]
-            .iter()
-            .all(|&v| v > 0)
-            && forward_invocations <= max_invocations
-            && weight_invocations <= max_invocations
-            && self.wg_x <= limits.max_compute_workgroup_size_x
-            && self.wg_y <= limits.max_compute_workgroup_size_y
+        kernel <= Self::MAX_KERNEL
+            && (4..=16).contains(&self.bw_tile_m)
+            && self.bw_tile_m.is_multiple_of(4)
+            && [self.wg_ci, self.bw_rows, self.bw_quads]
+                .iter()
+                .all(|&v| v > 0)
+            && self.wg_ci * k <= max_invocations
             && self.wg_ci <= limits.max_compute_workgroup_size_x
             && k <= limits.max_compute_workgroup_size_y
-            && forward_bytes.max(weight_bytes) <= limits.max_compute_workgroup_storage_size
+            && weight_bytes <= limits.max_compute_workgroup_storage_size
+            && self.wg > 0
+            && self.wg.is_multiple_of(8)
+            && self.wg <= limits.max_compute_invocations_per_workgroup
+            && self.wg <= limits.max_compute_workgroup_size_x
+            && (1..=4).contains(&self.mi)
+            && (1..=4).contains(&self.rows)
+            && (1..=4).contains(&self.quads)
+    }
+
+    /// Invocations per workgroup for `channels` grid channels, `per_invocation` each.
+    fn wg_for(&self, channels: usize, per_invocation: u32) -> u32 {
+        let needed = (channels as u32).div_ceil(per_invocation);
+        self.wg.min(needed.div_ceil(8) * 8)
     }
 }
 
@@ -293,13 +291,23 @@ const BACKWARD_WEIGHT: Kernel = Kernel {
 const GEMM_CONV: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
     entry: "conv_gemm",
-    // forward: inp, weight, bias, out; backward-input: dout, weight, out, dinp.
+    // forward: padded inp, A, bias, out; backward-input: padded g, A, (unused), dinp.
     bindings: &[Read, Read, Read, ReadWrite],
 };
 const GEMM_BACKWARD_WEIGHT: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
     entry: "backward_weight",
     bindings: &[Read, Read, Read, ReadWrite], // out, dout, inp, partial
+};
+const GEMM_PAD_SOURCE: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "pad_source",
+    bindings: &[Read, Read, ReadWrite], // src, aux (relu mask), padded copy
+};
+const GEMM_ARRANGE_WEIGHT: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "arrange_weight",
+    bindings: &[Read, ReadWrite], // weight, A
 };
 const GEMM_SUM_SPLITS: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
@@ -393,11 +401,7 @@ pub fn forward_with(
         }
         Some(tiles) => {
             // GEMM: out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix] (+ bias, ReLU).
-            let params = GemmParams::new(conv, inp.shape(), out_shape, false);
-            let buffers = [inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()];
-            let constants = tiles.conv_constants(conv, false);
-            let grid = tiles.conv_grid(out_shape);
-            gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, grid)?;
+            gemm_conv(gpu, conv, tiles, inp, inp, weight, bias, &out, false)?;
         }
     }
     Ok(out)
@@ -425,11 +429,7 @@ pub fn backward_input_with(
         Some(tiles) => {
             // GEMM: dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full"
             // convolution of g = dout * relu'(out) with the transposed, flipped weight.
-            let params = GemmParams::new(conv, out_shape, inp_shape, true);
-            let buffers = [dout.buffer(), weight.buffer(), out.buffer(), dinp.buffer()];
-            let constants = tiles.conv_constants(conv, true);
-            let grid = tiles.conv_grid(inp_shape);
-            gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, grid)?;
+            gemm_conv(gpu, conv, tiles, dout, out, weight, weight, &dinp, true)?;
         }
     }
     Ok(dinp)
@@ -471,6 +471,126 @@ pub fn backward_params_with(
     gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, [c_out as u32, 1, 1])
 }
 
+/// Prepares the padded patch source and the A matrix, then runs `conv_gemm` writing `dst`.
+/// Forward: `src` = inp (`aux` unused), `bias` added; backward-input: `src` = dout, `aux` =
+/// the forward's out (relu'), `bias` unused.
+#[allow(clippy::too_many_arguments)]
+fn gemm_conv(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    tiles: GemmTiles,
+    src: &Tensor,
+    aux: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    dst: &Tensor,
+    backward_input: bool,
+) -> Result<()> {
+    let k = conv.kernel as u32;
+    let patch = src.shape();
+    let grid = dst.shape();
+    let wg = tiles.wg_for(grid.c, tiles.mi);
+    let block = wg * tiles.mi;
+    let c_grid_pad = (grid.c as u32).div_ceil(block) * block;
+    let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
+    let tiles_y = (grid.h as u32).div_ceil(tiles.rows);
+    // Backward-input is the "full" convolution of g: padding k - 1 - pad.
+    let pad = if backward_input {
+        conv.kernel - 1 - conv.pad()
+    } else {
+        conv.pad()
+    } as u32;
+    // The tiles read source rows y0 .. y0 + rows + k - 2 and columns x0 .. x0 + 4 quads + 3.
+    let padded = Shape::new(
+        patch.n,
+        patch.c,
+        (tiles_y * tiles.rows + k - 1) as usize,
+        (4 * (tiles_x * tiles.quads + 1)) as usize,
+    );
+    let s = pad_source(gpu, conv, src, aux, backward_input, pad, padded)?;
+    let a = arrange_weight(
+        gpu,
+        conv,
+        weight,
+        grid.c,
+        patch.c,
+        c_grid_pad,
+        backward_input,
+    )?;
+
+    let mut params = GemmParams::new(conv, patch, grid, pad, padded);
+    params.c_grid_pad = c_grid_pad;
+    params.tiles_y = tiles_y;
+    let constants = [
+        ("K", f64::from(k)),
+        ("WG", f64::from(wg)),
+        ("MI", f64::from(tiles.mi)),
+        ("ROWS", f64::from(tiles.rows)),
+        ("QUADS", f64::from(tiles.quads)),
+        ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
+    ];
+    let workgroups = [c_grid_pad / block, tiles_x, grid.n as u32 * tiles_y];
+    let buffers = [s.buffer(), a.buffer(), bias.buffer(), dst.buffer()];
+    gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, workgroups)
+}
+
+/// A zero-padded copy of `src` of shape `padded` (whole vec4 rows): `src` shifted by `pad`
+/// down and right; with `mask`, zero where relu'(aux) is 0 (g = dout * relu'(out)).
+fn pad_source(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    src: &Tensor,
+    aux: &Tensor,
+    mask: bool,
+    pad: u32,
+    padded: Shape,
+) -> Result<Tensor> {
+    let dst = Tensor::empty(gpu, padded, "conv2d padded source")?;
+    let mut params = GemmParams::new(conv, src.shape(), src.shape(), pad, padded);
+    let quads = (padded.numel() / 4) as u32;
+    params.count = quads;
+    let constants = [
+        ("K", conv.kernel as f64),
+        ("MASK", f64::from(u8::from(mask))),
+    ];
+    let buffers = [src.buffer(), aux.buffer(), dst.buffer()];
+    let grid = gpu.grid_1d(u64::from(quads), PREP_WORKGROUP);
+    gpu.dispatch(&GEMM_PAD_SOURCE, &constants, &params, &buffers, grid)?;
+    Ok(dst)
+}
+
+/// The weight as the GEMM's A matrix `[C_patch, c_grid_pad, 4 KV]` (see `arrange_weight`
+/// in the shader); `flip`: transposed and flipped for backward-input.
+fn arrange_weight(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    weight: &Tensor,
+    c_grid: usize,
+    c_patch: usize,
+    c_grid_pad: u32,
+    flip: bool,
+) -> Result<Tensor> {
+    let taps = 4 * (conv.kernel * conv.kernel).div_ceil(4);
+    let shape = Shape::new(1, 1, c_patch, c_grid_pad as usize * taps);
+    let a = Tensor::empty(gpu, shape, "conv2d weight matrix")?;
+    let mut params = GemmParams::new(conv, shape, shape, 0, shape);
+    params.c_patch = c_patch as u32;
+    params.c_grid = c_grid as u32;
+    params.c_grid_pad = c_grid_pad;
+    params.count = shape.numel() as u32;
+    let constants = [
+        ("K", conv.kernel as f64),
+        ("FLIP", f64::from(u8::from(flip))),
+    ];
+    let buffers = [weight.buffer(), a.buffer()];
+    let grid = gpu.grid_1d(shape.numel() as u64, PREP_WORKGROUP);
+    gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)?;
+    Ok(a)
+}
+
+/// Workgroup size of the preparation passes (`WG_PREP` in the shader).
+const PREP_WORKGROUP: u32 = 64;
+
 /// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
 /// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
 /// slice order (deterministic, no atomics).
@@ -488,20 +608,21 @@ fn gemm_backward_weight(
     let k = conv.kernel as u32;
     let ci_blocks = (inp_shape.c as u32).div_ceil(tiles.wg_ci);
     let co_blocks = (out_shape.c as u32).div_ceil(tiles.bw_tile_m);
-    let tile_w = 4 * tiles.quads;
+    let tile_w = 4 * tiles.bw_quads;
     let pixel_tiles = out_shape.n as u32
-        * (out_shape.h as u32).div_ceil(tiles.rows)
+        * (out_shape.h as u32).div_ceil(tiles.bw_rows)
         * (out_shape.w as u32).div_ceil(tile_w);
     // Enough slices to give the device min_workgroups workgroups, but none empty and
     // never more than the per-dimension limit.
     let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
     let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
-    let tiles_per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
-    let splits = pixel_tiles.div_ceil(tiles_per_split);
+    let per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
+    let splits = pixel_tiles.div_ceil(per_split);
 
     let count = dweight.numel() as u32;
-    let mut params = GemmParams::new(conv, inp_shape, out_shape, false);
-    params.tiles_per_split = tiles_per_split;
+    let pad = conv.pad() as u32;
+    let mut params = GemmParams::new(conv, inp_shape, out_shape, pad, inp_shape);
+    params.per_split = per_split;
     params.splits = splits;
     params.count = count;
     let partial = Tensor::empty(
@@ -512,10 +633,10 @@ fn gemm_backward_weight(
     let buffers = [out.buffer(), dout.buffer(), inp.buffer(), partial.buffer()];
     let constants = [
         ("K", f64::from(k)),
-        ("TILE_M", f64::from(tiles.bw_tile_m)),
+        ("BW_TILE_M", f64::from(tiles.bw_tile_m)),
         ("WG_CI", f64::from(tiles.wg_ci)),
-        ("ROWS", f64::from(tiles.rows)),
-        ("QUADS", f64::from(tiles.quads)),
+        ("BW_ROWS", f64::from(tiles.bw_rows)),
+        ("BW_QUADS", f64::from(tiles.bw_quads)),
     ];
     let grid = [ci_blocks, co_blocks, splits];
     gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
@@ -524,31 +645,6 @@ fn gemm_backward_weight(
     let grid = gpu.grid_1d(u64::from(count), WORKGROUP_SIZE);
     let constants = [("WG_SUM", f64::from(WORKGROUP_SIZE))];
     gpu.dispatch(&GEMM_SUM_SPLITS, &constants, &params, &buffers, grid)
-}
-
-impl GemmTiles {
-    /// Override constants of the forward/backward-input kernel.
-    fn conv_constants(&self, conv: &Conv2d, backward_input: bool) -> [(&'static str, f64); 7] {
-        [
-            ("K", conv.kernel as f64),
-            ("TILE_M", f64::from(self.tile_m)),
-            ("CHUNK", f64::from(self.chunk)),
-            ("WG_X", f64::from(self.wg_x)),
-            ("WG_Y", f64::from(self.wg_y)),
-            ("ROWS_PER_INVOCATION", f64::from(self.rows_per_invocation)),
-            ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
-        ]
-    }
-
-    /// Workgroups of the forward/backward-input kernel writing `grid`: x = columns of
-    /// pixel tiles, y = rows of pixel tiles, z = images x channel blocks.
-    fn conv_grid(&self, grid: Shape) -> [u32; 3] {
-        [
-            (grid.w as u32).div_ceil(4 * self.wg_x),
-            (grid.h as u32).div_ceil(self.wg_y * self.rows_per_invocation),
-            grid.n as u32 * (grid.c as u32).div_ceil(self.tile_m),
-        ]
-    }
 }
 
 /// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
@@ -564,20 +660,20 @@ struct GemmParams {
     w_grid: u32,
     pad: u32,
     relu: u32,
-    tiles_per_split: u32,
+    c_src: u32,
+    h_src: u32,
+    w_src: u32,
+    c_grid_pad: u32,
+    tiles_y: u32,
+    per_split: u32,
     splits: u32,
     count: u32,
+    _pad: [u32; 3],
 }
 
 impl GemmParams {
-    /// Params for windows cut from `patch` (padded as the pass needs) onto `grid`.
-    /// Backward-input pads by k - 1 - pad: it is the "full" convolution of the forward.
-    fn new(conv: &Conv2d, patch: Shape, grid: Shape, backward_input: bool) -> GemmParams {
-        let pad = if backward_input {
-            conv.kernel - 1 - conv.pad()
-        } else {
-            conv.pad()
-        };
+    /// Params for windows cut from `patch`, padded by `pad` into `padded`, onto `grid`.
+    fn new(conv: &Conv2d, patch: Shape, grid: Shape, pad: u32, padded: Shape) -> GemmParams {
         GemmParams {
             n: patch.n as u32,
             c_patch: patch.c as u32,
@@ -586,11 +682,17 @@ impl GemmParams {
             c_grid: grid.c as u32,
             h_grid: grid.h as u32,
             w_grid: grid.w as u32,
-            pad: pad as u32,
+            pad,
             relu: u32::from(conv.relu),
-            tiles_per_split: 0,
+            c_src: padded.c as u32,
+            h_src: padded.h as u32,
+            w_src: padded.w as u32,
+            c_grid_pad: 0,
+            tiles_y: 0,
+            per_split: 0,
             splits: 0,
             count: 0,
+            _pad: [0; 3],
         }
     }
 }
