@@ -33,6 +33,13 @@ pub enum Error {
     )]
     Diverged { step: u64, loss: f32 },
 
+    #[error(
+        "parameter `{name}` is no longer finite at step {step}: training diverged, so no \
+         checkpoint was written over the last good one. Lower the learning rate (--lr) and \
+         resume from it"
+    )]
+    NonFiniteParameter { step: u64, name: String },
+
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: String, msg: String },
 

@@ -26,6 +26,7 @@ fn long_run(dir: &Path, out: &Path, steps: u64, extra: &[&str]) -> Command {
         let dataset = synthetic_dataset(2, 64, 64, 3, &SynthConfig::default()).unwrap();
         write_dataset(&data, &dataset).unwrap();
     }
+    let steps = steps.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_unet"));
     command
         .args([
@@ -39,7 +40,7 @@ fn long_run(dir: &Path, out: &Path, steps: u64, extra: &[&str]) -> Command {
         ])
         .args([
             "--steps",
-            "100000",
+            &steps,
             "--checkpoint-every",
             "1",
             "--validate-every",
@@ -98,18 +99,9 @@ fn sigterm_leaves_a_checkpoint_that_resumes() {
     let stopped_at = checkpoint_step(&checkpoint);
     assert!(stopped_at >= 1);
 
-    let resumed = long_run(
-        &dir,
-        &out,
-        &[
-            "--resume",
-            s(&out),
-            "--steps",
-            &(stopped_at + 1).to_string(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let resumed = long_run(&dir, &out, stopped_at + 1, &["--resume", s(&out)])
+        .output()
+        .unwrap();
     assert!(
         resumed.status.success(),
         "{}",
@@ -124,23 +116,36 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
     let dir = scratch("kill9");
     let out = dir.join("run");
     let checkpoint = out.join("checkpoint.safetensors");
-    // Kill the run at moments spread over its checkpoint writes (one per step).
-    for (i, delay_ms) in [0u64, 37, 110, 190, 260, 350].into_iter().enumerate() {
-        let mut child = long_run(
-            &dir,
-            &out,
-            if i == 0 { &[] } else { &["--resume", s(&out)] },
-        )
-        .spawn()
-        .unwrap();
-        if i == 0 {
-            wait_for(&checkpoint, &mut child);
+    // Each round resumes the run, waits until it has written a newer checkpoint (one per
+    // step, so writes follow each other closely), then kills it at a moment spread over the
+    // next writes. Every time, the checkpoint on disk must load.
+    let mut last_step = 0;
+    for (round, delay_ms) in [0u64, 13, 37, 71, 110, 190].into_iter().enumerate() {
+        let resume: &[&str] = if round == 0 {
+            &[]
+        } else {
+            &["--resume", s(&out)]
+        };
+        let mut child = long_run(&dir, &out, 100_000, resume).spawn().unwrap();
+        wait_for(&checkpoint, &mut child);
+        let start = Instant::now();
+        while checkpoint_step(&checkpoint) <= last_step {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: the run ended"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "round {round}: no progress"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(500 + delay_ms));
+        std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        checkpoint_step(&checkpoint); // panics if the file does not load
+        last_step = checkpoint_step(&checkpoint); // panics if the file does not load
     }
+    assert!(last_step >= 6, "each round advanced the run");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -148,8 +153,10 @@ fn kill_9_at_any_moment_leaves_a_loadable_checkpoint() {
 fn a_diverging_run_stops_with_advice_and_keeps_its_checkpoint() {
     let dir = scratch("diverge");
     let out = dir.join("run");
-    // A learning rate this large blows the weights up within a few steps.
-    let output = long_run(&dir, &out, 50, &["--lr", "1e8"]).output().unwrap();
+    // A learning rate this large overflows the weights to infinity within a step or two.
+    let output = long_run(&dir, &out, 50, &["--lr", "1e30"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     let line = stderr
@@ -158,9 +165,15 @@ fn a_diverging_run_stops_with_advice_and_keeps_its_checkpoint() {
         .expect("an error line");
     assert!(line.contains("Lower the learning rate"), "{line}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // Whatever checkpoint the run left holds finite weights: the last good one.
     let checkpoint = out.join("checkpoint.safetensors");
     if checkpoint.exists() {
-        checkpoint_step(&checkpoint); // the last good one still loads
+        let bytes = std::fs::read(&checkpoint).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, view) in file.tensors() {
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+            assert!(values.iter().all(|v| v.is_finite()), "{name} is not finite");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -37,7 +37,15 @@ pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in trainer.model.params() {
         let shape = torch_shape(p.shape());
-        let value: Vec<u8> = bytemuck::cast_slice(&p.value.to_vec(gpu)?).to_vec();
+        let values = p.value.to_vec(gpu)?;
+        // Never replace a good checkpoint with the weights of a run that has diverged.
+        if !values.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteParameter {
+                step: trainer.step,
+                name: p.name.clone(),
+            });
+        }
+        let value: Vec<u8> = bytemuck::cast_slice(&values).to_vec();
         let velocity: Vec<u8> = bytemuck::cast_slice(&p.velocity.to_vec(gpu)?).to_vec();
         tensors.push((p.name.clone(), shape.clone(), value));
         tensors.push((format!("{MOMENTUM_PREFIX}{}", p.name), shape, velocity));
