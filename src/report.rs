@@ -97,6 +97,22 @@ fn is_class_edge(truth: &Grid<u8>, x: usize, y: usize) -> bool {
         .any(|&(nx, ny)| nx < truth.width && ny < truth.height && truth.get(nx, ny) != 0)
 }
 
+/// The mean of each point's window of `window` points ending at it.
+fn moving_average(points: &[(u64, f64)], window: usize) -> Vec<(u64, f64)> {
+    let mut sum = 0.0;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(step, value))| {
+            sum += value;
+            if i >= window {
+                sum -= points[i - window].1;
+            }
+            (step, sum / (i + 1).min(window) as f64)
+        })
+        .collect()
+}
+
 /// A loss curve: log10(loss) against step, light grid lines at each power of ten.
 /// The numbers themselves go into `loss.csv` beside it.
 pub fn write_loss_plot(path: &Path, losses: &[(u64, f32)]) -> Result<()> {
@@ -131,16 +147,21 @@ pub fn write_loss_plot(path: &Path, losses: &[(u64, f32)]) -> Result<()> {
                 img.put_pixel(x, y as u32, Rgb([220, 220, 220]));
             }
         }
-        for pair in finite.windows(2) {
-            let (a, b) = (
-                to_px(pair[0].0 as f64, pair[0].1),
-                to_px(pair[1].0 as f64, pair[1].1),
-            );
-            let steps = ((b.0 - a.0).abs().max((b.1 - a.1).abs()) as usize).max(1);
-            for k in 0..=steps {
-                let t = k as f64 / steps as f64;
-                let (x, y) = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
-                img.put_pixel(x as u32, (y as u32).min(height - 1), Rgb([30, 80, 200]));
+        // The raw per-step losses in light blue, their moving average over 25 steps on top.
+        let smooth = moving_average(&finite, 25);
+        for (curve, colour) in [
+            (&finite, Rgb([170, 190, 235])),
+            (&smooth, Rgb([20, 60, 170])),
+        ] {
+            for pair in curve.windows(2) {
+                let a = to_px(pair[0].0 as f64, pair[0].1);
+                let b = to_px(pair[1].0 as f64, pair[1].1);
+                let steps = ((b.0 - a.0).abs().max((b.1 - a.1).abs()) as usize).max(1);
+                for k in 0..=steps {
+                    let t = k as f64 / steps as f64;
+                    let (x, y) = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+                    img.put_pixel(x as u32, (y as u32).min(height - 1), colour);
+                }
             }
         }
     }
