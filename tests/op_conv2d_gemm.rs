@@ -3,11 +3,12 @@
 
 mod common;
 
+use common::reference::{self, Host};
 use common::*;
 use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding};
 use unet_wgpu::{Gpu, Shape, Tensor};
 
-/// The reference convolution in f64 (after ReLU if fused).
+/// The reference forward in f64, from the shared reference ops (after ReLU if fused).
 fn reference_forward(
     conv: &Conv2d,
     inp: Shape,
@@ -16,34 +17,11 @@ fn reference_forward(
     b: &[f64],
     c_out: usize,
 ) -> Vec<f64> {
-    let out = conv.out_shape(inp, c_out).unwrap();
-    let (k, pad) = (conv.kernel, conv.pad() as isize);
-    let mut y = vec![0.0; out.numel()];
-    for n in 0..out.n {
-        for co in 0..c_out {
-            for oy in 0..out.h {
-                for ox in 0..out.w {
-                    let mut acc = b[co];
-                    for ci in 0..inp.c {
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let iy = (oy + ky) as isize - pad;
-                                let ix = (ox + kx) as isize - pad;
-                                if iy < 0 || ix < 0 || iy >= inp.h as isize || ix >= inp.w as isize
-                                {
-                                    continue;
-                                }
-                                acc += x[inp.index(n, ci, iy as usize, ix as usize)]
-                                    * w[((co * inp.c + ci) * k + ky) * k + kx];
-                            }
-                        }
-                    }
-                    y[out.index(n, co, oy, ox)] = if conv.relu { acc.max(0.0) } else { acc };
-                }
-            }
-        }
-    }
-    y
+    let x = Host {
+        shape: inp,
+        data: x.to_vec(),
+    };
+    reference::conv2d(&x, w, b, c_out, conv.kernel, conv.pad(), conv.relu).data
 }
 
 /// The reference backward in f64: (dinp, dweight, dbias) for g = dout * relu'(out).
