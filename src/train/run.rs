@@ -134,13 +134,20 @@ pub fn run(
         bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
         if trainer.step % options.checkpoint_every.max(1) == 0 {
             save_run(gpu, &trainer, &checkpoint_path, &losses, &options.out)?;
+            if bar.is_hidden() {
+                // No terminal to draw the bar on (output to a file): log a line instead.
+                eprintln!("step {}: loss {loss:.4}, {rate:.2} steps/s", trainer.step);
+            }
         }
         if let Some(val) = val.filter(|_| trainer.step % options.validate_every.max(1) == 0) {
             let v = validate(gpu, &trainer.model, val, options.tile)?;
-            bar.println(format!(
-                "step {}: validation pixel error {:.4}, IoU {:.4}",
-                trainer.step, v.pixel_error, v.iou
-            ));
+            // Printed above the bar, and also when there is no bar (output to a file).
+            bar.suspend(|| {
+                eprintln!(
+                    "step {}: validation pixel error {:.4}, IoU {:.4}",
+                    trainer.step, v.pixel_error, v.iou
+                )
+            });
             validation = Some((trainer.step, v));
         }
     }
