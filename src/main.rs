@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use unet_wgpu::data::{
-    read_image, read_pages, synthetic_dataset, AugmentConfig, Dataset, MaskFormat, SynthConfig,
+    read_image, read_mask, synthetic_dataset, AugmentConfig, Dataset, MaskFormat, SynthConfig,
     WeightMapConfig,
 };
 use unet_wgpu::gpu::{describe_short, list_adapters};
@@ -670,12 +670,7 @@ fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
 
 /// The ground truth of a mask file: true where a cell is.
 fn read_truth(path: &Path, masks: &MaskArgs) -> Result<BinaryMap> {
-    let page = read_pages(path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Config(format!("{}: no image", path.display())))?;
-    let values = page.to_mask_values(path)?;
-    let labels = unet_wgpu::data::mask_to_labels(&values, masks.format(), path)?;
+    let labels = read_mask(path, masks.format())?;
     Ok(BinaryMap::new(
         labels.width,
         labels.height,
@@ -739,12 +734,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn weightmap(args: WeightmapArgs) -> Result<()> {
-    let page = read_pages(&args.mask_file)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Config(format!("{}: no image", args.mask_file.display())))?;
-    let values = page.to_mask_values(&args.mask_file)?;
-    let labels = unet_wgpu::data::mask_to_labels(&values, args.masks.format(), &args.mask_file)?;
+    let labels = read_mask(&args.mask_file, args.masks.format())?;
     let map = unet_wgpu::data::weight_map(&labels, &args.weights.config())?;
     unet_wgpu::data::write_weight_map_png(&args.out, &map)?;
     if let Some(npy) = &args.npy {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::error::{DataError, Result};
 use super::grid::{Grid, LabelImage};
+use super::io::read_pages;
 
 /// How to read the values stored in a mask file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,4 +112,10 @@ pub fn connected_components(binary: &Grid<bool>) -> LabelImage {
 /// The class of each pixel for a two-class network: 1 = cell (label > 0), 0 = background.
 pub fn foreground_classes(labels: &LabelImage) -> Grid<u8> {
     labels.map(|id| u8::from(id > 0))
+}
+
+/// Reads the mask file `path` (its first page) as instance labels in `format`.
+pub fn read_mask(path: &Path, format: MaskFormat) -> Result<LabelImage> {
+    let values = read_pages(path)?[0].to_mask_values(path)?;
+    mask_to_labels(&values, format, path)
 }

@@ -28,7 +28,7 @@ pub use grid::{GrayImage, Grid, LabelImage, WeightMap};
 pub use io::{
     read_image, read_pages, read_stack, write_gray_png, write_label_png, write_npy, RawPage,
 };
-pub use mask::{connected_components, foreground_classes, mask_to_labels, MaskFormat};
+pub use mask::{connected_components, foreground_classes, mask_to_labels, read_mask, MaskFormat};
 pub use mirror::{crop_mirrored, mirror_pad, reflect_index};
 pub use plan::{PlannedTile, TilePlan};
 pub use stream::TileStream;
