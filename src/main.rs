@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use unet_wgpu::data::{
-    read_image, read_mask, synthetic_dataset, AugmentConfig, Dataset, MaskFormat, SynthConfig,
-    WeightMapConfig,
+    read_image, read_mask, synthetic_dataset, AugmentConfig, Dataset, Grid, MaskFormat,
+    SynthConfig, WeightMapConfig,
 };
 use unet_wgpu::gpu::{describe_short, list_adapters};
 use unet_wgpu::infer::{predict, TileOptions};
@@ -446,8 +446,9 @@ fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         &stop_flag(),
     )?;
     report_run(&summary);
-    write_val_outputs(&gpu, &summary, &val_set, options.tile, &args.out)?;
-    let eval_report = evaluate_dataset(&gpu, &summary, &val_set, options.tile)?;
+    let foreground = predict_dataset(&gpu, &summary, &val_set, options.tile, val_set.len())?;
+    write_val_outputs(&val_set, &foreground, &args.out)?;
+    let eval_report = evaluate_dataset(&val_set, &foreground)?;
     print_eval(&eval_report);
     eprintln!("run folder: {}", args.out.display());
     Ok(())
@@ -522,7 +523,8 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
     )?;
     report_run(&summary);
     if let Some(val) = &val_set {
-        write_val_outputs(&gpu, &summary, val, options.tile, &args.out)?;
+        let foreground = predict_dataset(&gpu, &summary, val, options.tile, OVERLAYS)?;
+        write_val_outputs(val, &foreground, &args.out)?;
     }
     eprintln!("run folder: {}", args.out.display());
     Ok(())
@@ -564,48 +566,45 @@ fn report_run(summary: &RunSummary) {
     eprintln!("checkpoint: {}", summary.checkpoint.display());
 }
 
-/// Overlays of the validation images (predicted background red, true boundaries green).
-fn write_val_outputs(
-    gpu: &Gpu,
-    summary: &RunSummary,
-    val: &Dataset,
-    tile: usize,
-    out: &Path,
-) -> Result<()> {
-    for sample in val.samples().iter().take(4) {
-        let probs = predict(
-            gpu,
-            &summary.trainer.model,
-            &sample.image,
-            TileOptions { tile, batch: 1 },
-        )?;
-        let truth = sample.labels.map(|l| u8::from(l != 0));
-        let path = out.join(format!("overlay_{}.png", sample.name));
-        write_overlay_png(&path, &sample.image, &probs[1], 0.5, Some(&truth))?;
-    }
-    Ok(())
-}
+/// Validation images drawn as overlays in the run folder.
+const OVERLAYS: usize = 4;
 
-/// The challenge metrics of the model's predictions on a dataset.
-fn evaluate_dataset(
+/// The foreground probability maps of the first `limit` images of `data`.
+fn predict_dataset(
     gpu: &Gpu,
     summary: &RunSummary,
     data: &Dataset,
     tile: usize,
-) -> Result<EvalReport> {
+    limit: usize,
+) -> Result<Vec<Grid<f32>>> {
+    let options = TileOptions::fitting(gpu, &summary.trainer.model, tile)?;
+    data.samples()
+        .iter()
+        .take(limit)
+        .map(|sample| {
+            Ok(predict(gpu, &summary.trainer.model, &sample.image, options)?.swap_remove(1))
+        })
+        .collect()
+}
+
+/// Overlays of the first validation images (predicted background red, true boundaries green).
+fn write_val_outputs(val: &Dataset, foreground: &[Grid<f32>], out: &Path) -> Result<()> {
+    for (sample, prob) in val.samples().iter().zip(foreground).take(OVERLAYS) {
+        let truth = sample.labels.map(|l| u8::from(l != 0));
+        let path = out.join(format!("overlay_{}.png", sample.name));
+        write_overlay_png(&path, &sample.image, prob, 0.5, Some(&truth))?;
+    }
+    Ok(())
+}
+
+/// The challenge metrics of foreground probability maps against a dataset's labels.
+fn evaluate_dataset(data: &Dataset, foreground: &[Grid<f32>]) -> Result<EvalReport> {
     let mut pairs = Vec::new();
-    for sample in data.samples() {
-        let probs = predict(
-            gpu,
-            &summary.trainer.model,
-            &sample.image,
-            TileOptions { tile, batch: 1 },
-        )?;
-        let fg = &probs[1];
+    for (sample, prob) in data.samples().iter().zip(foreground) {
         let truth = sample.labels.data.iter().map(|&l| l != 0).collect();
         pairs.push((
-            ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?,
-            BinaryMap::new(fg.width, fg.height, truth)?,
+            ProbabilityMap::new(prob.width, prob.height, prob.data.clone())?,
+            BinaryMap::new(prob.width, prob.height, truth)?,
         ));
     }
     Ok(evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?)
