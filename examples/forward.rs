@@ -6,13 +6,14 @@
 //! ```
 //!
 //! INPUT.npy: f32 [N, C_in, H, W]; H and W must be valid tile sizes for the network
-//! (`unet info` lists them). OUT.npy: the logits, f32 [N, classes, H', W'].
+//! (`unet info` lists them). OUT.npy: the logits, f32 [N, classes, H', W'] (for U-Net++,
+//! its last head's).
 //! The GPU is chosen as everywhere else (`UNET_ADAPTER`, `UNET_BACKEND`).
 
 use std::error::Error;
 use std::path::Path;
 
-use unet_wgpu::model::Mode;
+use unet_wgpu::model::{Mode, Network};
 use unet_wgpu::train::checkpoint;
 use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};
 
@@ -30,20 +31,27 @@ fn main() -> Res<()> {
     let [n, c, h, w] = dims[..] else {
         return Err(format!("{input}: need a 4-D array [N, C, H, W], got shape {dims:?}").into());
     };
-    if c != model.config.in_channels {
+    let config = *model.config();
+    if c != config.in_channels {
         return Err(format!(
             "{input} has {c} channels, the network takes {}",
-            model.config.in_channels
+            config.in_channels
         )
         .into());
     }
-    model.config.check_tile(h)?;
-    model.config.check_tile(w)?;
+    config.check_tile(h)?;
+    config.check_tile(w)?;
 
     let tile = Tensor::from_slice(&gpu, Shape::new(n, c, h, w), &data, "input")?;
-    let acts = model.forward(&gpu, tile, Mode::Eval)?;
-    let logits = acts.logits.to_vec(&gpu)?;
-    let s = acts.logits.shape();
+    let logits = match &model {
+        Network::UNet(net) => net.forward(&gpu, tile, Mode::Eval)?.logits,
+        Network::UNetPlusPlus(net) => {
+            let mut acts = net.forward(&gpu, tile, Mode::Eval, config.depth - 1)?;
+            acts.heads.pop().expect("a last head").logits
+        }
+    };
+    let s = logits.shape();
+    let logits = logits.to_vec(&gpu)?;
     write_npy(Path::new(output), [s.n, s.c, s.h, s.w], &logits)?;
     eprintln!(
         "{}: [{n}, {c}, {h}, {w}] -> [{}, {}, {}, {}] on {}",

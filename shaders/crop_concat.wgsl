@@ -1,25 +1,28 @@
-// Centre-crop and concatenate on channels (U-Net's skip connection), skip first:
-// skip [N, Cs, Hs, Ws], up [N, Cu, H, W] -> out [N, Cs + Cu, H, W], with the crop window
-// at (off_y, off_x) = ((Hs - H) / 2, (Ws - W) / 2), rounded down.
+// Centre-crop and concatenate on channels (U-Net's skip connections), one part at a time:
+// parts [N, C_k, H_k, W_k] -> out [N, sum_k C_k, H, W], part k in channels
+// c0 .. c0 + C_k with c0 = C_0 + ... + C_(k-1), each part's crop window at
+// (off_y, off_x) = ((H_k - H) / 2, (W_k - W) / 2), rounded down.
 //
-//   forward, one thread per output element:
-//     out[n, c, y, x] = skip[n, c, y + off_y, x + off_x]   for c <  Cs
-//                     = up[n, c - Cs, y, x]                for c >= Cs
-//   backward_skip, one thread per skip element:
-//     dskip[n, c, ys, xs] = dout[n, c, ys - off_y, xs - off_x] inside the crop window, else 0
-//   backward_up, one thread per up element:
-//     dup[n, c, y, x] = dout[n, Cs + c, y, x]
+//   place, one thread per element of the part's crop window [N, C_k, H, W]:
+//     out[n, c0 + c, y, x] = part[n, c, y + off_y, x + off_x]
+//   take (the backward), one thread per element of dpart [N, C_k, H_k, W_k]:
+//     dpart[n, c, yk, xk] = dout[n, c0 + c, yk - off_y, xk - off_x] inside the window, else 0
+//
+// Every output element is written by exactly one part's `place`, and every dout element
+// read by exactly one part's `take`: together the launches make one pass over the data.
 
 struct Params {
-    // Elements the launch covers: out (forward), skip (backward_skip) or up (backward_up).
+    // Elements the launch covers: the part's crop window (place) or the part (take).
     total: u32,
-    skip_c: u32,
-    up_c: u32,
-    // The output's (and up's) H and W.
+    // The part: channels, height, width.
+    part_c: u32,
+    part_h: u32,
+    part_w: u32,
+    // The concatenation: channels, height, width, and where the part's channels start.
+    out_c: u32,
     h: u32,
     w: u32,
-    skip_h: u32,
-    skip_w: u32,
+    c0: u32,
     off_y: u32,
     off_x: u32,
 }
@@ -32,70 +35,44 @@ fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-fn out_c() -> u32 {
-    return p.skip_c + p.up_c;
-}
-
-// forward bindings
-@group(0) @binding(1) var<storage, read> fwd_skip: array<f32>;
-@group(0) @binding(2) var<storage, read> fwd_up: array<f32>;
-@group(0) @binding(3) var<storage, read_write> fwd_out: array<f32>;
+// place bindings
+@group(0) @binding(1) var<storage, read> place_part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> place_out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = linear_index(gid, nwg);
-    if (o >= p.total) {
-        return;
-    }
-    let x = o % p.w;
-    let y = (o / p.w) % p.h;
-    let c = (o / (p.w * p.h)) % out_c();
-    let n = o / (p.w * p.h * out_c());
-    if (c < p.skip_c) {
-        fwd_out[o] = fwd_skip[((n * p.skip_c + c) * p.skip_h + y + p.off_y) * p.skip_w + x + p.off_x];
-    } else {
-        fwd_out[o] = fwd_up[((n * p.up_c + c - p.skip_c) * p.h + y) * p.w + x];
-    }
-}
-
-// backward_skip bindings
-@group(0) @binding(1) var<storage, read> bs_dout: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bs_dskip: array<f32>;
-
-@compute @workgroup_size(WG)
-fn backward_skip(@builtin(global_invocation_id) gid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
+fn place(@builtin(global_invocation_id) gid: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = linear_index(gid, nwg);
     if (e >= p.total) {
         return;
     }
-    let xs = e % p.skip_w;
-    let ys = (e / p.skip_w) % p.skip_h;
-    let c = (e / (p.skip_w * p.skip_h)) % p.skip_c;
-    let n = e / (p.skip_w * p.skip_h * p.skip_c);
-    let inside = ys >= p.off_y && ys - p.off_y < p.h && xs >= p.off_x && xs - p.off_x < p.w;
+    let x = e % p.w;
+    let y = (e / p.w) % p.h;
+    let c = (e / (p.w * p.h)) % p.part_c;
+    let n = e / (p.w * p.h * p.part_c);
+    let src = ((n * p.part_c + c) * p.part_h + y + p.off_y) * p.part_w + x + p.off_x;
+    place_out[((n * p.out_c + p.c0 + c) * p.h + y) * p.w + x] = place_part[src];
+}
+
+// take bindings
+@group(0) @binding(1) var<storage, read> take_dout: array<f32>;
+@group(0) @binding(2) var<storage, read_write> take_dpart: array<f32>;
+
+@compute @workgroup_size(WG)
+fn take(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_index(gid, nwg);
+    if (e >= p.total) {
+        return;
+    }
+    let xk = e % p.part_w;
+    let yk = (e / p.part_w) % p.part_h;
+    let c = (e / (p.part_w * p.part_h)) % p.part_c;
+    let n = e / (p.part_w * p.part_h * p.part_c);
+    let inside = yk >= p.off_y && yk - p.off_y < p.h && xk >= p.off_x && xk - p.off_x < p.w;
     if (inside) {
-        bs_dskip[e] = bs_dout[((n * out_c() + c) * p.h + ys - p.off_y) * p.w + xs - p.off_x];
+        take_dpart[e] = take_dout[((n * p.out_c + p.c0 + c) * p.h + yk - p.off_y) * p.w + xk - p.off_x];
     } else {
-        bs_dskip[e] = 0.0;
+        take_dpart[e] = 0.0;
     }
-}
-
-// backward_up bindings
-@group(0) @binding(1) var<storage, read> bu_dout: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bu_dup: array<f32>;
-
-@compute @workgroup_size(WG)
-fn backward_up(@builtin(global_invocation_id) gid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_index(gid, nwg);
-    if (e >= p.total) {
-        return;
-    }
-    // up's plane index n * Cu + c maps to dout's n * (Cs + Cu) + Cs + c.
-    let plane = e / (p.w * p.h);
-    let n = plane / p.up_c;
-    let c = plane % p.up_c;
-    bu_dup[e] = bu_dout[((n * out_c() + p.skip_c + c) * p.h * p.w) + e % (p.w * p.h)];
 }

@@ -9,28 +9,29 @@
 use crate::data::{GrayImage, Grid, TilePlan, TileSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::{Mode, UNet};
-use crate::ops::loss::softmax;
+use crate::model::{Heads, Network};
 use crate::tensor::{Shape, Tensor};
 
-/// How to cut an image into tiles.
+/// How to cut an image into tiles, and which heads predict.
 #[derive(Clone, Copy, Debug)]
 pub struct TileOptions {
     /// Input tile side (must be valid for the network).
     pub tile: usize,
     /// Tiles per forward pass.
     pub batch: usize,
+    /// U-Net++'s deep-supervision heads (the default for a U-Net).
+    pub heads: Heads,
 }
 
 impl TileOptions {
     /// Tiles of side `tile`, batched as far as the device allows: the largest tensor of a
     /// batch must fit one storage binding, and at most `MAX_AUTO_BATCH` tiles go together.
-    pub fn fitting(gpu: &Gpu, model: &UNet, tile: usize) -> Result<TileOptions> {
+    pub fn fitting(gpu: &Gpu, model: &Network, tile: usize) -> Result<TileOptions> {
         const MAX_AUTO_BATCH: usize = 8;
         // A layer's largest tensor per tile: its input or output, with the concatenated
         // skip counted as the decoder conv's input (c_in already includes it).
         let largest = model
-            .config
+            .config()
             .layers(tile)?
             .iter()
             .map(|l| l.c_in.max(l.c_out) * (l.out_size + 2).pow(2) * 4)
@@ -40,13 +41,14 @@ impl TileOptions {
         Ok(TileOptions {
             tile,
             batch: fits.min(MAX_AUTO_BATCH),
+            heads: Heads::default(),
         })
     }
 }
 
 /// The tile plan for an image of `width` x `height` on `model` with input tile `tile`.
-pub fn plan(model: &UNet, width: usize, height: usize, tile: usize) -> Result<TilePlan> {
-    let config = &model.config;
+pub fn plan(model: &Network, width: usize, height: usize, tile: usize) -> Result<TilePlan> {
+    let config = model.config();
     let spec = TileSpec::new(tile, config.check_tile(tile)?)?;
     Ok(TilePlan::aligned(
         width,
@@ -59,24 +61,26 @@ pub fn plan(model: &UNet, width: usize, height: usize, tile: usize) -> Result<Ti
 /// Class probabilities of every pixel of `image`: `classes` planes of the image's size.
 pub fn predict(
     gpu: &Gpu,
-    model: &UNet,
+    model: &Network,
     image: &GrayImage,
     options: TileOptions,
 ) -> Result<Vec<Grid<f32>>> {
+    model.check_heads(options.heads)?;
     let plan = plan(model, image.width, image.height, options.tile)?;
     let (tile_in, tile_out) = (plan.spec.tile_in, plan.spec.tile_out);
-    let classes = model.config.classes;
+    let config = model.config();
+    let classes = config.classes;
     let mut maps = vec![Grid::filled(image.width, image.height, 0.0f32); classes];
     for chunk in plan.tiles.chunks(options.batch.max(1)) {
         let mut input = Vec::with_capacity(chunk.len() * tile_in * tile_in);
         for tile in chunk {
             input.extend_from_slice(&plan.extract_tile(image, tile)?.data);
         }
-        let shape = Shape::new(chunk.len(), model.config.in_channels, tile_in, tile_in);
+        let shape = Shape::new(chunk.len(), config.in_channels, tile_in, tile_in);
         let input = Tensor::from_slice(gpu, shape, &input, "prediction tiles")?;
-        let acts = model.forward(gpu, input, Mode::Eval)?;
-        let probs = softmax(gpu, &acts.logits)?.to_vec(gpu)?;
-        drop(acts);
+        let probs = model
+            .probabilities(gpu, input, options.heads)?
+            .to_vec(gpu)?;
         let plane = tile_out * tile_out;
         for (i, tile) in chunk.iter().enumerate() {
             for (class, map) in maps.iter_mut().enumerate() {

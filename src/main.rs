@@ -13,7 +13,8 @@ use unet_wgpu::data::{
 use unet_wgpu::gpu::{describe_short, list_adapters};
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::metrics::{evaluate, BinaryMap, EvalReport, ProbabilityMap};
-use unet_wgpu::model::UNetConfig;
+use unet_wgpu::model::{Arch, Heads, UNetConfig};
+use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
 use unet_wgpu::train::checkpoint::{self, write_atomically};
@@ -132,6 +133,42 @@ impl WeightArgs {
     }
 }
 
+#[derive(Args, Clone)]
+struct ArchArgs {
+    /// unet (Ronneberger et al. 2015) or unetpp (U-Net++, Zhou et al. 2018: nested skips).
+    #[arg(long, default_value = "unet")]
+    arch: Arch,
+    /// Convolution padding: valid (the U-Net paper) or same (the U-Net++ default).
+    #[arg(long, value_enum)]
+    padding: Option<PaddingArg>,
+    /// U-Net++: one head on the last top node only, instead of a head on every one.
+    #[arg(long)]
+    no_deep_supervision: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PaddingArg {
+    Valid,
+    Same,
+}
+
+impl ArchArgs {
+    /// `preset` in the chosen architecture, padding and supervision.
+    fn apply(&self, preset: UNetConfig) -> Result<UNetConfig> {
+        let mut config = preset.with_arch(self.arch);
+        match self.padding {
+            Some(PaddingArg::Valid) => config.padding = Padding::Valid,
+            Some(PaddingArg::Same) => config.padding = Padding::Same,
+            None => {}
+        }
+        if self.no_deep_supervision {
+            config.deep_supervision = false;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[derive(Args)]
 struct DemoArgs {
     /// Training steps.
@@ -146,6 +183,8 @@ struct DemoArgs {
     lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    arch: ArchArgs,
 }
 
 #[derive(Args)]
@@ -194,6 +233,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 200)]
     validate_every: u64,
     #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
     masks: MaskArgs,
     #[command(flatten)]
     weights: WeightArgs,
@@ -217,6 +258,22 @@ struct PredictArgs {
     /// Foreground probability above which a pixel is a cell in the mask and overlay.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// The architecture the checkpoint must hold (it is read from the checkpoint anyway).
+    #[arg(long)]
+    arch: Option<Arch>,
+    /// U-Net++ with deep supervision: predict with the sub-network of head X(0,M) only.
+    #[arg(long, value_name = "M")]
+    prune: Option<usize>,
+    /// U-Net++ with deep supervision: last (the deepest head that runs) or average (the
+    /// mean of the probabilities of every head that runs).
+    #[arg(long, value_enum, default_value = "last")]
+    heads: HeadsArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HeadsArg {
+    Last,
+    Average,
 }
 
 #[derive(Args)]
@@ -283,6 +340,8 @@ enum BenchCommand {
         reps: usize,
         #[arg(long)]
         json: Option<PathBuf>,
+        #[command(flatten)]
+        arch: ArchArgs,
     },
 }
 
@@ -294,6 +353,8 @@ struct InfoArgs {
     /// Input tile size for the layer table (default: 572 for paper, 188 for small).
     #[arg(long)]
     tile: Option<usize>,
+    #[command(flatten)]
+    arch: ArchArgs,
 }
 
 fn main() -> ExitCode {
@@ -368,8 +429,13 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
                 write_json(&path, &reports)?;
             }
         }
-        BenchCommand::Step { config, reps, json } => {
-            let net = UNetConfig::preset(&config)?;
+        BenchCommand::Step {
+            config,
+            reps,
+            json,
+            arch,
+        } => {
+            let net = arch.apply(UNetConfig::preset(&config)?)?;
             let report = step::bench_step(&gpu, &config, net, default_tile(&net), 1, reps)?;
             step::print_step_report(&report);
             if let Some(path) = json {
@@ -380,12 +446,13 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
     Ok(())
 }
 
+/// The paper's tile (572) for a depth-5 network, 188 otherwise, or with same padding the
+/// next size the network takes (576, 192).
 fn default_tile(config: &UNetConfig) -> usize {
-    if config.depth >= 5 {
-        572
-    } else {
-        188
-    }
+    let tile = if config.depth >= 5 { 572 } else { 188 };
+    (tile..)
+        .find(|&t| config.output_size(t).is_some())
+        .expect("some tile size fits")
 }
 
 /// A flag set by Ctrl-C or SIGTERM; the training loop stops at the next step boundary.
@@ -415,11 +482,11 @@ fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
     let synth = SynthConfig::default();
     let train_set = synthetic_dataset(16, DEMO_SIZE, DEMO_SIZE, args.seed, &synth)?;
     let val_set = synthetic_dataset(4, DEMO_SIZE, DEMO_SIZE, args.seed + 1_000_000, &synth)?;
-    let config = UNetConfig {
+    let config = args.arch.apply(UNetConfig {
         depth: 3,
         base_channels: 16,
         ..UNetConfig::small()
-    };
+    })?;
     let options = RunOptions {
         config,
         tile: config.input_size_for(64),
@@ -475,7 +542,7 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
             momentum: args.momentum,
             weight_decay: args.weight_decay,
         },
-        UNetConfig::preset(&args.config)?,
+        args.arch.apply(UNetConfig::preset(&args.config)?)?,
     );
     sgd.validate()?;
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
@@ -630,11 +697,25 @@ fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     let gpu = open_gpu(choice)?;
     let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
     let model = &trainer.model;
-    let tile = args.tile.unwrap_or_else(|| default_tile(&model.config));
-    let options = match args.batch {
-        Some(batch) => TileOptions { tile, batch },
-        None => TileOptions::fitting(&gpu, model, tile)?,
+    let config = model.config();
+    if let Some(arch) = args.arch.filter(|&arch| arch != config.arch) {
+        return Err(Error::Config(format!(
+            "{} holds a {} network, not {arch}: leave out --arch or pass --arch {}",
+            args.checkpoint.display(),
+            config.arch,
+            config.arch
+        )));
+    }
+    let tile = args.tile.unwrap_or_else(|| default_tile(config));
+    let mut options = TileOptions::fitting(&gpu, model, tile)?;
+    if let Some(batch) = args.batch {
+        options.batch = batch;
+    }
+    options.heads = Heads {
+        prune: args.prune,
+        average: args.heads == HeadsArg::Average,
     };
+    model.check_heads(options.heads)?;
     std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
         path: args.out.display().to_string(),
         source,
@@ -761,12 +842,13 @@ fn info(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
     let gpu = Gpu::new(choice)?;
     println!("chosen:\n  {}\n", gpu.describe().replace('\n', "\n  "));
 
-    let config = UNetConfig::preset(&args.config)?;
+    let config = args.arch.apply(UNetConfig::preset(&args.config)?)?;
     let tile = args.tile.unwrap_or_else(|| default_tile(&config));
     let layers = config.layers(tile)?;
     println!(
-        "{} U-Net on a {tile}x{tile} tile (output {}):",
+        "{} {} on a {tile}x{tile} tile (output {}):",
         args.config,
+        config.arch,
         config.check_tile(tile)?
     );
     println!(

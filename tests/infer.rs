@@ -5,28 +5,50 @@ mod common;
 use common::*;
 use unet_wgpu::data::{crop_mirrored, Grid};
 use unet_wgpu::infer::{predict, TileOptions};
-use unet_wgpu::model::{Mode, UNet, UNetConfig};
-use unet_wgpu::ops::loss::softmax;
+use unet_wgpu::model::{Arch, Heads, Network, UNetConfig};
+use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::Shape;
+
+const TINY: UNetConfig = UNetConfig {
+    depth: 3,
+    base_channels: 4,
+    dropout: None,
+    ..UNetConfig::paper()
+};
 
 #[test]
 fn stitched_tiles_equal_one_pass_over_the_whole_image() {
-    let gpu = gpu();
+    check_stitching(TINY, Heads::default());
+}
+
+#[test]
+fn unetpp_stitched_tiles_equal_one_pass_with_valid_convs_and_averaged_heads() {
     let config = UNetConfig {
-        depth: 3,
-        base_channels: 4,
-        dropout: None,
-        ..UNetConfig::paper()
+        padding: Padding::Valid,
+        ..TINY.with_arch(Arch::UNetPlusPlus)
     };
-    let model = UNet::new(&gpu, config, 11).unwrap();
-    let tile = config.input_size_for(20); // 60 -> 20, several tiles per image
+    let heads = Heads {
+        prune: None,
+        average: true,
+    };
+    check_stitching(config, heads);
+}
+
+fn check_stitching(config: UNetConfig, heads: Heads) {
+    let gpu = gpu();
+    let model = Network::new(&gpu, config, 11).unwrap();
+    let tile = config.input_size_for(20); // valid: 60 -> 20, several tiles per image
     for &(w, h) in &[(37, 29), (13, 50), (20, 20)] {
         let image = Grid {
             width: w,
             height: h,
             data: random_vec(&mut rng(w as u64), w * h),
         };
-        let options = TileOptions { tile, batch: 3 };
+        let options = TileOptions {
+            tile,
+            batch: 3,
+            heads,
+        };
         let stitched = predict(&gpu, &model, &image, options).unwrap();
 
         // One pass: the smallest valid input whose output covers the whole image.
@@ -35,8 +57,8 @@ fn stitched_tiles_equal_one_pass_over_the_whole_image() {
         let margin = ((whole_in - whole_out) / 2) as isize;
         let padded = crop_mirrored(&image, -margin, -margin, whole_in, whole_in);
         let input = upload(&gpu, Shape::new(1, 1, whole_in, whole_in), &padded.data);
-        let acts = model.forward(&gpu, input, Mode::Eval).unwrap();
-        let probs = softmax(&gpu, &acts.logits).unwrap().to_vec(&gpu).unwrap();
+        let probs = model.probabilities(&gpu, input, heads).unwrap();
+        let probs = probs.to_vec(&gpu).unwrap();
         for (class, map) in stitched.iter().enumerate() {
             let plane = &probs[class * whole_out * whole_out..(class + 1) * whole_out * whole_out];
             let want: Vec<f64> = (0..w * h)
@@ -56,7 +78,7 @@ fn stitched_tiles_equal_one_pass_over_the_whole_image() {
 #[test]
 fn automatic_batch_fits_the_device() {
     let gpu = gpu();
-    let model = UNet::new(&gpu, UNetConfig::small(), 1).unwrap();
+    let model = Network::new(&gpu, UNetConfig::small(), 1).unwrap();
     let options = TileOptions::fitting(&gpu, &model, 188).unwrap();
     assert!((1..=8).contains(&options.batch), "{}", options.batch);
     // The largest activation of the batch (enc0.conv1's output, 16 x 186 x 186 per tile,

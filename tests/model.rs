@@ -167,7 +167,7 @@ fn overfits_one_image() {
     let gpu = gpu();
     gpu.set_poison(false);
     let mut trainer = small_trainer(&gpu, 1);
-    let out = trainer.model.config.check_tile(TILE).unwrap();
+    let out = trainer.model.config().check_tile(TILE).unwrap();
     let (image, labels, weights) = disks(TILE, out);
     let batch = Batch {
         input: &image,
@@ -204,7 +204,7 @@ fn resumed_training_equals_uninterrupted_training() {
     let gpu = gpu();
     let out = small_trainer(&gpu, 2)
         .model
-        .config
+        .config()
         .check_tile(TILE)
         .unwrap();
     let (image, labels, weights) = disks(TILE, out);
@@ -247,7 +247,7 @@ fn warm_steps_allocate_nothing() {
     let gpu = gpu();
     gpu.set_poison(false);
     let mut trainer = small_trainer(&gpu, 3);
-    let out = trainer.model.config.check_tile(TILE).unwrap();
+    let out = trainer.model.config().check_tile(TILE).unwrap();
     // A batch of two copies of the image.
     let (image, labels, weights) = disks(TILE, out);
     let twice = |v: &[f32]| [v, v].concat();

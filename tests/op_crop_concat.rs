@@ -9,24 +9,32 @@ use unet_wgpu::ops::{crop_concat, max_pool};
 use unet_wgpu::{Error, Gpu, Shape, Tensor};
 
 /// The crop offset the op documents: half the size difference, rounded down.
-fn offset(skip: Shape, up: Shape) -> (usize, usize) {
-    ((skip.h - up.h) / 2, (skip.w - up.w) / 2)
+fn offset(part: Shape, h: usize, w: usize) -> (usize, usize) {
+    ((part.h - h) / 2, (part.w - w) / 2)
 }
 
-/// out[n, c, y, x] = skip[n, c, y + oy, x + ox] for c < Cs, up[n, c - Cs, y, x] after.
-fn forward_ref(skip: &[f64], ss: Shape, up: &[f64], us: Shape) -> Vec<f64> {
-    let (oy, ox) = offset(ss, us);
-    let os = us.with_c(ss.c + us.c);
+/// The concatenation's shape and, for each of its channels, (part, channel in the part).
+fn channel_map(parts: &[Shape], h: usize, w: usize) -> (Shape, Vec<(usize, usize)>) {
+    let map: Vec<(usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(k, s)| (0..s.c).map(move |c| (k, c)))
+        .collect();
+    (Shape::new(parts[0].n, map.len(), h, w), map)
+}
+
+/// out[n, c, y, x] = part_k[n, c - c0_k, y + oy_k, x + ox_k] for the part k that owns c.
+fn parts_forward_ref(parts: &[(&[f64], Shape)], h: usize, w: usize) -> Vec<f64> {
+    let shapes: Vec<Shape> = parts.iter().map(|p| p.1).collect();
+    let (os, map) = channel_map(&shapes, h, w);
     let mut out = Vec::with_capacity(os.numel());
     for n in 0..os.n {
-        for c in 0..os.c {
-            for y in 0..os.h {
-                for x in 0..os.w {
-                    out.push(if c < ss.c {
-                        skip[ss.index(n, c, y + oy, x + ox)]
-                    } else {
-                        up[us.index(n, c - ss.c, y, x)]
-                    });
+        for &(k, c) in &map {
+            let (data, s) = parts[k];
+            let (oy, ox) = offset(s, h, w);
+            for y in 0..h {
+                for x in 0..w {
+                    out.push(data[s.index(n, c, y + oy, x + ox)]);
                 }
             }
         }
@@ -34,27 +42,34 @@ fn forward_ref(skip: &[f64], ss: Shape, up: &[f64], us: Shape) -> Vec<f64> {
     out
 }
 
-/// (dskip, dup) of the loss sum(out * dout).
-fn backward_ref(dout: &[f64], ss: Shape, us: Shape) -> (Vec<f64>, Vec<f64>) {
-    let (oy, ox) = offset(ss, us);
-    let os = us.with_c(ss.c + us.c);
-    let mut dskip = vec![0.0; ss.numel()];
-    let mut dup = vec![0.0; us.numel()];
+/// Each part's gradient of the loss sum(out * dout).
+fn parts_backward_ref(dout: &[f64], parts: &[Shape], h: usize, w: usize) -> Vec<Vec<f64>> {
+    let (os, map) = channel_map(parts, h, w);
+    let mut grads: Vec<Vec<f64>> = parts.iter().map(|s| vec![0.0; s.numel()]).collect();
     for n in 0..os.n {
-        for c in 0..os.c {
-            for y in 0..os.h {
-                for x in 0..os.w {
-                    let g = dout[os.index(n, c, y, x)];
-                    if c < ss.c {
-                        dskip[ss.index(n, c, y + oy, x + ox)] = g;
-                    } else {
-                        dup[us.index(n, c - ss.c, y, x)] = g;
-                    }
+        for (oc, &(k, c)) in map.iter().enumerate() {
+            let s = parts[k];
+            let (oy, ox) = offset(s, h, w);
+            for y in 0..h {
+                for x in 0..w {
+                    grads[k][s.index(n, c, y + oy, x + ox)] = dout[os.index(n, oc, y, x)];
                 }
             }
         }
     }
-    (dskip, dup)
+    grads
+}
+
+/// U-Net's case: [crop(skip), up].
+fn forward_ref(skip: &[f64], ss: Shape, up: &[f64], us: Shape) -> Vec<f64> {
+    parts_forward_ref(&[(skip, ss), (up, us)], us.h, us.w)
+}
+
+/// (dskip, dup) of the loss sum(out * dout).
+fn backward_ref(dout: &[f64], ss: Shape, us: Shape) -> (Vec<f64>, Vec<f64>) {
+    let mut grads = parts_backward_ref(dout, &[ss, us], us.h, us.w);
+    let dup = grads.pop().unwrap();
+    (grads.pop().unwrap(), dup)
 }
 
 /// 2x2 stride-2 max-pool in f64 (the path the skip tensor also feeds in U-Net).
@@ -127,6 +142,71 @@ fn forward_and_backward_match_reference() {
     for (seed, (ss, us)) in cases.into_iter().enumerate() {
         check_against_reference(&gpu, seed as u64, ss, us);
     }
+}
+
+#[test]
+fn many_parts_concatenate_in_order_each_centre_cropped() {
+    // U-Net++'s case: several earlier nodes of a level (larger, cropped) and the up-sampled
+    // map, with odd and even size differences; and a crop alone (one part).
+    let gpu = gpu();
+    let cases: [(&[Shape], usize, usize); 2] = [
+        (
+            &[
+                Shape::new(2, 3, 9, 8),
+                Shape::new(2, 1, 6, 6),
+                Shape::new(2, 2, 5, 4),
+            ],
+            5,
+            4,
+        ),
+        (&[Shape::new(1, 2, 7, 10)], 4, 4),
+    ];
+    for (seed, (shapes, h, w)) in cases.into_iter().enumerate() {
+        let mut r = rng(100 + seed as u64);
+        let data: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|s| random_vec(&mut r, s.numel()))
+            .collect();
+        let tensors: Vec<Tensor> = shapes
+            .iter()
+            .zip(&data)
+            .map(|(&s, d)| upload(&gpu, s, d))
+            .collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let out = crop_concat::forward_parts(&gpu, &refs, h, w).unwrap();
+        let data64: Vec<Vec<f64>> = data.iter().map(|d| to_f64(d)).collect();
+        let parts: Vec<(&[f64], Shape)> = data64
+            .iter()
+            .zip(shapes)
+            .map(|(d, &s)| (d.as_slice(), s))
+            .collect();
+        let want = parts_forward_ref(&parts, h, w);
+        assert_close("parts out", &out.to_vec(&gpu).unwrap(), &want, 0.0, 0.0);
+
+        let dout = random_vec(&mut r, out.numel());
+        let grads =
+            crop_concat::backward_parts(&gpu, &upload(&gpu, out.shape(), &dout), shapes).unwrap();
+        let want = parts_backward_ref(&to_f64(&dout), shapes, h, w);
+        assert_eq!(grads.len(), shapes.len());
+        for (k, (got, want)) in grads.iter().zip(&want).enumerate() {
+            assert_eq!(got.shape(), shapes[k]);
+            let got = got.to_vec(&gpu).unwrap();
+            assert_close(&format!("dpart {k}"), &got, want, 0.0, 0.0);
+        }
+    }
+    // The crop helpers are the one-part case.
+    let x = upload(
+        &gpu,
+        Shape::new(1, 1, 3, 3),
+        &[1., 2., 3., 4., 5., 6., 7., 8., 9.],
+    );
+    let centre = crop_concat::crop(&gpu, &x, 1, 1).unwrap();
+    assert_eq!(centre.to_vec(&gpu).unwrap(), [5.0]);
+    let back = crop_concat::crop_backward(&gpu, &centre, x.shape()).unwrap();
+    assert_eq!(
+        back.to_vec(&gpu).unwrap(),
+        [0., 0., 0., 0., 5., 0., 0., 0., 0.]
+    );
 }
 
 #[test]
@@ -261,4 +341,16 @@ fn mismatched_shapes_are_errors() {
         "skip smaller than dout"
     );
     assert!(!backward_fails(Shape::new(2, 6, 4, 4)));
+
+    // Parts: nothing to concatenate, and channels that do not add up to dout's.
+    assert!(is_shape_error(crop_concat::forward_parts(&gpu, &[], 4, 4)));
+    let parts = [Shape::new(2, 3, 8, 8), Shape::new(2, 2, 4, 4)];
+    let parts_fail = |dout: Shape| {
+        matches!(
+            crop_concat::backward_parts(&gpu, &zeros(dout), &parts),
+            Err(Error::Shape { .. })
+        )
+    };
+    assert!(parts_fail(Shape::new(2, 4, 4, 4)), "channels do not add up");
+    assert!(!parts_fail(Shape::new(2, 5, 4, 4)));
 }

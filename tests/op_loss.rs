@@ -3,52 +3,15 @@
 
 mod common;
 
+use common::reference;
 use common::*;
 use rand::Rng;
-use unet_wgpu::ops::loss::{softmax, softmax_cross_entropy};
+use unet_wgpu::ops::loss::{softmax, softmax_cross_entropy, softmax_cross_entropy_scaled};
 use unet_wgpu::{Error, Gpu, Shape, Tensor};
-
-/// f64 softmax of logits [N, K, H, W] over K, the textbook way (max subtracted).
-fn ref_softmax(shape: Shape, logits: &[f64]) -> Vec<f64> {
-    let mut probs = vec![0.0; logits.len()];
-    for n in 0..shape.n {
-        for y in 0..shape.h {
-            for x in 0..shape.w {
-                let at = |k| shape.index(n, k, y, x);
-                let m = (0..shape.c)
-                    .map(|k| logits[at(k)])
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = (0..shape.c).map(|k| (logits[at(k)] - m).exp()).sum();
-                for k in 0..shape.c {
-                    probs[at(k)] = (logits[at(k)] - m).exp() / sum;
-                }
-            }
-        }
-    }
-    probs
-}
-
-/// f64 loss = (1/P) sum_x w(x) * -log p_{l(x)}(x), P = N*H*W, with -log p_l computed as
-/// lse - z_l so that a p_l that underflows (logits of +-80) stays finite.
-fn ref_loss(shape: Shape, logits: &[f64], labels: &[f64], weights: &[f64]) -> f64 {
-    let mut total = 0.0;
-    for n in 0..shape.n {
-        for y in 0..shape.h {
-            for x in 0..shape.w {
-                let i = n * shape.plane() + y * shape.w + x;
-                let z = |k| logits[shape.index(n, k, y, x)];
-                let m = (0..shape.c).map(z).fold(f64::NEG_INFINITY, f64::max);
-                let lse = m + (0..shape.c).map(|k| (z(k) - m).exp()).sum::<f64>().ln();
-                total += weights[i] * (lse - z(labels[i] as usize));
-            }
-        }
-    }
-    total / (shape.n * shape.plane()) as f64
-}
 
 /// f64 dloss/dz_k(x) = w(x)/P * (p_k(x) - [k == l(x)]).
 fn ref_dlogits(shape: Shape, logits: &[f64], labels: &[f64], weights: &[f64]) -> Vec<f64> {
-    let probs = ref_softmax(shape, logits);
+    let probs = reference::softmax(shape, logits);
     let pixels = (shape.n * shape.plane()) as f64;
     let mut d = vec![0.0; logits.len()];
     for n in 0..shape.n {
@@ -123,7 +86,7 @@ impl Case {
             to_f64(&self.weights),
         );
         let (loss, dlogits) = self.run(gpu);
-        let want_loss = ref_loss(self.shape, &logits, &labels, &weights);
+        let want_loss = reference::weighted_cross_entropy(self.shape, &logits, &labels, &weights);
         let want_d = ref_dlogits(self.shape, &logits, &labels, &weights);
         let what = format!("loss of {}", self.shape);
         assert_close(&what, &[loss], &[want_loss], 1e-6, 1e-4);
@@ -133,6 +96,40 @@ impl Case {
         let what = format!("dlogits of {}", self.shape);
         assert_close(&what, &dlogits, &want_d, 1e-5 * scale, 1e-4);
     }
+}
+
+#[test]
+fn scaled_loss_and_gradient_are_multiplied_by_the_scale() {
+    let gpu = gpu();
+    let case = Case::random(Shape::new(2, 2, 5, 7), 3.0, 41);
+    let (logits, labels, weights) = case.upload(&gpu);
+    let scale = 1.0 / 3.0;
+    let out = softmax_cross_entropy_scaled(&gpu, &logits, &labels, &weights, scale).unwrap();
+    let (z, l, w) = (
+        to_f64(&case.logits),
+        to_f64(&case.labels),
+        to_f64(&case.weights),
+    );
+    let s = f64::from(scale);
+    let want_loss = s * reference::weighted_cross_entropy(case.shape, &z, &l, &w);
+    let want_d: Vec<f64> = ref_dlogits(case.shape, &z, &l, &w)
+        .iter()
+        .map(|d| s * d)
+        .collect();
+    assert_close(
+        "scaled loss",
+        &out.loss.to_vec(&gpu).unwrap(),
+        &[want_loss],
+        1e-6,
+        1e-4,
+    );
+    assert_close(
+        "scaled dlogits",
+        &out.dlogits.to_vec(&gpu).unwrap(),
+        &want_d,
+        1e-7,
+        1e-4,
+    );
 }
 
 #[test]
@@ -188,7 +185,7 @@ fn dlogits_match_finite_differences() {
     let case = Case::random(Shape::new(2, 3, 3, 5), 2.0, 7);
     let (labels, weights) = (to_f64(&case.labels), to_f64(&case.weights));
     let logits = to_f64(&case.logits);
-    let loss = |z: &[f64]| ref_loss(case.shape, z, &labels, &weights);
+    let loss = |z: &[f64]| reference::weighted_cross_entropy(case.shape, z, &labels, &weights);
     let numeric = numeric_grad(loss, &logits, 1e-6);
 
     // The analytic reference is the derivative of the reference loss...
@@ -312,7 +309,7 @@ fn softmax_matches_reference_and_sums_to_one() {
             .unwrap()
             .to_vec(&gpu)
             .unwrap();
-        let want = ref_softmax(shape, &to_f64(&data));
+        let want = reference::softmax(shape, &to_f64(&data));
         assert_close(&format!("softmax of {shape}"), &probs, &want, 1e-6, 1e-4);
         for n in 0..shape.n {
             for y in 0..shape.h {

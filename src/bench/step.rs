@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::{UNet, UNetConfig};
+use crate::model::{Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::train::{Batch, Trainer};
 
@@ -37,7 +37,7 @@ pub fn bench_step(
     reps: usize,
 ) -> Result<StepReport> {
     let out = config.check_tile(tile)?;
-    let model = UNet::new(gpu, config, 1)?;
+    let model = Network::new(gpu, config, 1)?;
     let mut trainer = Trainer::new(model, Sgd::default(), 1);
     // Any input will do for timing; a gradient pattern keeps the values finite.
     let input: Vec<f32> = (0..batch * config.in_channels * tile * tile)

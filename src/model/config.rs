@@ -3,9 +3,55 @@
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Padding;
 
-/// What defines a U-Net: levels, widths, padding and dropout.
+/// The network's architecture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Arch {
+    /// Ronneberger et al. 2015: one skip connection per level.
+    #[default]
+    #[serde(rename = "unet")]
+    UNet,
+    /// Zhou et al. 2018: nested, dense skip pathways ([`super::UNetPlusPlus`]).
+    #[serde(rename = "unetpp")]
+    UNetPlusPlus,
+}
+
+impl Arch {
+    /// The name used on the command line and in checkpoints: `unet` or `unetpp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::UNet => "unet",
+            Arch::UNetPlusPlus => "unetpp",
+        }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Arch> {
+        match name {
+            "unet" => Ok(Arch::UNet),
+            "unetpp" => Ok(Arch::UNetPlusPlus),
+            _ => Err(Error::Config(format!(
+                "unknown architecture {name:?}: use unet or unetpp"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What defines a network: architecture, levels, widths, padding and dropout.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UNetConfig {
+    /// U-Net or U-Net++ (checkpoints written before U-Net++ existed have no such field and
+    /// hold U-Nets).
+    #[serde(default)]
+    pub arch: Arch,
     pub in_channels: usize,
     pub classes: usize,
     /// Number of levels, the bottom included (paper: 5, i.e. 4 max-pools).
@@ -16,18 +62,24 @@ pub struct UNetConfig {
     pub padding: Padding,
     /// Dropout rate at the end of the contracting path (paper: 0.5), or none.
     pub dropout: Option<f32>,
+    /// U-Net++ only: a 1x1 head on every top node X(0,j), j >= 1, with the heads' losses
+    /// averaged (deep supervision); without it, one head on the last top node.
+    #[serde(default)]
+    pub deep_supervision: bool,
 }
 
 impl UNetConfig {
     /// The network of the paper: 1 input channel, 2 classes, 5 levels, 64..1024 channels.
     pub const fn paper() -> UNetConfig {
         UNetConfig {
+            arch: Arch::UNet,
             in_channels: 1,
             classes: 2,
             depth: 5,
             base_channels: 64,
             padding: Padding::Valid,
             dropout: Some(0.5),
+            deep_supervision: false,
         }
     }
 
@@ -48,6 +100,31 @@ impl UNetConfig {
             _ => Err(Error::Config(format!(
                 "unknown config {name:?}: use paper or small"
             ))),
+        }
+    }
+
+    /// This config's levels and widths in architecture `arch`. U-Net++ takes the
+    /// original's defaults: same padding and deep supervision.
+    pub fn with_arch(self, arch: Arch) -> UNetConfig {
+        match arch {
+            Arch::UNet => UNetConfig { arch, ..self },
+            Arch::UNetPlusPlus => UNetConfig {
+                arch,
+                padding: Padding::Same,
+                deep_supervision: true,
+                ..self
+            },
+        }
+    }
+
+    /// The top nodes X(0,j) that carry a head, in order: for U-Net++ with deep supervision
+    /// j = 1..depth-1, otherwise only the last (depth - 1, which for a U-Net is its one
+    /// head on the top decoder level).
+    pub fn head_levels(&self) -> std::ops::RangeInclusive<usize> {
+        let last = self.depth - 1;
+        match self.deep_supervision {
+            true => 1..=last,
+            false => last..=last,
         }
     }
 
@@ -80,6 +157,16 @@ impl UNetConfig {
             return bad(format!(
                 "need at least 1 input channel, 2 classes and 1 base channel, got {self:?}"
             ));
+        }
+        if self.arch == Arch::UNetPlusPlus && self.depth < 2 {
+            return bad(
+                "U-Net++ needs depth 2 or more: its nested nodes sit between levels".into(),
+            );
+        }
+        if self.arch == Arch::UNet && self.deep_supervision {
+            return bad(
+                "deep supervision needs U-Net++'s nested top nodes: use --arch unetpp".into(),
+            );
         }
         if let Some(p) = self.dropout {
             if !(0.0..1.0).contains(&p) {
@@ -131,82 +218,66 @@ impl UNetConfig {
             .expect("some tile size always fits")
     }
 
-    /// Every layer with its output shape for an `input` x `input` tile (for `unet info`).
+    /// Every layer with its output shape for an `input` x `input` tile (for `unet info`),
+    /// in the order the forward runs them.
     pub fn layers(&self, input: usize) -> Result<Vec<LayerInfo>> {
         self.validate()?;
-        self.check_tile(input)?;
-        let shrink = self.conv_shrink();
-        let mut layers = Vec::new();
-        let mut size = input;
-        let mut channels = self.in_channels;
-        let mut push = |name: String, kind: &'static str, c_in, c_out, k, out: usize, params| {
-            let macs = (out * out * c_out * c_in * k * k) as u64;
-            layers.push(LayerInfo {
-                name,
-                kind,
-                c_in,
-                c_out,
-                out_size: out,
-                params,
-                macs,
-            });
+        let out = self.check_tile(input)?;
+        let mut table = LayerTable::default();
+        let shrink = 2 * self.conv_shrink(); // two convs per node
+                                             // Side length of every node of the contracting path.
+        let mut encoder = vec![input - shrink];
+        for _ in 1..self.depth {
+            encoder.push(encoder.last().unwrap() / 2 - shrink);
+        }
+        let mut channels_in = self.in_channels;
+        let mut encoder_node = |table: &mut LayerTable, name: &str, level: usize| {
+            let c = self.channels(level);
+            table.conv_pair(name, channels_in, c, encoder[level], self.conv_shrink());
+            channels_in = c;
         };
-        for level in 0..self.depth {
-            let c = self.channels(level);
-            for (conv, c_in) in [("conv1", channels), ("conv2", c)] {
-                size -= shrink;
-                push(
-                    format!("enc{level}.{conv}"),
-                    "conv3x3+relu",
-                    c_in,
-                    c,
-                    3,
-                    size,
-                    conv_params(c_in, c, 3),
-                );
+        match self.arch {
+            Arch::UNet => {
+                for level in 0..self.depth {
+                    encoder_node(&mut table, &format!("enc{level}"), level);
+                }
+                let mut size = encoder[self.depth - 1];
+                for level in (0..self.depth - 1).rev() {
+                    let (c, below) = (self.channels(level), self.channels(level + 1));
+                    size = 2 * size - shrink;
+                    // The first conv sees the skip (c channels) concatenated with the up's c.
+                    table.up_node(
+                        &format!("dec{level}"),
+                        below,
+                        2 * c,
+                        c,
+                        size,
+                        self.conv_shrink(),
+                    );
+                }
+                table.head("head", self.channels(0), self.classes, out);
             }
-            channels = c;
-            if level + 1 < self.depth {
-                size /= 2;
+            Arch::UNetPlusPlus => {
+                // sizes[i][j] = side of X(i,j) = 2 * side of X(i+1, j-1) - shrink.
+                let mut sizes: Vec<Vec<usize>> = encoder.iter().map(|&s| vec![s]).collect();
+                for diagonal in 0..self.depth {
+                    encoder_node(&mut table, &format!("x{diagonal}_0"), diagonal);
+                    for j in 1..=diagonal {
+                        let i = diagonal - j;
+                        let size = 2 * sizes[i + 1][j - 1] - shrink;
+                        sizes[i].push(size);
+                        let (c, below) = (self.channels(i), self.channels(i + 1));
+                        // X(i,0..j-1) and the up-sampled X(i+1,j-1): (j + 1) * c channels.
+                        let name = format!("x{i}_{j}");
+                        table.up_node(&name, below, (j + 1) * c, c, size, self.conv_shrink());
+                    }
+                }
+                for j in self.head_levels() {
+                    table.head(&format!("x0_{j}.head"), self.channels(0), self.classes, out);
+                }
             }
         }
-        for level in (0..self.depth - 1).rev() {
-            let c = self.channels(level);
-            size *= 2;
-            push(
-                format!("dec{level}.up"),
-                "upconv2x2",
-                channels,
-                c,
-                2,
-                size,
-                conv_params(channels, c, 2),
-            );
-            // The first conv sees the skip (c channels) concatenated with the up-conv's c.
-            for (conv, c_in) in [("conv1", 2 * c), ("conv2", c)] {
-                size -= shrink;
-                push(
-                    format!("dec{level}.{conv}"),
-                    "conv3x3+relu",
-                    c_in,
-                    c,
-                    3,
-                    size,
-                    conv_params(c_in, c, 3),
-                );
-            }
-            channels = c;
-        }
-        push(
-            "head".into(),
-            "conv1x1",
-            channels,
-            self.classes,
-            1,
-            size,
-            conv_params(channels, self.classes, 1),
-        );
-        Ok(layers)
+        Ok(table.layers)
     }
 
     /// The number of trainable parameters (31,030,658 for the paper's network).
@@ -218,8 +289,86 @@ impl UNetConfig {
     }
 }
 
-fn conv_params(c_in: usize, c_out: usize, k: usize) -> usize {
-    c_in * c_out * k * k + c_out
+/// The layer table under construction.
+#[derive(Default)]
+struct LayerTable {
+    layers: Vec<LayerInfo>,
+}
+
+impl LayerTable {
+    /// A k x k layer whose every output reads `taps` input pixels per input channel.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        name: String,
+        kind: &'static str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        taps: usize,
+        out: usize,
+    ) {
+        self.layers.push(LayerInfo {
+            name,
+            kind,
+            c_in,
+            c_out,
+            out_size: out,
+            params: c_in * c_out * k * k + c_out,
+            macs: (out * out * c_out * c_in * taps) as u64,
+        });
+    }
+
+    /// `{node}.conv1` and `{node}.conv2`, 3x3 + ReLU, ending at side `out`.
+    fn conv_pair(&mut self, node: &str, c_in: usize, c: usize, out: usize, shrink: usize) {
+        self.push(
+            format!("{node}.conv1"),
+            "conv3x3+relu",
+            c_in,
+            c,
+            3,
+            9,
+            out + shrink,
+        );
+        self.push(format!("{node}.conv2"), "conv3x3+relu", c, c, 3, 9, out);
+    }
+
+    /// A node fed by an up-convolution from `below` channels: `{node}.up`, then its two
+    /// convs (the first over `cat` concatenated channels), ending at side `out`.
+    fn up_node(
+        &mut self,
+        node: &str,
+        below: usize,
+        cat: usize,
+        c: usize,
+        out: usize,
+        shrink: usize,
+    ) {
+        // Stride 2: each output pixel sees one of the 2x2 taps per input channel.
+        self.push(
+            format!("{node}.up"),
+            "upconv2x2",
+            below,
+            c,
+            2,
+            1,
+            out + 2 * shrink,
+        );
+        self.push(
+            format!("{node}.conv1"),
+            "conv3x3+relu",
+            cat,
+            c,
+            3,
+            9,
+            out + shrink,
+        );
+        self.push(format!("{node}.conv2"), "conv3x3+relu", c, c, 3, 9, out);
+    }
+
+    fn head(&mut self, name: &str, c_in: usize, classes: usize, out: usize) {
+        self.push(name.to_string(), "conv1x1", c_in, classes, 1, 1, out);
+    }
 }
 
 /// One row of the layer table.

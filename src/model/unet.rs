@@ -8,31 +8,15 @@
 //! ```
 //! Each level holds two 3x3 convs with ReLU; channels double on the way down.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use super::config::UNetConfig;
-use super::param::{he_normal, Param};
-use crate::error::Result;
+use super::config::{Arch, UNetConfig};
+use super::layers::{conv3x3, ConvLayer, Init, UpLayer, HEAD};
+use super::param::Param;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::activation::{dropout_backward, dropout_forward, DropoutMask};
-use crate::ops::conv2d::{self, Conv2d, Padding};
+use crate::ops::crop_concat;
 use crate::ops::max_pool::{self, MaxPoolSaved};
-use crate::ops::{conv_transpose, crop_concat};
-use crate::tensor::{Shape, Tensor};
-
-/// A convolution with its parameters.
-struct ConvLayer {
-    conv: Conv2d,
-    weight: Param,
-    bias: Param,
-}
-
-/// The 2x2 up-convolution into a decoder level.
-struct UpLayer {
-    weight: Param,
-    bias: Param,
-}
+use crate::tensor::Tensor;
 
 struct DecoderLevel {
     up: UpLayer,
@@ -93,48 +77,35 @@ impl UNet {
     /// drawn from `seed`.
     pub fn new(gpu: &Gpu, config: UNetConfig, seed: u64) -> Result<UNet> {
         config.validate()?;
-        let mut init = Init {
-            gpu,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        };
-        let conv3 = Conv2d {
-            kernel: 3,
-            padding: config.padding,
-            relu: true,
-        };
+        if config.arch != Arch::UNet {
+            return Err(Error::Config(format!(
+                "a {} config cannot build a U-Net",
+                config.arch
+            )));
+        }
+        let mut init = Init::new(gpu, seed);
+        let conv3 = conv3x3(config.padding);
 
         let mut encoder = Vec::new();
         let mut c_in = config.in_channels;
         for level in 0..config.depth {
             let c = config.channels(level);
             encoder.push([
-                init.conv(format!("enc{level}.conv1"), conv3, c_in, c)?,
-                init.conv(format!("enc{level}.conv2"), conv3, c, c)?,
+                init.conv(&format!("enc{level}.conv1"), conv3, c_in, c)?,
+                init.conv(&format!("enc{level}.conv2"), conv3, c, c)?,
             ]);
             c_in = c;
         }
         let mut decoder = Vec::new();
         for level in 0..config.depth - 1 {
             let (c, below) = (config.channels(level), config.channels(level + 1));
-            let name = format!("dec{level}.up");
-            // Each output of a stride-2 2x2 up-conv sees one tap per input channel, so its
-            // fan-in is C_in.
-            let up = UpLayer {
-                weight: init.he(format!("{name}.weight"), Shape::new(below, c, 2, 2), below)?,
-                bias: init.zeros(format!("{name}.bias"), c)?,
-            };
             decoder.push(DecoderLevel {
-                up,
-                conv1: init.conv(format!("dec{level}.conv1"), conv3, 2 * c, c)?,
-                conv2: init.conv(format!("dec{level}.conv2"), conv3, c, c)?,
+                up: init.up(&format!("dec{level}.up"), below, c)?,
+                conv1: init.conv(&format!("dec{level}.conv1"), conv3, 2 * c, c)?,
+                conv2: init.conv(&format!("dec{level}.conv2"), conv3, c, c)?,
             });
         }
-        let head_conv = Conv2d {
-            kernel: 1,
-            padding: Padding::Valid,
-            relu: false,
-        };
-        let head = init.conv("head".into(), head_conv, config.channels(0), config.classes)?;
+        let head = init.conv("head", HEAD, config.channels(0), config.classes)?;
         Ok(UNet {
             config,
             encoder,
@@ -148,14 +119,13 @@ impl UNet {
     pub fn params(&self) -> Vec<&Param> {
         let mut params = Vec::new();
         for [conv1, conv2] in &self.encoder {
-            params.extend([&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias]);
+            params.extend(conv1.params().into_iter().chain(conv2.params()));
         }
         for level in self.decoder.iter().rev() {
-            let (up, conv1, conv2) = (&level.up, &level.conv1, &level.conv2);
-            params.extend([&up.weight, &up.bias]);
-            params.extend([&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias]);
+            params.extend(level.up.params());
+            params.extend(level.conv1.params().into_iter().chain(level.conv2.params()));
         }
-        params.extend([&self.head.weight, &self.head.bias]);
+        params.extend(self.head.params());
         params
     }
 
@@ -205,7 +175,7 @@ impl UNet {
                 l if l == depth - 1 => bottom_out,
                 l => &decoder[l].as_ref().expect("level below done").b2,
             };
-            let up = conv_transpose::forward(gpu, below, &dec.up.weight.value, &dec.up.bias.value)?;
+            let up = dec.up.forward(gpu, below)?;
             let cat = crop_concat::forward(gpu, &encoder[level].a2, &up)?;
             drop(up); // the backward needs only `cat`
             let b1 = dec.conv1.forward(gpu, &cat)?;
@@ -239,39 +209,22 @@ impl UNet {
             .decoder
             .first()
             .map_or(acts.bottom_out(), |level0| &level0.b2);
-        let mut d = self
-            .head
-            .backward(gpu, top, &acts.logits, dlogits)?
-            .expect("dinp");
+        let mut d = self.head.backward(gpu, top, &acts.logits, dlogits)?;
 
         // Expanding path, top to bottom. Each level leaves the gradient of its skip
         // connection (written by crop+concat's backward) for the contracting path.
         let mut dskips: Vec<Option<Tensor>> = Vec::with_capacity(depth);
         for level in 0..depth - 1 {
             let (dec, saved) = (&self.decoder[level], &acts.decoder[level]);
-            d = dec
-                .conv2
-                .backward(gpu, &saved.b1, &saved.b2, &d)?
-                .expect("dinp");
-            d = dec
-                .conv1
-                .backward(gpu, &saved.cat, &saved.b1, &d)?
-                .expect("dinp");
+            d = dec.conv2.backward(gpu, &saved.b1, &saved.b2, &d)?;
+            d = dec.conv1.backward(gpu, &saved.cat, &saved.b1, &d)?;
             let (dskip, dup) = crop_concat::backward(gpu, &d, acts.encoder[level].a2.shape())?;
             dskips.push(Some(dskip));
             let below = match level + 1 {
                 l if l == depth - 1 => acts.bottom_out(),
                 l => &acts.decoder[l].b2,
             };
-            let up = &dec.up;
-            d = conv_transpose::backward(
-                gpu,
-                below,
-                &up.weight.value,
-                &dup,
-                &up.weight.grad,
-                &up.bias.grad,
-            )?;
+            d = dec.up.backward(gpu, below, &dup)?;
         }
         if let Some((mask, _)) = acts.dropout {
             d = dropout_backward(gpu, &d, mask)?;
@@ -286,9 +239,7 @@ impl UNet {
                 max_pool::backward_add(gpu, &d, pool, &dskip)?;
                 d = dskip;
             }
-            d = conv2
-                .backward(gpu, &saved.a1, &saved.a2, &d)?
-                .expect("dinp");
+            d = conv2.backward(gpu, &saved.a1, &saved.a2, &d)?;
             let inp = match level {
                 0 => &acts.input,
                 _ => &acts.encoder[level - 1].pooled().0,
@@ -318,69 +269,5 @@ impl EncoderSaved {
         self.pool
             .as_ref()
             .expect("every level but the bottom is pooled")
-    }
-}
-
-/// Parameter initialisation from one seeded random stream.
-struct Init<'a> {
-    gpu: &'a Gpu,
-    rng: ChaCha8Rng,
-}
-
-impl Init<'_> {
-    fn he(&mut self, name: String, shape: Shape, fan_in: usize) -> Result<Param> {
-        let values = he_normal(&mut self.rng, shape.numel(), fan_in);
-        Param::new(self.gpu, name, shape, &values)
-    }
-
-    fn zeros(&mut self, name: String, len: usize) -> Result<Param> {
-        Param::new(self.gpu, name, Shape::vector(len), &vec![0.0; len])
-    }
-
-    fn conv(&mut self, name: String, conv: Conv2d, c_in: usize, c_out: usize) -> Result<ConvLayer> {
-        let fan_in = conv.kernel * conv.kernel * c_in;
-        Ok(ConvLayer {
-            conv,
-            weight: self.he(
-                format!("{name}.weight"),
-                conv.weight_shape(c_in, c_out),
-                fan_in,
-            )?,
-            bias: self.zeros(format!("{name}.bias"), c_out)?,
-        })
-    }
-}
-
-impl ConvLayer {
-    fn forward(&self, gpu: &Gpu, inp: &Tensor) -> Result<Tensor> {
-        conv2d::forward(gpu, &self.conv, inp, &self.weight.value, &self.bias.value)
-    }
-
-    /// Accumulates the parameter gradients and returns dinp.
-    fn backward(
-        &self,
-        gpu: &Gpu,
-        inp: &Tensor,
-        out: &Tensor,
-        dout: &Tensor,
-    ) -> Result<Option<Tensor>> {
-        self.backward_with(gpu, inp, out, dout, true)
-    }
-
-    /// Accumulates the parameter gradients; returns dinp if `need_dinp`.
-    fn backward_with(
-        &self,
-        gpu: &Gpu,
-        inp: &Tensor,
-        out: &Tensor,
-        dout: &Tensor,
-        need_dinp: bool,
-    ) -> Result<Option<Tensor>> {
-        let (w, b) = (&self.weight, &self.bias);
-        conv2d::backward_params(gpu, &self.conv, inp, out, dout, &w.grad, &b.grad)?;
-        if !need_dinp {
-            return Ok(None);
-        }
-        conv2d::backward_input(gpu, &self.conv, inp.shape(), &w.value, out, dout).map(Some)
     }
 }

@@ -1,20 +1,22 @@
-//! Centre-crop and concatenate (U-Net's skip connection): the contracting path's map
-//! `skip` [N, Cs, Hs, Ws] is cropped to the up-sampled map `up` [N, Cu, H, W] and the two
-//! are concatenated on channels, skip first: out [N, Cs + Cu, H, W].
+//! Centre-crop and concatenate (U-Net's skip connection): each part [N, C_k, H_k, W_k] is
+//! centre-cropped to H x W and the parts are concatenated on channels, in order:
+//! out [N, C_0 + C_1 + ..., H, W]. U-Net concatenates two parts, the contracting path's
+//! map and the up-sampled one ([`forward`]); U-Net++ concatenates every earlier node of a
+//! level with the up-sampled one ([`forward_parts`]); a crop alone is a concatenation of
+//! one part ([`crop`]).
 //!
-//! The crop window starts at ((Hs - H) / 2, (Ws - W) / 2), rounded down: when a size
+//! A part's crop window starts at ((H_k - H) / 2, (W_k - W) / 2), rounded down: when a size
 //! difference is odd, the window sits one pixel nearer the top (or left) edge than the
 //! bottom (or right) one. (In the paper's U-Net every difference is even.)
 //!
-//! The forward keeps nothing: the backward needs only the skip tensor's shape, which the
-//! caller passes back in.
+//! The forward keeps nothing: the backward needs only the parts' shapes, which the caller
+//! passes back in.
 //!
-//! # Gradients in U-Net
-//! The backward *writes* both `dskip` and `dup`. In U-Net the skip tensor also feeds the
-//! max-pool of its own level, so its full gradient is the sum of both paths: call this
-//! backward first (it writes `dskip`, zeros outside the crop window), then
-//! [`super::max_pool::backward_add`] with the same tensor as its `dinp`, which adds the
-//! pooling path's gradient into it.
+//! # Gradients
+//! The backward *writes* each part's gradient: `dout`'s channels of that part placed in
+//! its crop window, zeros elsewhere. In U-Net the skip tensor also feeds the max-pool of
+//! its own level, so its full gradient is the sum of both paths: call this backward first,
+//! then [`super::max_pool::backward_add`] with the skip's gradient as its `dinp`.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Kernel};
@@ -26,140 +28,180 @@ use super::WORKGROUP_SIZE;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    /// Elements the launch covers: out (forward), skip (backward_skip) or up (backward_up).
+    /// Elements the launch covers: the part's crop window (place) or the part (take).
     total: u32,
-    skip_c: u32,
-    up_c: u32,
-    /// The output's (and up's) H and W.
+    part_c: u32,
+    part_h: u32,
+    part_w: u32,
+    out_c: u32,
     h: u32,
     w: u32,
-    skip_h: u32,
-    skip_w: u32,
+    /// The first of the part's channels in the concatenation.
+    c0: u32,
     off_y: u32,
     off_x: u32,
 }
 
-const FORWARD: Kernel = Kernel {
+/// part -> its channels of out.
+const PLACE: Kernel = Kernel {
     shader: shader!("crop_concat.wgsl"),
-    entry: "forward",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-};
-
-const BACKWARD_SKIP: Kernel = Kernel {
-    shader: shader!("crop_concat.wgsl"),
-    entry: "backward_skip",
+    entry: "place",
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
-const BACKWARD_UP: Kernel = Kernel {
+/// dout -> dpart.
+const TAKE: Kernel = Kernel {
     shader: shader!("crop_concat.wgsl"),
-    entry: "backward_up",
+    entry: "take",
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
-/// The shapes of one crop-and-concatenate, checked to fit together.
+/// Where one part sits in the concatenation of shape `out`.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    skip: Shape,
-    up: Shape,
+struct Placement {
+    part: Shape,
+    out: Shape,
+    c0: usize,
 }
 
-impl Geometry {
-    fn new(op: &'static str, skip: Shape, up: Shape) -> Result<Geometry> {
-        if skip.n != up.n {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "skip {skip} and up-sampled {up} have different batch sizes ({} vs {})",
-                    skip.n, up.n
-                ),
-            ));
+impl Placement {
+    /// Every part's placement in the concatenation of `parts` cropped to `h` x `w`, after
+    /// checking that they fit together.
+    fn all(op: &'static str, parts: &[Shape], h: usize, w: usize) -> Result<Vec<Placement>> {
+        let Some(first) = parts.first() else {
+            return Err(Error::shape(op, "nothing to concatenate"));
+        };
+        let channels = parts.iter().map(|s| s.c).sum();
+        let out = Shape::new(first.n, channels, h, w);
+        let mut c0 = 0;
+        let mut placements = Vec::with_capacity(parts.len());
+        for &part in parts {
+            if part.n != out.n {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "parts {part} and {first} have different batch sizes ({} vs {})",
+                        part.n, first.n
+                    ),
+                ));
+            }
+            if part.h < h || part.w < w {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "part {part} is smaller than the {h}x{w} it is cropped to: its \
+                         height and width must be at least those of the up-sampled map"
+                    ),
+                ));
+            }
+            placements.push(Placement { part, out, c0 });
+            c0 += part.c;
         }
-        if skip.h < up.h || skip.w < up.w {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "skip {skip} is smaller than the up-sampled {up} it is cropped to: \
-                     its height and width must be at least the up-sampled ones"
-                ),
-            ));
-        }
-        Ok(Geometry { skip, up })
-    }
-
-    /// The crop window's top-left corner (y, x) in the skip tensor:
-    /// ((Hs - H) / 2, (Ws - W) / 2), rounded down.
-    fn offset(&self) -> (usize, usize) {
-        ((self.skip.h - self.up.h) / 2, (self.skip.w - self.up.w) / 2)
-    }
-
-    /// [N, Cs + Cu, H, W].
-    fn out_shape(&self) -> Shape {
-        self.up.with_c(self.skip.c + self.up.c)
+        Ok(placements)
     }
 
     fn params(&self, total: usize) -> Params {
-        let (off_y, off_x) = self.offset();
+        let (part, out) = (self.part, self.out);
         Params {
             total: total as u32,
-            skip_c: self.skip.c as u32,
-            up_c: self.up.c as u32,
-            h: self.up.h as u32,
-            w: self.up.w as u32,
-            skip_h: self.skip.h as u32,
-            skip_w: self.skip.w as u32,
-            off_y: off_y as u32,
-            off_x: off_x as u32,
+            part_c: part.c as u32,
+            part_h: part.h as u32,
+            part_w: part.w as u32,
+            out_c: out.c as u32,
+            h: out.h as u32,
+            w: out.w as u32,
+            c0: self.c0 as u32,
+            off_y: ((part.h - out.h) / 2) as u32,
+            off_x: ((part.w - out.w) / 2) as u32,
         }
     }
 }
 
-/// out = concat_channels(centre_crop(skip, H, W), up): [N, Cs + Cu, H, W].
-pub fn forward(gpu: &Gpu, skip: &Tensor, up: &Tensor) -> Result<Tensor> {
-    let geo = Geometry::new("crop-concat", skip.shape(), up.shape())?;
-    let out = Tensor::empty(gpu, geo.out_shape(), "crop-concat out")?;
-    gpu.dispatch(
-        &FORWARD,
-        &[],
-        &geo.params(out.numel()),
-        &[skip.buffer(), up.buffer(), out.buffer()],
-        gpu.grid_1d(out.numel() as u64, WORKGROUP_SIZE),
-    )?;
+/// out = concat_channels(centre_crop(parts[0]), centre_crop(parts[1]), ...), each part
+/// cropped to `h` x `w`: [N, sum of the parts' C, h, w].
+pub fn forward_parts(gpu: &Gpu, parts: &[&Tensor], h: usize, w: usize) -> Result<Tensor> {
+    let shapes: Vec<Shape> = parts.iter().map(|t| t.shape()).collect();
+    let placements = Placement::all("crop-concat", &shapes, h, w)?;
+    let out = Tensor::empty(gpu, placements[0].out, "crop-concat out")?;
+    for (part, placement) in parts.iter().zip(&placements) {
+        let window = placement.out.with_c(placement.part.c).numel();
+        gpu.dispatch(
+            &PLACE,
+            &[],
+            &placement.params(window),
+            &[part.buffer(), out.buffer()],
+            gpu.grid_1d(window as u64, WORKGROUP_SIZE),
+        )?;
+    }
     Ok(out)
+}
+
+/// The gradient of each part, of the shapes `part_shapes`: its channels of `dout`
+/// [N, sum C, H, W] placed in its crop window, zeros elsewhere.
+pub fn backward_parts(gpu: &Gpu, dout: &Tensor, part_shapes: &[Shape]) -> Result<Vec<Tensor>> {
+    const OP: &str = "crop-concat backward";
+    let out = dout.shape();
+    let placements = Placement::all(OP, part_shapes, out.h, out.w)?;
+    if placements[0].out != out {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "dout {out} does not match the concatenation of parts {part_shapes:?} \
+                 (their channels must add up to its {})",
+                out.c
+            ),
+        ));
+    }
+    placements
+        .iter()
+        .map(|placement| {
+            let dpart = Tensor::empty(gpu, placement.part, "crop-concat dpart")?;
+            gpu.dispatch(
+                &TAKE,
+                &[],
+                &placement.params(dpart.numel()),
+                &[dout.buffer(), dpart.buffer()],
+                gpu.grid_1d(dpart.numel() as u64, WORKGROUP_SIZE),
+            )?;
+            Ok(dpart)
+        })
+        .collect()
+}
+
+/// U-Net's skip connection: concat_channels(centre_crop(skip), up), [N, Cs + Cu, H, W]
+/// for `up` [N, Cu, H, W].
+pub fn forward(gpu: &Gpu, skip: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let s = up.shape();
+    forward_parts(gpu, &[skip, up], s.h, s.w)
 }
 
 /// Splits `dout` [N, Cs + Cu, H, W] into `dskip` (shape `skip_shape`: the first Cs channels
 /// of `dout` placed in the crop window, zeros elsewhere) and `dup` (the last Cu channels).
-/// Writes both; see the module notes for how U-Net adds the max-pool path into `dskip`.
 pub fn backward(gpu: &Gpu, dout: &Tensor, skip_shape: Shape) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "crop-concat backward";
     let out = dout.shape();
     if out.c <= skip_shape.c {
         return Err(Error::shape(
-            OP,
+            "crop-concat backward",
             format!(
                 "dout {out} must have more channels than the skip tensor {skip_shape}: \
                  the up-sampled channels follow the skip ones"
             ),
         ));
     }
-    let geo = Geometry::new(OP, skip_shape, out.with_c(out.c - skip_shape.c))?;
-
-    let dskip = Tensor::empty(gpu, geo.skip, "crop-concat dskip")?;
-    gpu.dispatch(
-        &BACKWARD_SKIP,
-        &[],
-        &geo.params(dskip.numel()),
-        &[dout.buffer(), dskip.buffer()],
-        gpu.grid_1d(dskip.numel() as u64, WORKGROUP_SIZE),
-    )?;
-    let dup = Tensor::empty(gpu, geo.up, "crop-concat dup")?;
-    gpu.dispatch(
-        &BACKWARD_UP,
-        &[],
-        &geo.params(dup.numel()),
-        &[dout.buffer(), dup.buffer()],
-        gpu.grid_1d(dup.numel() as u64, WORKGROUP_SIZE),
-    )?;
+    let up_shape = out.with_c(out.c - skip_shape.c);
+    let mut grads = backward_parts(gpu, dout, &[skip_shape, up_shape])?;
+    let dup = grads.pop().expect("two parts");
+    let dskip = grads.pop().expect("two parts");
     Ok((dskip, dup))
+}
+
+/// The centre `h` x `w` window of `x`.
+pub fn crop(gpu: &Gpu, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    forward_parts(gpu, &[x], h, w)
+}
+
+/// The gradient of [`crop`]: `dout` placed in the window of a tensor of shape `shape`,
+/// zeros elsewhere.
+pub fn crop_backward(gpu: &Gpu, dout: &Tensor, shape: Shape) -> Result<Tensor> {
+    Ok(backward_parts(gpu, dout, &[shape])?.remove(0))
 }

@@ -40,7 +40,7 @@ struct Params {
     classes: u32,
     /// The number of partial sums, for `xent_reduce`.
     partials: u32,
-    /// 1/P.
+    /// 1/P, times the caller's scale (see [`softmax_cross_entropy_scaled`]).
     inv_pixels: f32,
 }
 
@@ -82,13 +82,17 @@ pub struct LossOutput {
 
 impl Params {
     fn new(logits: Shape) -> Params {
+        Params::scaled(logits, 1.0)
+    }
+
+    fn scaled(logits: Shape, scale: f32) -> Params {
         let pixels = logits.n * logits.plane();
         Params {
             pixels: pixels as u32,
             plane: logits.plane() as u32,
             classes: logits.c as u32,
             partials: 0,
-            inv_pixels: (1.0 / pixels as f64) as f32,
+            inv_pixels: (f64::from(scale) / pixels as f64) as f32,
         }
     }
 }
@@ -135,6 +139,19 @@ pub fn softmax_cross_entropy(
     labels: &Tensor,
     weights: &Tensor,
 ) -> Result<LossOutput> {
+    softmax_cross_entropy_scaled(gpu, logits, labels, weights, 1.0)
+}
+
+/// [`softmax_cross_entropy`] with the loss and its gradient multiplied by `scale`: one of
+/// several heads whose losses are averaged (U-Net++'s deep supervision) passes
+/// 1 / heads.
+pub fn softmax_cross_entropy_scaled(
+    gpu: &Gpu,
+    logits: &Tensor,
+    labels: &Tensor,
+    weights: &Tensor,
+    scale: f32,
+) -> Result<LossOutput> {
     const OP: &str = "softmax cross-entropy";
     check_f32(OP, "logits", logits)?;
     check_f32(OP, "labels", labels)?;
@@ -153,7 +170,7 @@ pub fn softmax_cross_entropy(
         }
     }
 
-    let mut params = Params::new(shape);
+    let mut params = Params::scaled(shape, scale);
     let grid = gpu.grid_1d(u64::from(params.pixels), WORKGROUP_SIZE);
     // One partial sum per workgroup of the (possibly folded) grid.
     let workgroups = grid[0] as usize * grid[1] as usize;

@@ -21,6 +21,7 @@
 //! ([`crate::gpu::Gpu::grid_1d`]).
 
 pub mod activation;
+pub mod axpy;
 pub mod conv2d;
 pub mod conv_transpose;
 pub mod crop_concat;

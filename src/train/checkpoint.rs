@@ -14,7 +14,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{UNet, UNetConfig};
+use crate::model::{Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::tensor::Shape;
 
@@ -57,12 +57,14 @@ pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
             (name.as_str(), view)
         })
         .collect::<Vec<_>>();
-    let config = serde_json::to_string(&trainer.model.config).expect("config serialises");
+    let config = trainer.model.config();
+    let arch = config.arch.name().to_string();
+    let config = serde_json::to_string(config).expect("config serialises");
     let sgd = &trainer.sgd;
     let metadata: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
-        ("arch", "unet".to_string()),
+        ("arch", arch),
         ("config", config),
         ("step", trainer.step.to_string()),
         ("seed", trainer.seed.to_string()),
@@ -151,13 +153,15 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
         )));
     }
     let arch = field("arch")?;
-    if arch != "unet" {
-        return Err(bad(format!(
-            "holds a {arch} network, not a U-Net: use --arch {arch}"
-        )));
-    }
     let config: UNetConfig = serde_json::from_str(field("config")?)
         .map_err(|e| bad(format!("unreadable config: {e}")))?;
+    if arch != config.arch.name() {
+        return Err(bad(format!(
+            "its metadata says arch {arch} but its config is a {}: the file was edited or \
+             corrupted",
+            config.arch
+        )));
+    }
     let number = |key: &str| -> Result<f64> {
         field(key)?
             .parse()
@@ -173,7 +177,7 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
             .parse()
             .map_err(|_| bad(format!("`{key}` is not a whole number")))
     };
-    let model = UNet::new(gpu, config, 0)?;
+    let model = Network::new(gpu, config, 0)?;
     load_params(gpu, &model, &file, path)?;
     let mut trainer = Trainer::new(model, sgd, whole("seed")?);
     trainer.step = whole("step")?;
@@ -182,7 +186,7 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
 
 /// Copies every parameter and momentum buffer from `file` into `model`, after checking
 /// that names and shapes match; a mismatch lists the first differences.
-fn load_params(gpu: &Gpu, model: &UNet, file: &SafeTensors, path: &Path) -> Result<()> {
+fn load_params(gpu: &Gpu, model: &Network, file: &SafeTensors, path: &Path) -> Result<()> {
     let mut mismatches = Vec::new();
     for p in model.params() {
         let want = torch_shape(p.shape());

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
 use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
-use crate::model::{UNet, UNetConfig};
+use crate::model::{Heads, Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::report::write_loss_plot;
 
@@ -78,13 +78,13 @@ pub fn run(
     let mut trainer = match &options.resume {
         Some(folder) => checkpoint::load(gpu, &resume_checkpoint(folder))?,
         None => Trainer::new(
-            UNet::new(gpu, options.config, options.seed)?,
+            Network::new(gpu, options.config, options.seed)?,
             options.sgd,
             options.seed,
         ),
     };
     trainer.sgd.validate()?;
-    let config = trainer.model.config;
+    let config = *trainer.model.config();
     let out_size = config.check_tile(options.tile)?;
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
@@ -217,13 +217,22 @@ fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
 }
 
 /// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
-pub fn validate(gpu: &Gpu, model: &UNet, val: &Dataset, tile: usize) -> Result<Validation> {
+pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
     let mut total = Validation {
         pixel_error: 0.0,
         iou: 0.0,
     };
     for sample in val.samples() {
-        let probs = predict(gpu, model, &sample.image, TileOptions { tile, batch: 1 })?;
+        let probs = predict(
+            gpu,
+            model,
+            &sample.image,
+            TileOptions {
+                tile,
+                batch: 1,
+                heads: Heads::default(),
+            },
+        )?;
         let fg = &probs[1];
         let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
         let truth_pixels = sample.labels.data.iter().map(|&l| l != 0).collect();

@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{Mode, UNet};
-use crate::ops::loss::softmax_cross_entropy;
+use crate::model::{Mode, Network};
 use crate::ops::sgd::Sgd;
 use crate::tensor::{Shape, Tensor};
 
@@ -22,7 +21,7 @@ pub struct Batch<'a> {
 
 /// The model, its optimiser and the step counter; everything a checkpoint holds.
 pub struct Trainer {
-    pub model: UNet,
+    pub model: Network,
     pub sgd: Sgd,
     /// Steps taken so far.
     pub step: u64,
@@ -32,9 +31,9 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    pub fn new(model: UNet, sgd: Sgd, seed: u64) -> Trainer {
+    pub fn new(model: impl Into<Network>, sgd: Sgd, seed: u64) -> Trainer {
         Trainer {
-            model,
+            model: model.into(),
             sgd,
             step: 0,
             seed,
@@ -56,7 +55,7 @@ impl Trainer {
 
     /// Records one step and returns the loss still on the GPU (nothing is read back).
     pub fn step_deferred(&mut self, gpu: &Gpu, batch: &Batch) -> Result<Tensor> {
-        let config = &self.model.config;
+        let config = self.model.config();
         let out = config.check_tile(batch.tile)?;
         let input_shape = Shape::new(batch.n, config.in_channels, batch.tile, batch.tile);
         let target_shape = Shape::new(batch.n, 1, out, out);
@@ -68,15 +67,14 @@ impl Trainer {
         let mode = Mode::Train {
             dropout_seed: derive_seed(self.seed, self.step) as u32,
         };
-        let acts = self.model.forward(gpu, input, mode)?;
-        let loss = softmax_cross_entropy(gpu, &acts.logits, &labels, &weights)?;
-        self.model.backward(gpu, &acts, &loss.dlogits)?;
-        drop(acts);
+        let loss = self
+            .model
+            .loss_and_gradients(gpu, input, &labels, &weights, mode)?;
         for p in self.model.params() {
             self.sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
         }
         self.step += 1;
-        Ok(loss.loss)
+        Ok(loss)
     }
 }
 

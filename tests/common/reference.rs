@@ -134,6 +134,67 @@ pub fn crop_concat(skip: &Host, up: &Host) -> Host {
     out
 }
 
+/// The centre `h` x `w` window of `x` (offsets rounded down, as the GPU op does).
+pub fn crop(x: &Host, h: usize, w: usize) -> Host {
+    let s = x.shape;
+    let (oy, ox) = ((s.h - h) / 2, (s.w - w) / 2);
+    let mut out = Host::zeros(Shape::new(s.n, s.c, h, w));
+    for n in 0..s.n {
+        for c in 0..s.c {
+            for y in 0..h {
+                for xx in 0..w {
+                    let i = out.shape.index(n, c, y, xx);
+                    out.data[i] = x.at(n, c, y + oy, xx + ox);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// f64 softmax of logits [N, K, H, W] over K, the textbook way (max subtracted).
+pub fn softmax(shape: Shape, logits: &[f64]) -> Vec<f64> {
+    let mut probs = vec![0.0; logits.len()];
+    for n in 0..shape.n {
+        for y in 0..shape.h {
+            for x in 0..shape.w {
+                let at = |k| shape.index(n, k, y, x);
+                let m = (0..shape.c)
+                    .map(|k| logits[at(k)])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..shape.c).map(|k| (logits[at(k)] - m).exp()).sum();
+                for k in 0..shape.c {
+                    probs[at(k)] = (logits[at(k)] - m).exp() / sum;
+                }
+            }
+        }
+    }
+    probs
+}
+
+/// f64 loss = (1/P) sum_x w(x) * -log p_{l(x)}(x), P = N*H*W, with -log p_l computed as
+/// lse - z_l so that a p_l that underflows (logits of +-80) stays finite.
+pub fn weighted_cross_entropy(
+    shape: Shape,
+    logits: &[f64],
+    labels: &[f64],
+    weights: &[f64],
+) -> f64 {
+    let mut total = 0.0;
+    for n in 0..shape.n {
+        for y in 0..shape.h {
+            for x in 0..shape.w {
+                let i = n * shape.plane() + y * shape.w + x;
+                let z = |k| logits[shape.index(n, k, y, x)];
+                let m = (0..shape.c).map(z).fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + (0..shape.c).map(|k| (z(k) - m).exp()).sum::<f64>().ln();
+                total += weights[i] * (lse - z(labels[i] as usize));
+            }
+        }
+    }
+    total / (shape.n * shape.plane()) as f64
+}
+
 /// The whole U-Net in f64, without dropout, from parameters named as in a checkpoint.
 pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Host {
     let pad = match config.padding {
@@ -194,4 +255,80 @@ pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -
         0,
         false,
     )
+}
+
+/// U-Net++ in f64, without dropout, from parameters named as in a checkpoint: the logits
+/// of every head, in the order of `config.head_levels()`.
+pub fn unetpp(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Vec<Host> {
+    let pad = match config.padding {
+        Padding::Valid => 0,
+        Padding::Same => 1,
+    };
+    let p = |name: String| {
+        params
+            .get(&name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+    };
+    let conv = |x: &Host, name: &str, c_out: usize| {
+        conv2d(
+            x,
+            p(format!("{name}.weight")),
+            p(format!("{name}.bias")),
+            c_out,
+            3,
+            pad,
+            true,
+        )
+    };
+    let node = |x: &Host, name: &str, c: usize| {
+        conv(
+            &conv(x, &format!("{name}.conv1"), c),
+            &format!("{name}.conv2"),
+            c,
+        )
+    };
+    let depth = config.depth;
+    // nodes[i][j] = X(i,j).
+    let mut nodes: Vec<Vec<Host>> = vec![Vec::new(); depth];
+    for d in 0..depth {
+        let inp = match d {
+            0 => x.clone(),
+            _ => max_pool(&nodes[d - 1][0]),
+        };
+        nodes[d].push(node(&inp, &format!("x{d}_0"), config.channels(d)));
+        for j in 1..=d {
+            let i = d - j;
+            let c = config.channels(i);
+            let name = format!("x{i}_{j}");
+            let up = conv_transpose(
+                &nodes[i + 1][j - 1],
+                p(format!("{name}.up.weight")),
+                p(format!("{name}.up.bias")),
+                c,
+            );
+            // [X(i,0), ..., X(i,j-1), up], each cropped to up's size.
+            let cat = nodes[i][..j]
+                .iter()
+                .rev()
+                .fold(up, |rest, earlier| crop_concat(earlier, &rest));
+            nodes[i].push(node(&cat, &name, c));
+        }
+    }
+    let last = &nodes[0][depth - 1].shape;
+    config
+        .head_levels()
+        .map(|j| {
+            let top = crop(&nodes[0][j], last.h, last.w);
+            let name = format!("x0_{j}.head");
+            conv2d(
+                &top,
+                p(format!("{name}.weight")),
+                p(format!("{name}.bias")),
+                config.classes,
+                1,
+                0,
+                false,
+            )
+        })
+        .collect()
 }
