@@ -223,3 +223,89 @@ fn bad_input_gives_one_line_errors() {
     assert!(!unknown.status.success() && text(&unknown.stderr).contains("--no-such-flag"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn unetpp_trains_and_predicts_pruned_or_averaged() {
+    let dir = scratch("unetpp");
+    let data = dir.join("data");
+    let dataset = synthetic_dataset(2, 80, 80, 7, &SynthConfig::default()).unwrap();
+    write_dataset(&data, &dataset).unwrap();
+    let run = dir.join("run");
+    // Same padding (U-Net++'s default): the tile must be a multiple of 8 for depth 4.
+    let err = fails(&[
+        "train",
+        "--arch",
+        "unetpp",
+        "--data",
+        s(&data),
+        "--mask",
+        "instance",
+        "--tile",
+        "60",
+    ]);
+    assert!(err.contains("64"), "{err}");
+    ok(&[
+        "train",
+        "--arch",
+        "unetpp",
+        "--data",
+        s(&data),
+        "--mask",
+        "instance",
+        "--tile",
+        "64",
+        "--steps",
+        "2",
+        "--out",
+        s(&run),
+    ]);
+    let checkpoint = run.join("checkpoint.safetensors");
+    let image = data
+        .join("images")
+        .join(format!("{}.png", dataset.samples()[0].name));
+    for heads in [
+        &["--prune", "1"][..],
+        &["--heads", "average"],
+        &["--prune", "2", "--heads", "average"],
+    ] {
+        let preds = dir.join("preds");
+        let mut args = vec![
+            "predict",
+            "--checkpoint",
+            s(&checkpoint),
+            s(&image),
+            "--out",
+            s(&preds),
+        ];
+        args.extend_from_slice(&["--tile", "64"]);
+        args.extend_from_slice(heads);
+        ok(&args);
+        let stem = image.file_stem().unwrap().to_str().unwrap();
+        let prob = image::open(preds.join(format!("{stem}_prob.png"))).unwrap();
+        assert_eq!((prob.width(), prob.height()), (80, 80), "{heads:?}");
+    }
+    let wrong = fails(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        s(&image),
+        "--arch",
+        "unet",
+    ]);
+    assert!(wrong.contains("unetpp"), "{wrong}");
+    let too_deep = fails(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        s(&image),
+        "--prune",
+        "4",
+    ]);
+    assert!(too_deep.contains("1..=3"), "{too_deep}");
+    let table = ok(&["info", "--config", "small", "--arch", "unetpp"]);
+    assert!(
+        table.contains("x0_3.head") && table.contains("x1_2.up"),
+        "{table}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -203,6 +203,14 @@ fn pruned_network_predicts_with_the_sub_network_of_its_head() {
     };
     let err = single.check_heads(pruned).unwrap_err().to_string();
     assert!(err.contains("deep supervision"), "{err}");
+    // A U-Net has one head: neither pruning nor averaging applies.
+    let unet = Network::new(&gpu, tiny(Padding::Same, 4).with_arch(Arch::UNet), 1).unwrap();
+    let average = Heads {
+        prune: None,
+        average: true,
+    };
+    assert!(unet.check_heads(average).is_err());
+    assert!(unet.check_heads(Heads::default()).is_ok());
 }
 
 #[test]

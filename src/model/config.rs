@@ -107,7 +107,11 @@ impl UNetConfig {
     /// original's defaults: same padding and deep supervision.
     pub fn with_arch(self, arch: Arch) -> UNetConfig {
         match arch {
-            Arch::UNet => UNetConfig { arch, ..self },
+            Arch::UNet => UNetConfig {
+                arch,
+                deep_supervision: false,
+                ..self
+            },
             Arch::UNetPlusPlus => UNetConfig {
                 arch,
                 padding: Padding::Same,
