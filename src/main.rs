@@ -685,7 +685,8 @@ fn print_eval(report: &EvalReport) {
     );
     for (name, best) in [
         ("pixel error", &b.pixel_error),
-        ("Rand error", &b.rand_error),
+        ("Rand (CREMI)", &b.rand_error_cremi),
+        ("Rand (skimage)", &b.rand_error),
         ("warping error", &b.warping_error),
         ("foreground IoU", &b.iou),
     ] {

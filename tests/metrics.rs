@@ -4,9 +4,10 @@
 //! (membrane). N below is the number of pixels of the map.
 
 use unet_wgpu::metrics::{
-    adapted_rand, connected_components, default_thresholds, evaluate, iou, is_simple_point,
-    pixel_error, rand_error, sweep_image, warp_truth, warping_error, warping_error_at, BinaryMap,
-    Connectivity, LabelMap, MetricsError, ProbabilityMap,
+    adapted_rand, adapted_rand_cremi, connected_components, default_thresholds, evaluate, iou,
+    is_simple_point, pixel_error, rand_error, rand_error_cremi, sweep_image, warp_truth,
+    warping_error, warping_error_at, BinaryMap, Connectivity, LabelMap, MetricsError,
+    ProbabilityMap,
 };
 
 const EPS: f64 = 1e-9;
@@ -180,6 +181,53 @@ fn rand_error_prediction_background_is_one_segment() {
     // error = 1 - 2 / (6 + 1) = 5/7. (Were they singletons, both = 0 and the error 1.)
     let error = rand_error(&binary(&["#.#."]), &binary(&["####"])).unwrap();
     assert_close(error, 5.0 / 7.0);
+}
+
+// CREMI / SNEMI3D variant: predicted background is no segment. n = all pixels;
+// sum_a = sum t_i^2, sum_b = sum_(j != 0) s_j^2 + c/n, sum_ab = sum_(j != 0) n_ij^2 + c/n,
+// c = predicted-background pixels in the truth foreground; error = 1 - 2PR / (P + R).
+
+#[test]
+fn cremi_rand_error_of_identical_segmentations_is_zero() {
+    let truth = connected_components(
+        &binary(&["##.##", "##.##", ".....", "#####"]),
+        Connectivity::Four,
+    );
+    let scores = adapted_rand_cremi(&truth, &truth).unwrap();
+    assert_close(scores.error, 0.0);
+}
+
+#[test]
+fn cremi_rand_error_of_a_split() {
+    // n = 5, one truth cell of 5; prediction A = 2, background 1, B = 2.
+    // sum_a = 25; sum_b = 4 + 4 + 1/5 = 8.2; sum_ab = 8.2; P = 1, R = 0.328,
+    // error = 1 - 0.656 / 1.328.
+    let error = rand_error_cremi(&binary(&["##.##"]), &binary(&["#####"])).unwrap();
+    assert_close(error, 1.0 - 0.656 / 1.328);
+}
+
+#[test]
+fn cremi_rand_error_of_a_merge() {
+    // Two truth cells of 2 predicted as one segment of 4 (truth membrane ignored):
+    // sum_a = 8, sum_b = 16, sum_ab = 8; P = 1/2, R = 1, error = 1 - 1 / 1.5 = 1/3.
+    let error = rand_error_cremi(&binary(&["#####"]), &binary(&["##.##"])).unwrap();
+    assert_close(error, 1.0 / 3.0);
+}
+
+#[test]
+fn cremi_rand_error_counts_predicted_background_as_no_segment() {
+    // The case skimage scores 5/7 (one background segment): n = 4, A = 1, B = 1, c = 2.
+    // sum_a = 16, sum_b = 1 + 1 + 2/4 = 2.5 = sum_ab; P = 1, R = 2.5/16,
+    // error = 1 - 2R / (1 + R).
+    let scores = adapted_rand_cremi(
+        &connected_components(&binary(&["#.#."]), Connectivity::Four),
+        &connected_components(&binary(&["####"]), Connectivity::Four),
+    )
+    .unwrap();
+    let recall = 2.5 / 16.0;
+    assert_close(scores.precision, 1.0);
+    assert_close(scores.recall, recall);
+    assert_close(scores.error, 1.0 - 2.0 * recall / (1.0 + recall));
 }
 
 #[test]
@@ -493,64 +541,10 @@ fn sweep_rejects_empty_inputs() {
 }
 
 #[test]
-fn default_thresholds_are_tenths() {
-    let expected: Vec<f32> = vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
-    assert_eq!(default_thresholds(), expected);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Speed: `cargo test --release --test metrics -- --ignored` (or without --release, where the
-// crate is built at opt-level 1).
-
-/// A deterministic pseudo-random value in [0, 1) per pixel (a 32-bit integer hash).
-fn hash_noise(x: usize, y: usize) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77);
-    h ^= h >> 15;
-    h = h.wrapping_mul(0x2C1B_3C6D);
-    h ^= h >> 12;
-    (h >> 8) as f32 / (1u32 << 24) as f32
-}
-
-/// 512x512: cells 24 px wide behind 2-px membranes with a wavy course, and a prediction
-/// that blurs the membranes and adds noise, so every threshold leaves many mismatches.
-fn synthetic_512() -> (ProbabilityMap, BinaryMap) {
-    let size = 512;
-    let membrane_distance = |x: usize, y: usize| {
-        let wave = |t: usize| (3.0 * (t as f32 / 20.0).sin()) as isize;
-        let dx = ((x as isize + wave(y)).rem_euclid(26) - 12).abs();
-        let dy = ((y as isize + wave(x)).rem_euclid(26) - 12).abs();
-        12 - dx.max(dy) // 0 on the membrane axis, growing toward the cell centre
-    };
-    let mut truth = Vec::with_capacity(size * size);
-    let mut prob = Vec::with_capacity(size * size);
-    for y in 0..size {
-        for x in 0..size {
-            let distance = membrane_distance(x, y);
-            truth.push(distance > 1);
-            let smooth = (distance as f32 / 4.0).clamp(0.0, 1.0);
-            prob.push((0.7 * smooth + 0.3 * hash_noise(x, y)).clamp(0.0, 1.0));
-        }
+fn default_thresholds_are_twentieths() {
+    let thresholds = default_thresholds();
+    assert_eq!(thresholds.len(), 19);
+    for (k, t) in thresholds.iter().enumerate() {
+        assert!((t - (k + 1) as f32 * 0.05).abs() < 1e-6, "{thresholds:?}");
     }
-    (
-        ProbabilityMap::new(size, size, prob).unwrap(),
-        BinaryMap::new(size, size, truth).unwrap(),
-    )
-}
-
-#[test]
-#[ignore = "timing; run on demand"]
-fn full_sweep_of_a_512_image_takes_under_a_second() {
-    let (prob, truth) = synthetic_512();
-    let start = std::time::Instant::now();
-    let report = sweep_image(&prob, &truth, &default_thresholds()).unwrap();
-    let elapsed = start.elapsed();
-    for s in &report.per_threshold {
-        println!(
-            "t = {:.1}: pixel {:.4}, rand {:.4}, warping {:.6}, IoU {:.4}",
-            s.threshold, s.pixel_error, s.rand_error, s.warping_error, s.iou
-        );
-    }
-    println!("sweep of 9 thresholds on 512x512: {elapsed:?}");
-    assert!(report.best.pixel_error.value < 0.5);
-    assert!(elapsed.as_secs_f64() < 1.0, "took {elapsed:?}");
 }

@@ -24,7 +24,7 @@ pub mod warping;
 
 pub use map::{connected_components, BinaryMap, Connectivity, LabelMap, Map, ProbabilityMap};
 pub use pixel::{iou, pixel_error};
-pub use rand_index::{adapted_rand, rand_error, RandScores};
+pub use rand_index::{adapted_rand, adapted_rand_cremi, rand_error, rand_error_cremi, RandScores};
 pub use sweep::{
     default_thresholds, evaluate, scores_at, sweep_image, Best, BestScores, EvalReport,
     ImageReport, ThresholdScores,
