@@ -28,8 +28,9 @@
 //! differs in how it treats **predicted background** (boundary) pixels: they belong to no
 //! segment. With n the number of all pixels, c the predicted-background pixels in the
 //! truth foreground, and sums over truth labels i != 0 and predicted labels j != 0:
-//! sum_a = sum_i t_i^2 (t_i counting every pixel of truth segment i), sum_b = sum_j s_j^2
-//! + c/n, sum_ab = sum_ij n_ij^2 + c/n; precision = sum_ab / sum_b, recall = sum_ab / sum_a,
+//! sum_a = sum_i t_i^2 (t_i counting every pixel of truth segment i),
+//! sum_b = sum_j s_j^2 + c/n, sum_ab = sum_ij n_ij^2 + c/n; precision = sum_ab / sum_b,
+//! recall = sum_ab / sum_a,
 //! error = 1 - 2PR / (P + R). A predicted membrane that is a little thicker than the true
 //! one then costs a few pixels of recall, where skimage's one background segment merges
 //! every cell it touches.
