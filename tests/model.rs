@@ -176,18 +176,7 @@ fn overfits_one_image() {
         n: 1,
         tile: TILE,
     };
-    let first = trainer.step(&gpu, &batch).unwrap();
-    let mut last = first;
-    for _ in 0..300 {
-        last = trainer.step(&gpu, &batch).unwrap();
-        if last < first / 10.0 {
-            break;
-        }
-    }
-    assert!(
-        last < first / 10.0,
-        "loss went from {first} to only {last} in 300 steps"
-    );
+    assert_overfits(&gpu, &mut trainer, &batch, 300);
 }
 
 fn weights_of(gpu: &Gpu, trainer: &Trainer) -> Vec<f32> {

@@ -5,6 +5,7 @@ pub mod reference;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use unet_wgpu::train::{Batch, Trainer};
 use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};
 
 /// The test GPU, in poison mode (new outputs are NaN until a kernel writes them).
@@ -82,4 +83,18 @@ pub fn numeric_grad(f: impl Fn(&[f64]) -> f64, x: &[f64], eps: f64) -> Vec<f64> 
 /// sum(a * b): the "fake loss" whose gradient with respect to an op's output is `b`.
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Trains on one batch until the loss is below a tenth of the first step's, for at most
+/// `max_steps` more steps, and asserts that it got there.
+pub fn assert_overfits(gpu: &Gpu, trainer: &mut Trainer, batch: &Batch, max_steps: usize) {
+    let first = trainer.step(gpu, batch).unwrap();
+    let mut last = first;
+    for _ in 0..max_steps {
+        last = trainer.step(gpu, batch).unwrap();
+        if last < first / 10.0 {
+            return;
+        }
+    }
+    panic!("loss went from {first} to only {last} in {max_steps} steps");
 }

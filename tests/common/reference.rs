@@ -195,37 +195,60 @@ pub fn weighted_cross_entropy(
     total / (shape.n * shape.plane()) as f64
 }
 
-/// The whole U-Net in f64, without dropout, from parameters named as in a checkpoint.
-pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Host {
-    let pad = match config.padding {
-        Padding::Valid => 0,
-        Padding::Same => 1,
-    };
-    let p = |name: String| {
-        params
+/// The layers of a network in f64, from parameters named as in a checkpoint.
+struct Layers<'a> {
+    config: &'a UNetConfig,
+    params: &'a HashMap<String, Vec<f64>>,
+}
+
+impl Layers<'_> {
+    fn param(&self, name: String) -> &[f64] {
+        self.params
             .get(&name)
             .unwrap_or_else(|| panic!("no parameter {name}"))
-    };
-    let conv = |x: &Host, name: &str, c_out: usize| {
+    }
+
+    /// `{node}.conv1` then `{node}.conv2`, each 3x3 + ReLU, to `c` channels.
+    fn two_convs(&self, x: &Host, node: &str, c: usize) -> Host {
+        let pad = match self.config.padding {
+            Padding::Valid => 0,
+            Padding::Same => 1,
+        };
+        let conv = |x: &Host, name: String| {
+            let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
+            conv2d(x, self.param(w), self.param(b), c, 3, pad, true)
+        };
+        conv(&conv(x, format!("{node}.conv1")), format!("{node}.conv2"))
+    }
+
+    /// The 2x2 up-convolution `{name}` to `c` channels.
+    fn up(&self, x: &Host, name: &str, c: usize) -> Host {
+        let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
+        conv_transpose(x, self.param(w), self.param(b), c)
+    }
+
+    /// The 1x1 head `{name}` to class scores.
+    fn head(&self, x: &Host, name: &str) -> Host {
+        let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
         conv2d(
             x,
-            p(format!("{name}.weight")),
-            p(format!("{name}.bias")),
-            c_out,
-            3,
-            pad,
-            true,
+            self.param(w),
+            self.param(b),
+            self.config.classes,
+            1,
+            0,
+            false,
         )
-    };
+    }
+}
+
+/// The whole U-Net in f64, without dropout, from parameters named as in a checkpoint.
+pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Host {
+    let layers = Layers { config, params };
     let mut skips = Vec::new();
     let mut h = x.clone();
     for level in 0..config.depth {
-        let c = config.channels(level);
-        h = conv(
-            &conv(&h, &format!("enc{level}.conv1"), c),
-            &format!("enc{level}.conv2"),
-            c,
-        );
+        h = layers.two_convs(&h, &format!("enc{level}"), config.channels(level));
         if level + 1 < config.depth {
             skips.push(h.clone());
             h = max_pool(&h);
@@ -233,60 +256,17 @@ pub fn unet(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -
     }
     for level in (0..config.depth - 1).rev() {
         let c = config.channels(level);
-        let up = conv_transpose(
-            &h,
-            p(format!("dec{level}.up.weight")),
-            p(format!("dec{level}.up.bias")),
-            c,
-        );
+        let up = layers.up(&h, &format!("dec{level}.up"), c);
         let cat = crop_concat(&skips[level], &up);
-        h = conv(
-            &conv(&cat, &format!("dec{level}.conv1"), c),
-            &format!("dec{level}.conv2"),
-            c,
-        );
+        h = layers.two_convs(&cat, &format!("dec{level}"), c);
     }
-    conv2d(
-        &h,
-        p("head.weight".into()),
-        p("head.bias".into()),
-        config.classes,
-        1,
-        0,
-        false,
-    )
+    layers.head(&h, "head")
 }
 
 /// U-Net++ in f64, without dropout, from parameters named as in a checkpoint: the logits
 /// of every head, in the order of `config.head_levels()`.
 pub fn unetpp(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host) -> Vec<Host> {
-    let pad = match config.padding {
-        Padding::Valid => 0,
-        Padding::Same => 1,
-    };
-    let p = |name: String| {
-        params
-            .get(&name)
-            .unwrap_or_else(|| panic!("no parameter {name}"))
-    };
-    let conv = |x: &Host, name: &str, c_out: usize| {
-        conv2d(
-            x,
-            p(format!("{name}.weight")),
-            p(format!("{name}.bias")),
-            c_out,
-            3,
-            pad,
-            true,
-        )
-    };
-    let node = |x: &Host, name: &str, c: usize| {
-        conv(
-            &conv(x, &format!("{name}.conv1"), c),
-            &format!("{name}.conv2"),
-            c,
-        )
-    };
+    let layers = Layers { config, params };
     let depth = config.depth;
     // nodes[i][j] = X(i,j).
     let mut nodes: Vec<Vec<Host>> = vec![Vec::new(); depth];
@@ -295,40 +275,23 @@ pub fn unetpp(config: &UNetConfig, params: &HashMap<String, Vec<f64>>, x: &Host)
             0 => x.clone(),
             _ => max_pool(&nodes[d - 1][0]),
         };
-        nodes[d].push(node(&inp, &format!("x{d}_0"), config.channels(d)));
+        nodes[d].push(layers.two_convs(&inp, &format!("x{d}_0"), config.channels(d)));
         for j in 1..=d {
             let i = d - j;
             let c = config.channels(i);
             let name = format!("x{i}_{j}");
-            let up = conv_transpose(
-                &nodes[i + 1][j - 1],
-                p(format!("{name}.up.weight")),
-                p(format!("{name}.up.bias")),
-                c,
-            );
+            let up = layers.up(&nodes[i + 1][j - 1], &format!("{name}.up"), c);
             // [X(i,0), ..., X(i,j-1), up], each cropped to up's size.
             let cat = nodes[i][..j]
                 .iter()
                 .rev()
                 .fold(up, |rest, earlier| crop_concat(earlier, &rest));
-            nodes[i].push(node(&cat, &name, c));
+            nodes[i].push(layers.two_convs(&cat, &name, c));
         }
     }
     let last = &nodes[0][depth - 1].shape;
     config
         .head_levels()
-        .map(|j| {
-            let top = crop(&nodes[0][j], last.h, last.w);
-            let name = format!("x0_{j}.head");
-            conv2d(
-                &top,
-                p(format!("{name}.weight")),
-                p(format!("{name}.bias")),
-                config.classes,
-                1,
-                0,
-                false,
-            )
-        })
+        .map(|j| layers.head(&crop(&nodes[0][j], last.h, last.w), &format!("x0_{j}.head")))
         .collect()
 }
