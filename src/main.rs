@@ -330,12 +330,16 @@ enum BenchCommand {
     },
     /// A whole training step: forward, loss, backward, SGD.
     #[command(
-        after_help = "Examples:\n  unet bench step --config small\n  unet bench step --config paper --reps 1"
+        after_help = "Examples:\n  unet bench step --config small\n  unet bench step --config paper --reps 1\n  \
+        unet bench step --config small --arch unetpp --tile 96"
     )]
     Step {
         /// small (depth 4, base 16, tile 188) or paper (depth 5, base 64, tile 572).
         #[arg(long, default_value = "small")]
         config: String,
+        /// Input tile size (default: 188 for small, 572 for paper; 192 and 576 with same padding).
+        #[arg(long)]
+        tile: Option<usize>,
         #[arg(long, default_value_t = 5)]
         reps: usize,
         #[arg(long)]
@@ -431,12 +435,14 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Step {
             config,
+            tile,
             reps,
             json,
             arch,
         } => {
             let net = arch.apply(UNetConfig::preset(&config)?)?;
-            let report = step::bench_step(&gpu, &config, net, default_tile(&net), 1, reps)?;
+            let tile = tile.unwrap_or_else(|| default_tile(&net));
+            let report = step::bench_step(&gpu, &config, net, tile, 1, reps)?;
             step::print_step_report(&report);
             if let Some(path) = json {
                 write_json(&path, &report)?;

@@ -14,6 +14,8 @@ use crate::train::{Batch, Trainer};
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
     pub config: String,
+    /// `unet` or `unetpp`.
+    pub arch: String,
     pub tile: usize,
     pub batch: usize,
     pub steps_timed: usize,
@@ -71,6 +73,7 @@ pub fn bench_step(
     let stats = gpu.pool_stats();
     Ok(StepReport {
         config: name.to_string(),
+        arch: config.arch.name().to_string(),
         tile,
         batch,
         steps_timed: times.len(),
@@ -83,8 +86,9 @@ pub fn bench_step(
 
 pub fn print_step_report(r: &StepReport) {
     println!(
-        "{} config, tile {} (batch {}): median {:.1} ms per step over {} steps, {:.2} GFLOP/s, \
+        "{} {} config, tile {} (batch {}): median {:.1} ms per step over {} steps, {:.2} GFLOP/s, \
          peak GPU memory {:.1} MiB, {} allocations after warm-up",
+        r.arch,
         r.config,
         r.tile,
         r.batch,
