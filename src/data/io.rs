@@ -100,11 +100,16 @@ fn is_tiff(bytes: &[u8]) -> bool {
 
 /// Reads every page of a PNG (always one page) or TIFF (one or more pages) file.
 pub fn read_pages(path: &Path) -> Result<Vec<RawPage>> {
-    let bytes = read_bytes(path)?;
-    let pages = if is_png(&bytes) {
-        vec![decode_png(path, &bytes)?]
-    } else if is_tiff(&bytes) {
-        decode_tiff(path, &bytes)?
+    decode_pages(&read_bytes(path)?, path)
+}
+
+/// Decodes the bytes of a PNG or TIFF file (the fuzz target's entry point); `path` only
+/// names the file in errors.
+pub fn decode_pages(bytes: &[u8], path: &Path) -> Result<Vec<RawPage>> {
+    let pages = if is_png(bytes) {
+        vec![decode_png(path, bytes)?]
+    } else if is_tiff(bytes) {
+        decode_tiff(path, bytes)?
     } else {
         return Err(decode_error(path, "unknown file signature"));
     };
@@ -215,11 +220,16 @@ fn create_file(path: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
         .map_err(io_error)
 }
 
-fn write_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+/// An encoder's error as a write error, keeping the I/O error's kind (a full disk) if any.
+fn write_error(path: &Path, e: image::ImageError) -> DataError {
+    let source = match e {
+        image::ImageError::IoError(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    };
     DataError::Io {
         action: "write",
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     }
 }
 
@@ -228,6 +238,21 @@ fn too_large(path: &Path) -> DataError {
         what: "image size",
         reason: format!("{} is too large to write as PNG", path.display()),
     }
+}
+
+/// Creates `path`, lets `encode` write into it, and flushes it, so that a failed write (a
+/// full disk) is an error rather than lost when the buffered writer drops.
+fn write_png(
+    path: &Path,
+    encode: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> image::ImageResult<()>,
+) -> Result<()> {
+    let mut file = create_file(path)?;
+    encode(&mut file).map_err(|e| write_error(path, e))?;
+    file.flush().map_err(|source| DataError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes intensities in [0, 1] as an 8-bit gray PNG (values are clamped, then rounded).
@@ -239,9 +264,7 @@ pub fn write_gray_png(path: &Path, image: &GrayImage) -> Result<()> {
         .collect();
     let buffer = image::GrayImage::from_raw(image.width as u32, image.height as u32, bytes)
         .ok_or_else(|| too_large(path))?;
-    buffer
-        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
-        .map_err(|e| write_error(path, e))
+    write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
 }
 
 /// Writes instance labels as a 16-bit gray PNG (ids above 65535 are an error).
@@ -262,9 +285,7 @@ pub fn write_label_png(path: &Path, labels: &LabelImage) -> Result<()> {
         values,
     )
     .ok_or_else(|| too_large(path))?;
-    buffer
-        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
-        .map_err(|e| write_error(path, e))
+    write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
 }
 
 /// Writes a float plane as a NumPy `.npy` file (format version 1.0): shape `(H, W)`, dtype
