@@ -297,14 +297,46 @@ struct InfoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run_command(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, or exit: help and version as clap prints them, a usage error as one
+/// line (clap's message and tip, then where to look) with clap's exit status 2.
+fn parse_args() -> Cli {
+    use clap::error::ErrorKind;
+    Cli::try_parse().unwrap_or_else(|e| {
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            e.exit();
+        }
+        let rendered = e.render().to_string();
+        // Clap's text: "error: ...", an optional "tip: ...", then a usage block.
+        let message = rendered
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:"))
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        eprintln!("error: {message}; see `unet --help` or `unet <command> --help`");
+        std::process::exit(2);
+    })
+}
+
+/// A message on one line: driver and library errors sometimes span several.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run_command(cli: Cli) -> Result<()> {
@@ -664,6 +696,12 @@ fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
             args.out.display()
         );
     }
+    // Set by the tile size and batch, not the image size (a test checks it).
+    let peak = gpu.pool_stats().peak_bytes_held;
+    eprintln!(
+        "GPU memory: peak {:.1} MiB held by the engine ({peak} bytes)",
+        peak as f64 / (1 << 20) as f64
+    );
     Ok(())
 }
 
