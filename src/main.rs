@@ -284,6 +284,25 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Many training steps of the small config on synthetic cells, with the GPU memory the
+    /// engine holds and the host memory (VmRSS) sampled; says whether both stay flat.
+    #[command(
+        after_help = "Examples:\n  unet bench soak --steps 1000 --json soak.json\n  \
+        unet bench soak --steps 100 --every 10"
+    )]
+    Soak {
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        /// Sample the memory figures every this many steps.
+        #[arg(long, default_value_t = 50)]
+        every: u64,
+        /// Steps of warm-up not judged (default: a tenth of --steps, at least up to the
+        /// first checkpoint at step 200).
+        #[arg(long)]
+        warmup: Option<u64>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -361,7 +380,7 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
-    use unet_wgpu::bench::{kernels, step};
+    use unet_wgpu::bench::{kernels, soak, step};
     let gpu = open_gpu(choice)?;
     println!("{}", gpu.describe());
     match command {
@@ -404,6 +423,32 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             let net = UNetConfig::preset(&config)?;
             let report = step::bench_step(&gpu, &config, net, default_tile(&net), 1, reps)?;
             step::print_step_report(&report);
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+        }
+        BenchCommand::Soak {
+            steps,
+            every,
+            warmup,
+            json,
+        } => {
+            let config = UNetConfig::small();
+            let checkpoint_every = 200;
+            let options = soak::SoakOptions {
+                config,
+                tile: default_tile(&config),
+                steps,
+                sample_every: every,
+                // The first checkpoint allocates its read-back buffers: part of warm-up.
+                warmup_steps: warmup.unwrap_or((steps / 10).max(checkpoint_every.min(steps))),
+                checkpoint_every,
+            };
+            let scratch = std::env::temp_dir().join(format!("unet-soak-{}", std::process::id()));
+            let report = soak::soak(&gpu, "small", &options, &scratch);
+            let _ = std::fs::remove_file(&scratch);
+            let report = report?;
+            soak::print_soak_report(&report);
             if let Some(path) = json {
                 write_json(&path, &report)?;
             }
