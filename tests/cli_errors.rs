@@ -293,16 +293,15 @@ fn images_smaller_than_one_tile_train_and_predict_by_mirroring() {
     );
 
     let checkpoint = tiny_checkpoint(&dir, "tiny.safetensors", 1);
-    let small = dir.join("small.png");
-    save_texture(&small, 20, 13);
     let preds = dir.join("preds");
-    ok(&predict_args(&checkpoint, &small, &preds));
-    for suffix in ["prob", "mask", "overlay"] {
-        assert_eq!(
-            size_of(&preds.join(format!("small_{suffix}.png"))),
-            (20, 13),
-            "{suffix}"
-        );
+    for (stem, size) in [("small", (20, 13)), ("pixel", (1, 1)), ("column", (1, 7))] {
+        let image = dir.join(format!("{stem}.png"));
+        save_texture(&image, size.0, size.1);
+        ok(&predict_args(&checkpoint, &image, &preds));
+        for suffix in ["prob", "mask", "overlay"] {
+            let output = preds.join(format!("{stem}_{suffix}.png"));
+            assert_eq!(size_of(&output), size, "{stem}_{suffix}");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
