@@ -1,6 +1,8 @@
-//! The file loaders on inputs the fuzz targets (`fuzz/`) found or that guard what they
-//! check, kept so that a fix cannot quietly come undone; and the seeds the fuzzers start
-//! from. Each input must give an error (or a good result), never a panic or a hang.
+//! The file loaders on hostile inputs, beside the fuzz targets (`fuzz/`): each input must
+//! give an error (or a good result), never a panic, a hang or an unbounded allocation.
+//! Any input a fuzzer finds a bug with is kept here as a test, so that its fix cannot
+//! quietly come undone. Also the seeds
+//! the fuzzers start from.
 
 mod common;
 
@@ -66,6 +68,64 @@ fn image_headers_cut_short_are_errors() {
         );
         load_image_bytes(&bytes);
     }
+}
+
+/// A little-endian classic TIFF with one image directory of `(tag, type, count, value)`
+/// entries.
+fn tiff_with_entries(entries: &[(u16, u16, u32, u32)]) -> Vec<u8> {
+    let mut bytes = b"II*\0".to_vec();
+    bytes.extend_from_slice(&8u32.to_le_bytes());
+    bytes.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for &(tag, kind, count, value) in entries {
+        bytes.extend_from_slice(&tag.to_le_bytes());
+        bytes.extend_from_slice(&kind.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes
+}
+
+/// Found by the `image_loader` fuzz target: a TIFF whose strip offsets are a text entry
+/// of 2^31 bytes made the `tiff` crate print a stray `dbg!` line on stderr before its
+/// error, so `unet` wrote two lines. The loader now refuses the file first.
+#[test]
+fn a_tiff_text_entry_larger_than_the_file_is_one_clean_error() {
+    let (short, long, ascii) = (3u16, 4u16, 2u16);
+    let bytes = tiff_with_entries(&[
+        (256, short, 1, 4),           // width
+        (257, short, 1, 4),           // height
+        (258, short, 1, 8),           // bits per sample
+        (262, short, 1, 1),           // photometric: black is zero
+        (273, ascii, 0x7fff_ffff, 8), // strip offsets, as 2 GiB of text
+        (278, short, 1, 4),           // rows per strip
+        (279, long, 1, 16),           // strip byte counts
+    ]);
+    let err = decode_pages(&bytes, Path::new("bomb.tif")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a TIFF text entry claims 2147483647 bytes"),
+        "{err}"
+    );
+    let dir = common::cli::scratch("fuzz-tiff-text");
+    let file = dir.join("bomb.tif");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = dir.join("w.png");
+    let output = common::cli::unet(&[
+        "weightmap",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let line = common::cli::clean_failure(&output);
+    assert!(
+        line.contains("bomb.tif is not a readable PNG or TIFF"),
+        "{line}"
+    );
+    // weightmap prints nothing else: the error must be the only line on stderr.
+    let stderr = common::cli::text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
