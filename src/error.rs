@@ -14,13 +14,19 @@ pub enum Error {
     )]
     NoAdapter { detail: String },
 
-    #[error("no GPU adapter matches {wanted:?}; available adapters: {available}")]
+    #[error(
+        "no GPU adapter matches {wanted:?}; available adapters: {available}. Pick one with \
+         --adapter (or UNET_ADAPTER), or leave it unset for the best one"
+    )]
     AdapterNotFound { wanted: String, available: String },
 
     #[error("unknown GPU backend {0:?}: use one of vulkan, metal, dx12, gl")]
     UnknownBackend(String),
 
-    #[error("could not open the GPU device on {adapter}: {reason}")]
+    #[error(
+        "could not open the GPU device on {adapter}: {reason}. Update the GPU driver, or \
+         pick another adapter with --adapter (see `unet info`)"
+    )]
     RequestDevice { adapter: String, reason: String },
 
     /// A network configuration or tile size that cannot work.
@@ -43,7 +49,7 @@ pub enum Error {
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: String, msg: String },
 
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}; {}", crate::data::error::io_advice(source))]
     Io {
         path: String,
         source: std::io::Error,
@@ -74,10 +80,25 @@ pub enum Error {
     #[error("GPU out of memory allocating `{name}` ({bytes} bytes): use a smaller tile or batch")]
     OutOfMemory { name: String, bytes: u64 },
 
-    #[error("GPU error: {0}")]
+    #[error(
+        "GPU memory limit reached allocating `{name}` ({bytes} bytes; the engine holds {held} \
+         of the {limit} bytes UNET_GPU_MEMORY_LIMIT allows): use a smaller tile or batch, or \
+         raise the limit"
+    )]
+    MemoryLimit {
+        name: String,
+        bytes: u64,
+        held: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "GPU error: {0}. Run the command again; if it recurs, try a smaller tile or another \
+         adapter (--adapter), and report it with the command you ran"
+    )]
     Device(String),
 
-    #[error("GPU device lost: {0}. Restart the program; if it recurs, use a smaller tile")]
+    #[error("GPU device lost ({0}). Restart the program; if it recurs, use a smaller tile")]
     DeviceLost(String),
 
     #[error("the GPU did not finish within {0:?}; set UNET_GPU_TIMEOUT_S to wait longer")]

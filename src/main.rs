@@ -347,6 +347,25 @@ enum BenchCommand {
         #[command(flatten)]
         arch: ArchArgs,
     },
+    /// Many training steps of the small config on synthetic cells, with the GPU memory the
+    /// engine holds and the host memory (VmRSS) sampled; says whether both stay flat.
+    #[command(
+        after_help = "Examples:\n  unet bench soak --steps 1000 --json soak.json\n  \
+        unet bench soak --steps 100 --every 10"
+    )]
+    Soak {
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        /// Sample the memory figures every this many steps.
+        #[arg(long, default_value_t = 50)]
+        every: u64,
+        /// Steps of warm-up not judged (default: a tenth of --steps, at least up to the
+        /// first checkpoint at step 200).
+        #[arg(long)]
+        warmup: Option<u64>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -362,14 +381,46 @@ struct InfoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run_command(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, or exit: help and version as clap prints them, a usage error as one
+/// line (clap's message and tip, then where to look) with clap's exit status 2.
+fn parse_args() -> Cli {
+    use clap::error::ErrorKind;
+    Cli::try_parse().unwrap_or_else(|e| {
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            e.exit();
+        }
+        let rendered = e.render().to_string();
+        // Clap's text: "error: ...", an optional "tip: ...", then a usage block.
+        let message = rendered
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:"))
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        eprintln!("error: {message}; see `unet --help` or `unet <command> --help`");
+        std::process::exit(2);
+    })
+}
+
+/// A message on one line: driver and library errors sometimes span several.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run_command(cli: Cli) -> Result<()> {
@@ -394,7 +445,7 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
-    use unet_wgpu::bench::{kernels, step};
+    use unet_wgpu::bench::{kernels, soak, step};
     let gpu = open_gpu(choice)?;
     println!("{}", gpu.describe());
     match command {
@@ -444,6 +495,32 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             let tile = tile.unwrap_or_else(|| default_tile(&net));
             let report = step::bench_step(&gpu, &config, net, tile, 1, reps)?;
             step::print_step_report(&report);
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+        }
+        BenchCommand::Soak {
+            steps,
+            every,
+            warmup,
+            json,
+        } => {
+            let config = UNetConfig::small();
+            let checkpoint_every = 200;
+            let options = soak::SoakOptions {
+                config,
+                tile: default_tile(&config),
+                steps,
+                sample_every: every,
+                // The first checkpoint allocates its read-back buffers: part of warm-up.
+                warmup_steps: warmup.unwrap_or((steps / 10).max(checkpoint_every.min(steps))),
+                checkpoint_every,
+            };
+            let scratch = std::env::temp_dir().join(format!("unet-soak-{}", std::process::id()));
+            let report = soak::soak(&gpu, "small", &options, &scratch);
+            let _ = std::fs::remove_file(&scratch);
+            let report = report?;
+            soak::print_soak_report(&report);
             if let Some(path) = json {
                 write_json(&path, &report)?;
             }
@@ -752,6 +829,12 @@ fn predict_files(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
             args.out.display()
         );
     }
+    // Set by the tile size and batch, not the image size (a test checks it).
+    let peak = gpu.pool_stats().peak_bytes_held;
+    eprintln!(
+        "GPU memory: peak {:.1} MiB held by the engine ({peak} bytes)",
+        peak as f64 / (1 << 20) as f64
+    );
     Ok(())
 }
 

@@ -1,59 +1,10 @@
 //! The `unet` binary end to end: help texts, train a few steps on synthetic data, resume,
 //! predict, evaluate, weight maps, and one-line errors for bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::cli::{fails, ok, s, scratch, text, unet};
 use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
-
-fn unet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unet"))
-        .args(args)
-        .output()
-        .expect("the unet binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `unet args`, asserting success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = unet(args);
-    assert!(
-        out.status.success(),
-        "unet {args:?} failed:\n{}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Runs `unet args`, asserting a clean failure: non-zero exit, one `error:` line, no panic.
-fn fails(args: &[&str]) -> String {
-    let out = unet(args);
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "unet {args:?} should fail");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("no error line: {stderr}"));
-    line.to_string()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("unet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn every_command_has_help_with_examples() {
@@ -64,7 +15,7 @@ fn every_command_has_help_with_examples() {
             "{command}:\n{help}"
         );
     }
-    for bench in ["kernels", "step"] {
+    for bench in ["kernels", "step", "soak"] {
         assert!(
             ok(&["bench", bench, "--help"]).contains("Example"),
             "bench {bench}"
@@ -219,8 +170,7 @@ fn bad_input_gives_one_line_errors() {
         fails(&["train", "--data", "synthetic", "--lr=-1", "--out", s(&dir)])
             .contains("learning rate")
     );
-    let unknown = unet(&["train", "--no-such-flag"]);
-    assert!(!unknown.status.success() && text(&unknown.stderr).contains("--no-such-flag"));
+    assert!(fails(&["train", "--no-such-flag"]).contains("--no-such-flag"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

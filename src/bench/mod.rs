@@ -1,5 +1,6 @@
-//! Benchmarks of the engine's kernels, as a library: the `unet bench kernels` command and
-//! `cargo bench` both call into it.
+//! Benchmarks of the engine's kernels, a training step and a long soak, as a library: the
+//! `unet bench` commands and `cargo bench` call into it.
 
 pub mod kernels;
+pub mod soak;
 pub mod step;

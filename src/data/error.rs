@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot {action} {path}: {source}; check that the path exists and is accessible")]
+    #[error("cannot {action} {path}: {source}; {}", io_advice(source))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -88,3 +88,19 @@ pub enum DataError {
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// What to do about a failed file operation, by its kind: a full disk (or a file over the
+/// size limit) needs space, a missing file a correct path.
+pub fn io_advice(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match error.kind() {
+        K::StorageFull | K::FileTooLarge | K::QuotaExceeded => {
+            "the file could not be written because the disk is full (or the file is over \
+             the size limit): free some space or write to another folder, then run the \
+             command again"
+        }
+        K::NotFound => "check that the path exists",
+        K::PermissionDenied | K::ReadOnlyFilesystem => "check the permissions, or use another path",
+        _ => "check that the path exists and is accessible",
+    }
+}

@@ -100,11 +100,16 @@ fn is_tiff(bytes: &[u8]) -> bool {
 
 /// Reads every page of a PNG (always one page) or TIFF (one or more pages) file.
 pub fn read_pages(path: &Path) -> Result<Vec<RawPage>> {
-    let bytes = read_bytes(path)?;
-    let pages = if is_png(&bytes) {
-        vec![decode_png(path, &bytes)?]
-    } else if is_tiff(&bytes) {
-        decode_tiff(path, &bytes)?
+    decode_pages(&read_bytes(path)?, path)
+}
+
+/// Decodes the bytes of a PNG or TIFF file (the fuzz target's entry point); `path` only
+/// names the file in errors.
+pub fn decode_pages(bytes: &[u8], path: &Path) -> Result<Vec<RawPage>> {
+    let pages = if is_png(bytes) {
+        vec![decode_png(path, bytes)?]
+    } else if is_tiff(bytes) {
+        decode_tiff(path, bytes)?
     } else {
         return Err(decode_error(path, "unknown file signature"));
     };
@@ -161,6 +166,7 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
     use tiff::decoder::{Decoder, DecodingResult};
     use tiff::ColorType;
 
+    check_tiff_text_entries(path, bytes)?;
     let mut decoder = Decoder::new(Cursor::new(bytes)).map_err(|e| decode_error(path, e))?;
     let mut pages = Vec::new();
     loop {
@@ -201,6 +207,49 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
     Ok(pages)
 }
 
+/// Refuses a TIFF with a text (ASCII) entry larger than the file or the decoder's buffer
+/// limit. Such a file is corrupt, and the `tiff` crate (0.11.3) reports that case with a
+/// stray `dbg!` line on stderr before its error (found by the `image_loader` fuzz target),
+/// which would break the program's one-line error. Walks the chain of image directories
+/// of a classic TIFF; anything malformed is left for the decoder to report.
+fn check_tiff_text_entries(path: &Path, bytes: &[u8]) -> Result<()> {
+    const ASCII: u16 = 2;
+    const ENTRY_BYTES: usize = 12;
+    let limit = bytes
+        .len()
+        .min(tiff::decoder::Limits::default().decoding_buffer_size);
+    let big_endian = bytes.starts_with(b"MM");
+    let read = |at: usize, n: usize| -> Option<u32> {
+        let b = bytes.get(at..at.checked_add(n)?)?;
+        let be = b.iter().fold(0u32, |v, &x| (v << 8) | u32::from(x));
+        let le = b.iter().rev().fold(0u32, |v, &x| (v << 8) | u32::from(x));
+        Some(if big_endian { be } else { le })
+    };
+    let mut visited = std::collections::HashSet::new();
+    let mut next = read(4, 4);
+    while let Some(ifd) = next.filter(|&o| o != 0 && visited.insert(o)) {
+        let ifd = ifd as usize;
+        let Some(entries) = read(ifd, 2) else { break };
+        for i in 0..entries as usize {
+            let entry = ifd + 2 + i * ENTRY_BYTES;
+            let (Some(kind), Some(count)) = (read(entry + 2, 2), read(entry + 4, 4)) else {
+                break;
+            };
+            if kind == u32::from(ASCII) && count as usize > limit {
+                return Err(decode_error(
+                    path,
+                    format!(
+                        "a TIFF text entry claims {count} bytes, more than the file's {}",
+                        bytes.len()
+                    ),
+                ));
+            }
+        }
+        next = read(ifd + 2 + entries as usize * ENTRY_BYTES, 4);
+    }
+    Ok(())
+}
+
 fn create_file(path: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
     let io_error = |source| DataError::Io {
         action: "create",
@@ -215,11 +264,16 @@ fn create_file(path: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
         .map_err(io_error)
 }
 
-fn write_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+/// An encoder's error as a write error, keeping the I/O error's kind (a full disk) if any.
+fn write_error(path: &Path, e: image::ImageError) -> DataError {
+    let source = match e {
+        image::ImageError::IoError(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    };
     DataError::Io {
         action: "write",
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     }
 }
 
@@ -228,6 +282,21 @@ fn too_large(path: &Path) -> DataError {
         what: "image size",
         reason: format!("{} is too large to write as PNG", path.display()),
     }
+}
+
+/// Creates `path`, lets `encode` write into it, and flushes it, so that a failed write (a
+/// full disk) is an error rather than lost when the buffered writer drops.
+fn write_png(
+    path: &Path,
+    encode: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> image::ImageResult<()>,
+) -> Result<()> {
+    let mut file = create_file(path)?;
+    encode(&mut file).map_err(|e| write_error(path, e))?;
+    file.flush().map_err(|source| DataError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes intensities in [0, 1] as an 8-bit gray PNG (values are clamped, then rounded).
@@ -239,9 +308,7 @@ pub fn write_gray_png(path: &Path, image: &GrayImage) -> Result<()> {
         .collect();
     let buffer = image::GrayImage::from_raw(image.width as u32, image.height as u32, bytes)
         .ok_or_else(|| too_large(path))?;
-    buffer
-        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
-        .map_err(|e| write_error(path, e))
+    write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
 }
 
 /// Writes instance labels as a 16-bit gray PNG (ids above 65535 are an error).
@@ -262,9 +329,7 @@ pub fn write_label_png(path: &Path, labels: &LabelImage) -> Result<()> {
         values,
     )
     .ok_or_else(|| too_large(path))?;
-    buffer
-        .write_to(&mut create_file(path)?, image::ImageFormat::Png)
-        .map_err(|e| write_error(path, e))
+    write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
 }
 
 /// Writes a float plane as a NumPy `.npy` file (format version 1.0): shape `(H, W)`, dtype

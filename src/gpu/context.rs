@@ -7,6 +7,11 @@
 //! Each dispatch's `Params` struct is written into a CPU-side copy of one uniform
 //! "params arena" at a 256-byte-aligned slot; the arena is uploaded once, just before the
 //! commands that read it are submitted.
+//!
+//! Environment: `UNET_GPU_TIMEOUT_S` bounds the wait for one submission (default 600 s);
+//! `UNET_GPU_MEMORY_LIMIT` (bytes, or e.g. `512M`) caps the GPU memory the engine holds, as
+//! if the device had only that much; `UNET_TEST_LOSE_DEVICE_AT=N` is a test hook that
+//! destroys the device at the N-th submission, as a crashed driver would lose it.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -39,6 +44,11 @@ pub struct Gpu {
     /// Test mode: every new uninitialised tensor is filled with NaN.
     poison: Cell<bool>,
     timeout: Duration,
+    /// The most bytes the buffer pool may hold (`UNET_GPU_MEMORY_LIMIT`), if capped.
+    memory_limit: Option<u64>,
+    /// Submissions so far, and the one at which the test hook destroys the device.
+    submissions: Cell<u64>,
+    lose_device_at: Option<u64>,
 }
 
 /// Commands recorded and not yet submitted.
@@ -79,15 +89,22 @@ impl Gpu {
         let lost = Arc::new(Mutex::new(None));
         let sink = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
-            sink.lock()
-                .unwrap()
-                .get_or_insert(format!("{reason:?}: {message}"));
+            let what = match message.trim() {
+                "" => format!("{reason:?}"),
+                message => format!("{reason:?}: {message}"),
+            };
+            sink.lock().unwrap().get_or_insert(what);
         });
 
         let timeout = std::env::var("UNET_GPU_TIMEOUT_S")
             .ok()
             .and_then(|s| s.parse().ok())
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let memory_limit = memory_limit_from_env()?;
+        // Test hook: destroy the device at this submission, as a driver would lose it.
+        let lose_device_at = std::env::var("UNET_TEST_LOSE_DEVICE_AT")
+            .ok()
+            .and_then(|s| s.parse().ok());
         let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment);
         Ok(Gpu {
             device,
@@ -102,6 +119,9 @@ impl Gpu {
             lost,
             poison: Cell::new(false),
             timeout,
+            memory_limit,
+            submissions: Cell::new(0),
+            lose_device_at,
         })
     }
 
@@ -187,6 +207,7 @@ impl Gpu {
 
     fn pool_buffer(&self, len: u64, kind: BufferKind, name: &str) -> Result<PooledBuffer> {
         self.pool.acquire(len, kind, |size, usage| {
+            self.check_memory_limit(size, name)?;
             // Out-of-memory is reported through an error scope, not a panic.
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
             let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -203,6 +224,24 @@ impl Gpu {
                 }),
             }
         })
+    }
+
+    /// An error if a new buffer of `size` bytes would take the pool past
+    /// `UNET_GPU_MEMORY_LIMIT`: the limit acts as a device with that much memory.
+    fn check_memory_limit(&self, size: u64, name: &str) -> Result<()> {
+        let Some(limit) = self.memory_limit else {
+            return Ok(());
+        };
+        let held = self.pool.stats().bytes_held;
+        if held.saturating_add(size) > limit {
+            return Err(Error::MemoryLimit {
+                name: name.to_string(),
+                bytes: size,
+                held,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Records one dispatch of `kernel` over `workgroups`, binding `params` at 0 and
@@ -348,6 +387,10 @@ impl Gpu {
     pub fn flush(&self) -> Result<()> {
         let mut recorder = self.recorder.borrow_mut();
         if let Some(encoder) = recorder.encoder.take() {
+            self.submissions.set(self.submissions.get() + 1);
+            if self.lose_device_at == Some(self.submissions.get()) {
+                self.device.destroy();
+            }
             self.queue
                 .write_buffer(&recorder.arena, 0, &recorder.params);
             self.queue.submit([encoder.finish()]);
@@ -435,6 +478,36 @@ impl Recorder {
     }
 }
 
+/// `UNET_GPU_MEMORY_LIMIT`: bytes, or a number with K, M or G (binary units), e.g. `512M`.
+fn memory_limit_from_env() -> Result<Option<u64>> {
+    let Ok(text) = std::env::var("UNET_GPU_MEMORY_LIMIT") else {
+        return Ok(None);
+    };
+    parse_size(&text).map(Some).ok_or_else(|| {
+        Error::Config(format!(
+            "UNET_GPU_MEMORY_LIMIT={text:?} is not a size: give bytes, or a number with K, M or G \
+             (e.g. 512M), or unset it"
+        ))
+    })
+}
+
+/// "1048576", "1024K", "1M", "1MiB" -> 1048576.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 /// The limits this engine asks for: WebGPU's portable defaults (or the downlevel ones on
 /// an adapter below them), with buffer sizes, workgroup size and workgroup memory raised
 /// to what the adapter offers, so large tiles and tiled kernels fit wherever the hardware
@@ -456,5 +529,21 @@ fn required_limits(offered: &wgpu::Limits) -> wgpu::Limits {
         max_compute_workgroup_size_y: offered.max_compute_workgroup_size_y,
         max_compute_workgroups_per_dimension: offered.max_compute_workgroups_per_dimension,
         ..base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("3K"), Some(3 << 10));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("2 GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1.5G"), None);
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
     }
 }

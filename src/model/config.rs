@@ -162,6 +162,15 @@ impl UNetConfig {
                 "need at least 1 input channel, 2 classes and 1 base channel, got {self:?}"
             ));
         }
+        // Far beyond any network that fits a device, and small enough that no size
+        // computed from them overflows.
+        const MAX_CHANNELS: usize = 1 << 12;
+        if self.in_channels.max(self.classes).max(self.base_channels) > MAX_CHANNELS {
+            return bad(format!(
+                "input channels, classes and base channels must each be at most \
+                 {MAX_CHANNELS}, got {self:?}"
+            ));
+        }
         if self.arch == Arch::UNetPlusPlus && self.depth < 2 {
             return bad(
                 "U-Net++ needs depth 2 or more: its nested nodes sit between levels".into(),
@@ -293,6 +302,8 @@ impl UNetConfig {
     }
 }
 
+const UPCONV: &str = "upconv2x2";
+
 /// The layer table under construction.
 #[derive(Default)]
 struct LayerTable {
@@ -312,12 +323,18 @@ impl LayerTable {
         taps: usize,
         out: usize,
     ) {
+        // PyTorch's layouts: Conv2d [C_out, C_in, k, k], ConvTranspose2d [C_in, C_out, k, k].
+        let weight_shape = match kind {
+            UPCONV => [c_in, c_out, k, k],
+            _ => [c_out, c_in, k, k],
+        };
         self.layers.push(LayerInfo {
             name,
             kind,
             c_in,
             c_out,
             out_size: out,
+            weight_shape,
             params: c_in * c_out * k * k + c_out,
             macs: (out * out * c_out * c_in * taps) as u64,
         });
@@ -351,7 +368,7 @@ impl LayerTable {
         // Stride 2: each output pixel sees one of the 2x2 taps per input channel.
         self.push(
             format!("{node}.up"),
-            "upconv2x2",
+            UPCONV,
             below,
             c,
             2,
@@ -384,6 +401,8 @@ pub struct LayerInfo {
     pub c_out: usize,
     /// Side length of the layer's output.
     pub out_size: usize,
+    /// The weight's shape as PyTorch stores it (the bias is [c_out]).
+    pub weight_shape: [usize; 4],
     pub params: usize,
     /// Multiply-adds of the forward pass for one tile (FLOPs = 2 * MACs).
     pub macs: u64,

@@ -66,12 +66,19 @@ impl Sgd {
     /// weight_decay >= 0 and finite.
     pub fn validate(&self) -> Result<()> {
         let problem = if !(self.lr.is_finite() && self.lr > 0.0) {
-            Some(format!("learning rate {} must be finite and > 0", self.lr))
+            Some(format!(
+                "learning rate {} must be finite and > 0: give --lr a value such as 0.001",
+                self.lr
+            ))
         } else if !(0.0..1.0).contains(&self.momentum) {
-            Some(format!("momentum {} must be in [0, 1)", self.momentum))
+            Some(format!(
+                "momentum {} must be in [0, 1): give --momentum a value such as the paper's 0.99",
+                self.momentum
+            ))
         } else if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             Some(format!(
-                "weight decay {} must be finite and >= 0",
+                "weight decay {} must be finite and >= 0: give --weight-decay 0 or a small \
+                 positive value",
                 self.weight_decay
             ))
         } else {

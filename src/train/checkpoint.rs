@@ -119,33 +119,73 @@ fn checkpoint_error(path: &Path, msg: String) -> Error {
     }
 }
 
+/// A checkpoint read and checked on the host, no GPU needed: its settings, and tensors
+/// whose names, dtypes and shapes fit the network its config describes, so building that
+/// network from it cannot fail for the file's sake.
+pub struct CheckpointFile<'a> {
+    pub config: UNetConfig,
+    pub sgd: Sgd,
+    pub step: u64,
+    pub seed: u64,
+    tensors: SafeTensors<'a>,
+}
+
 /// Reads a checkpoint written by [`save`] and rebuilds the trainer on `gpu`.
 pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
+    let file = parse(&bytes, path)?;
+    let model = Network::new(gpu, file.config, 0)?;
+    for p in model.params() {
+        for (name, target) in [
+            (p.name.clone(), &p.value),
+            (format!("{MOMENTUM_PREFIX}{}", p.name), &p.velocity),
+        ] {
+            // `parse` checked every name and shape the config implies.
+            let view = file.tensors.tensor(&name).map_err(|e| {
+                checkpoint_error(
+                    path,
+                    format!("`{name}`: {e} (the model and the checkpoint check disagree: a bug)"),
+                )
+            })?;
+            target.write(gpu, &bytemuck::pod_collect_to_vec(view.data()))?;
+        }
+    }
+    let mut trainer = Trainer::new(model, file.sgd, file.seed);
+    trainer.step = file.step;
+    Ok(trainer)
+}
+
+/// Parses and checks the bytes of a checkpoint (the fuzz target's entry point); `path`
+/// only names the file in errors.
+pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
     let bad = |msg: String| checkpoint_error(path, msg);
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(format!(
-            "not a valid safetensors file ({e}); it may be truncated or corrupt"
+            "not a valid safetensors file ({e}); it may be truncated or corrupt: use an \
+             earlier copy or train again"
         ))
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |key: &str| {
         meta.get(key).ok_or_else(|| {
             bad(format!(
-                "no `{key}` in its metadata: not a unet-wgpu checkpoint"
+                "no `{key}` in its metadata: not a unet-wgpu checkpoint (give a file written \
+                 by `unet train`)"
             ))
         })
     };
     if field("format")? != FORMAT {
-        return Err(bad("not a unet-wgpu checkpoint".into()));
+        return Err(bad(
+            "not a unet-wgpu checkpoint (give a file written by `unet train`)".into(),
+        ));
     }
     let version: u32 = field("format_version")?
         .parse()
-        .map_err(|_| bad("bad format_version".into()))?;
+        .map_err(|_| bad("bad format_version: the file is corrupt".into()))?;
     if version > FORMAT_VERSION {
         return Err(bad(format!(
             "written by a newer unet-wgpu (format {version}, this one reads up to \
@@ -154,18 +194,22 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
     }
     let arch = field("arch")?;
     let config: UNetConfig = serde_json::from_str(field("config")?)
-        .map_err(|e| bad(format!("unreadable config: {e}")))?;
+        .map_err(|e| bad(format!("unreadable config ({e}): the file is corrupt")))?;
+    config.validate().map_err(|e| {
+        bad(format!(
+            "holds an impossible config ({e}): the file is corrupt"
+        ))
+    })?;
     if arch != config.arch.name() {
         return Err(bad(format!(
-            "its metadata says arch {arch} but its config is a {}: the file was edited or \
-             corrupted",
+            "its metadata says arch {arch} but its config is a {}: the file is corrupt",
             config.arch
         )));
     }
     let number = |key: &str| -> Result<f64> {
         field(key)?
             .parse()
-            .map_err(|_| bad(format!("`{key}` is not a number")))
+            .map_err(|_| bad(format!("`{key}` is not a number: the file is corrupt")))
     };
     let sgd = Sgd {
         lr: number("lr")? as f32,
@@ -173,27 +217,52 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
         weight_decay: number("weight_decay")? as f32,
     };
     let whole = |key: &str| -> Result<u64> {
-        field(key)?
-            .parse()
-            .map_err(|_| bad(format!("`{key}` is not a whole number")))
+        field(key)?.parse().map_err(|_| {
+            bad(format!(
+                "`{key}` is not a whole number: the file is corrupt"
+            ))
+        })
     };
-    let model = Network::new(gpu, config, 0)?;
-    load_params(gpu, &model, &file, path)?;
-    let mut trainer = Trainer::new(model, sgd, whole("seed")?);
-    trainer.step = whole("step")?;
-    Ok(trainer)
+    let (step, seed) = (whole("step")?, whole("seed")?);
+    let expected = expected_params(&config).ok_or_else(|| {
+        bad(format!(
+            "its config {config:?} describes no network that fits a tile: the file is corrupt"
+        ))
+    })?;
+    check_tensors(&tensors, &expected, path)?;
+    Ok(CheckpointFile {
+        config,
+        sgd,
+        step,
+        seed,
+        tensors,
+    })
 }
 
-/// Copies every parameter and momentum buffer from `file` into `model`, after checking
-/// that names and shapes match; a mismatch lists the first differences.
-fn load_params(gpu: &Gpu, model: &Network, file: &SafeTensors, path: &Path) -> Result<()> {
+/// The name and PyTorch shape of every parameter of the network `config` describes, read
+/// off its layer table (a test checks they are the built network's); `None` when the
+/// config fits no tile.
+pub fn expected_params(config: &UNetConfig) -> Option<Vec<(String, Vec<usize>)>> {
+    let layers = config.layers(config.input_size_for(1)).ok()?;
+    Some(
+        layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    (format!("{}.weight", l.name), l.weight_shape.to_vec()),
+                    (format!("{}.bias", l.name), vec![l.c_out]),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// Checks that `file` holds every parameter and momentum buffer in `expected` as F32 of
+/// the right shape; a mismatch lists the first differences.
+fn check_tensors(file: &SafeTensors, expected: &[(String, Vec<usize>)], path: &Path) -> Result<()> {
     let mut mismatches = Vec::new();
-    for p in model.params() {
-        let want = torch_shape(p.shape());
-        for (name, target) in [
-            (p.name.clone(), &p.value),
-            (format!("{MOMENTUM_PREFIX}{}", p.name), &p.velocity),
-        ] {
+    for (param, want) in expected {
+        for name in [param.clone(), format!("{MOMENTUM_PREFIX}{param}")] {
             match file.tensor(&name) {
                 Err(_) => mismatches.push(format!("`{name}` is missing")),
                 Ok(view) if view.shape() != want.as_slice() || view.dtype() != Dtype::F32 => {
@@ -203,21 +272,22 @@ fn load_params(gpu: &Gpu, model: &Network, file: &SafeTensors, path: &Path) -> R
                         view.shape()
                     ))
                 }
-                Ok(view) => target.write(gpu, &bytemuck::pod_collect_to_vec(view.data()))?,
+                Ok(_) => {}
             }
         }
     }
-    if !mismatches.is_empty() {
-        let n = mismatches.len();
-        mismatches.truncate(5);
-        return Err(checkpoint_error(
-            path,
-            format!(
-                "does not fit this network ({n} mismatches; first: {}); it was probably \
-                 written for another config",
-                mismatches.join("; ")
-            ),
-        ));
+    if mismatches.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let n = mismatches.len();
+    mismatches.truncate(5);
+    Err(checkpoint_error(
+        path,
+        format!(
+            "does not fit the network its config describes ({n} mismatches; first: {}); it \
+             was probably written for another network or edited: use a checkpoint written by \
+             `unet train` for this config",
+            mismatches.join("; ")
+        ),
+    ))
 }

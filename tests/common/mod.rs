@@ -1,6 +1,7 @@
 //! Shared test helpers: the GPU, random data, tolerant comparison and finite differences.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod reference;
 
 use rand::{Rng, SeedableRng};
