@@ -186,23 +186,24 @@ impl Gpu {
     }
 
     fn pool_buffer(&self, len: u64, kind: BufferKind, name: &str) -> Result<PooledBuffer> {
-        self.pool.acquire(len, kind, |size, usage| {
-            // Out-of-memory is reported through an error scope, not a panic.
-            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size,
-                usage,
-                mapped_at_creation: false,
-            });
-            match pollster::block_on(scope.pop()) {
-                None => Ok(buffer),
-                Some(_) => Err(Error::OutOfMemory {
-                    name: name.to_string(),
-                    bytes: size,
-                }),
-            }
-        })
+        self.pool
+            .acquire(len, self.limits.max_buffer_size, kind, |size, usage| {
+                // Out-of-memory is reported through an error scope, not a panic.
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(name),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                match pollster::block_on(scope.pop()) {
+                    None => Ok(buffer),
+                    Some(_) => Err(Error::OutOfMemory {
+                        name: name.to_string(),
+                        bytes: size,
+                    }),
+                }
+            })
     }
 
     /// Records one dispatch of `kernel` over `workgroups`, binding `params` at 0 and
@@ -292,9 +293,11 @@ impl Gpu {
     /// Records a zero fill of `buffer`.
     pub(crate) fn clear(&self, buffer: &PooledBuffer) {
         let mut recorder = self.recorder.borrow_mut();
-        recorder
-            .encoder(&self.device)
-            .clear_buffer(buffer.buffer(), 0, None);
+        recorder.encoder(&self.device).clear_buffer(
+            buffer.buffer(),
+            0,
+            Some(buffer.len().next_multiple_of(4)),
+        );
     }
 
     /// Records a copy of `len` bytes between two buffers.
