@@ -2,4 +2,5 @@
 //! `cargo bench` both call into it.
 
 pub mod kernels;
+pub mod ops;
 pub mod step;
