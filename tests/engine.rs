@@ -105,3 +105,38 @@ fn every_shader_validates_with_naga() {
         dir.display()
     );
 }
+
+#[test]
+fn op_benchmark_reports_every_op_with_its_bandwidth() {
+    use unet_wgpu::bench::kernels::{BenchOptions, Pass};
+    use unet_wgpu::bench::ops::{bench_ops, OpShapes};
+    let gpu = gpu();
+    // Tiny shapes with the U-Net's structure: pools of even maps, up-convolutions whose
+    // outputs fit inside the skip maps.
+    let shapes = OpShapes {
+        pool_inputs: vec![Shape::new(1, 2, 12, 12), Shape::new(1, 4, 6, 6)],
+        up_inputs: vec![(Shape::new(1, 4, 4, 4), 2), (Shape::new(1, 8, 2, 2), 4)],
+        logits: Shape::new(1, 2, 5, 5),
+        dropout: Shape::new(1, 8, 2, 2),
+        params: 1000,
+    };
+    let opts = BenchOptions {
+        reps: 1,
+        warmup: 0,
+        ..BenchOptions::default()
+    };
+    let reports = bench_ops(&gpu, &shapes, &opts, false).unwrap();
+    // 2 pools x 2 passes, 2 up-convolutions and 2 concatenations x 2 passes, dropout x 2,
+    // loss, SGD.
+    assert_eq!(reports.len(), 4 + 8 + 2 + 1 + 1);
+    assert!(reports
+        .iter()
+        .all(|r| r.ms > 0.0 && r.gbps.is_some_and(|b| b > 0.0) && r.speedup.is_none()));
+    let ups = reports.iter().filter(|r| r.name.ends_with(".up"));
+    assert!(ups.clone().all(|r| r.gflops.is_some()) && ups.count() == 4);
+    assert!(reports.iter().any(|r| r.pass == Pass::Update));
+    let json = serde_json::to_value(&reports).unwrap();
+    for key in ["name", "pass", "variant", "shape", "ms", "gflops", "gbps"] {
+        assert!(json[0].get(key).is_some(), "JSON rows have {key}");
+    }
+}

@@ -202,7 +202,10 @@ mod tests {
         let mut last = 0;
         for len in (1..5000u64).map(|i| i * i * 977) {
             let class = BufferPool::class_size(len);
-            assert!(class >= len && class.is_multiple_of(256), "{len} -> {class}");
+            assert!(
+                class >= len && class.is_multiple_of(256),
+                "{len} -> {class}"
+            );
             assert!(class >= last, "classes grow with the request");
             if len > 1 << 16 {
                 assert!(4 * class < 5 * len + 4 * 256, "{len} -> {class}");
