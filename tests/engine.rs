@@ -140,3 +140,42 @@ fn op_benchmark_reports_every_op_with_its_bandwidth() {
         assert!(json[0].get(key).is_some(), "JSON rows have {key}");
     }
 }
+
+#[test]
+fn a_planned_job_runs_in_its_planned_buffers() {
+    let gpu = gpu();
+    gpu.set_poison(false);
+    // A job whose small tensor dies before its large one is made: a pool serving requests
+    // in order needs both buffers, the plan only the large one.
+    let job = |scale: f32| -> unet_wgpu::Result<Vec<f32>> {
+        let small = Tensor::from_slice(&gpu, Shape::new(1, 1, 1, 1000), &[scale; 1000], "small")?;
+        let first = small.to_vec(&gpu)?[0];
+        drop(small);
+        let large = Tensor::zeros(&gpu, Shape::new(1, 1, 1, 4000), "large")?;
+        fill(&gpu, &large, first + 1.0)?;
+        large.to_vec(&gpu)
+    };
+    let before = gpu.pool_stats();
+    gpu.plan_memory(|| job(0.0)).unwrap();
+    let planned = gpu.pool_stats();
+    // One buffer of 4000 floats, 16,000 B rounded up to 256 B.
+    assert_eq!(planned.bytes_held - before.bytes_held, 16_128);
+    let mut warm = None;
+    for run in 0..3 {
+        gpu.start_planned_job();
+        let v = job(run as f32).unwrap();
+        assert!(v.iter().all(|&x| x == run as f32 + 1.0), "run {run}");
+        // Only the read-back staging buffers, which come from the size classes, are new,
+        // and only in the first run.
+        warm.get_or_insert(gpu.pool_stats().allocations);
+    }
+    assert_eq!(gpu.pool_stats().allocations, warm.unwrap());
+    assert_eq!(
+        gpu.pool_stats().bytes_held - planned.bytes_held,
+        4096 + 16_128
+    );
+    // A run that asks for something else falls back to the size classes, and still works.
+    gpu.start_planned_job();
+    let other = Tensor::from_slice(&gpu, Shape::new(1, 1, 1, 7), &[3.0; 7], "other").unwrap();
+    assert_eq!(other.to_vec(&gpu).unwrap(), vec![3.0; 7]);
+}

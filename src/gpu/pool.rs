@@ -21,10 +21,21 @@
 //! requests replayed offline): exact sizes 2639 MiB, these classes 1703 MiB, best fit
 //! within 2x 1755 MiB (and allocations in warm steps), while the bytes in use at once
 //! never exceed 1259 MiB.
+//!
+//! # Plans
+//! A job that repeats (a training step) does better with a plan: [`super::Gpu::plan_memory`]
+//! runs it once dry, the pool records every storage request with its lifetime, and
+//! [`super::plan`] assigns them to buffers knowing the whole sequence (1339 MiB for the
+//! paper's step in the replay above). Each later run, started with
+//! [`BufferPool::start_cycle`], is served request by request from the planned buffers;
+//! if a run asks for a different length or kind than recorded, the rest of that run comes
+//! from the size classes, so a changed job still runs, only with more memory.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+
+use super::plan::{self, Request};
 
 /// What a pooled buffer is for; buffers of different kinds are never exchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,7 +47,7 @@ pub enum BufferKind {
 }
 
 impl BufferKind {
-    fn usage(self) -> wgpu::BufferUsages {
+    pub(crate) fn usage(self) -> wgpu::BufferUsages {
         use wgpu::BufferUsages as U;
         match self {
             BufferKind::Storage => U::STORAGE | U::COPY_SRC | U::COPY_DST,
@@ -75,6 +86,41 @@ const CLASSES_PER_OCTAVE: u64 = 4;
 struct PoolState {
     free: HashMap<(u64, BufferKind), Vec<wgpu::Buffer>>,
     stats: PoolStats,
+    /// Requests being recorded for a plan (a dry run), with the buffer lent meanwhile.
+    recording: Option<Recording>,
+    /// The buffers of the installed plan, if any.
+    planned: Option<Planned>,
+}
+
+/// A dry run being recorded: every request gets `stand_in` (never bound: nothing runs)
+/// and its lifetime is noted.
+struct Recording {
+    stand_in: wgpu::Buffer,
+    requests: Vec<Request<BufferKind>>,
+    clock: u64,
+}
+
+/// A plan in force: request `cursor` of the current cycle is served by
+/// `buffers[assignment[cursor]]` if its length and kind are the recorded ones and that
+/// buffer is idle; otherwise the cycle falls back to the size classes.
+struct Planned {
+    buffers: Vec<wgpu::Buffer>,
+    lent: Vec<bool>,
+    expected: Vec<(u64, BufferKind)>,
+    assignment: Vec<usize>,
+    /// The next request of the cycle; None once the cycle has left the plan.
+    cursor: Option<usize>,
+}
+
+/// Where a lent buffer goes back to.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// The size-class free lists.
+    Classes,
+    /// Planned buffer number `.0`.
+    Planned(usize),
+    /// A dry run's recorded request number `.0`.
+    Recorded(usize),
 }
 
 #[derive(Default)]
@@ -88,6 +134,7 @@ pub struct PooledBuffer {
     /// The bytes asked for (the buffer itself may be slightly larger).
     len: u64,
     kind: BufferKind,
+    origin: Origin,
     pool: Rc<BufferPool>,
 }
 
@@ -106,7 +153,58 @@ impl PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        self.pool.release(self.buffer.clone(), self.kind);
+        let mut state = self.pool.state.borrow_mut();
+        match self.origin {
+            Origin::Classes => state.release(self.buffer.clone(), self.kind),
+            Origin::Planned(b) => {
+                state.stats.bytes_in_use -= self.buffer.size();
+                if let Some(planned) = state.planned.as_mut() {
+                    planned.lent[b] = false;
+                }
+            }
+            Origin::Recorded(i) => {
+                if let Some(rec) = state.recording.as_mut() {
+                    rec.clock += 1;
+                    rec.requests[i].end = rec.clock;
+                }
+            }
+        }
+    }
+}
+
+impl PoolState {
+    fn release(&mut self, buffer: wgpu::Buffer, kind: BufferKind) {
+        self.stats.bytes_in_use -= buffer.size();
+        self.free
+            .entry((buffer.size(), kind))
+            .or_default()
+            .push(buffer);
+    }
+
+    fn lend(&mut self, size: u64) {
+        self.stats.bytes_in_use += size;
+        self.stats.peak_bytes_in_use = self.stats.peak_bytes_in_use.max(self.stats.bytes_in_use);
+    }
+
+    fn created(&mut self, size: u64) {
+        self.stats.allocations += 1;
+        self.stats.bytes_held += size;
+        self.stats.peak_bytes_held = self.stats.peak_bytes_held.max(self.stats.bytes_held);
+    }
+
+    /// The planned buffer for a request of `len` bytes of `kind`, if the cycle is still
+    /// following the plan (and so advances it).
+    fn take_planned(&mut self, len: u64, kind: BufferKind) -> Option<(usize, wgpu::Buffer)> {
+        let planned = self.planned.as_mut()?;
+        let i = planned.cursor?;
+        let b = *planned.assignment.get(i)?;
+        if planned.expected[i] != (len, kind) || planned.lent[b] {
+            planned.cursor = None;
+            return None;
+        }
+        planned.cursor = Some(i + 1);
+        planned.lent[b] = true;
+        Some((b, planned.buffers[b].clone()))
     }
 }
 
@@ -140,46 +238,124 @@ impl BufferPool {
         kind: BufferKind,
         create: impl FnOnce(u64, wgpu::BufferUsages) -> Result<wgpu::Buffer, E>,
     ) -> Result<PooledBuffer, E> {
+        let mut state = self.state.borrow_mut();
+        // Plans cover tensor storage; read-back staging (made outside dry runs, and between
+        // jobs as much as inside them) always comes from the classes.
+        let plannable = kind == BufferKind::Storage;
+        if let Some(rec) = state.recording.as_mut().filter(|_| plannable) {
+            rec.clock += 1;
+            rec.requests.push(Request {
+                len,
+                kind,
+                start: rec.clock,
+                end: u64::MAX,
+            });
+            let (buffer, origin) = (
+                rec.stand_in.clone(),
+                Origin::Recorded(rec.requests.len() - 1),
+            );
+            return Ok(self.lent(buffer, len, kind, origin));
+        }
+        let planned = if plannable {
+            state.take_planned(len, kind)
+        } else {
+            None
+        };
+        if let Some((b, buffer)) = planned {
+            state.stats.reuses += 1;
+            state.lend(buffer.size());
+            return Ok(self.lent(buffer, len, kind, Origin::Planned(b)));
+        }
         let exact = len.max(4).div_ceil(SIZE_GRANULE) * SIZE_GRANULE;
         let size = Self::class_size(len).min(max_size.max(exact));
-        let reused = self
-            .state
-            .borrow_mut()
-            .free
-            .get_mut(&(size, kind))
-            .and_then(Vec::pop);
-        let buffer = match reused {
+        let buffer = match state.free.get_mut(&(size, kind)).and_then(Vec::pop) {
             Some(buffer) => {
-                self.state.borrow_mut().stats.reuses += 1;
+                state.stats.reuses += 1;
                 buffer
             }
             None => {
+                drop(state);
                 let buffer = create(size, kind.usage())?;
-                let mut state = self.state.borrow_mut();
-                state.stats.allocations += 1;
-                state.stats.bytes_held += size;
-                state.stats.peak_bytes_held =
-                    state.stats.peak_bytes_held.max(state.stats.bytes_held);
+                state = self.state.borrow_mut();
+                state.created(size);
                 buffer
             }
         };
-        let mut state = self.state.borrow_mut();
-        state.stats.bytes_in_use += size;
-        state.stats.peak_bytes_in_use = state.stats.peak_bytes_in_use.max(state.stats.bytes_in_use);
-        drop(state);
-        Ok(PooledBuffer {
+        state.lend(size);
+        Ok(self.lent(buffer, len, kind, Origin::Classes))
+    }
+
+    fn lent(
+        self: &Rc<Self>,
+        buffer: wgpu::Buffer,
+        len: u64,
+        kind: BufferKind,
+        origin: Origin,
+    ) -> PooledBuffer {
+        PooledBuffer {
             buffer,
             len,
             kind,
+            origin,
             pool: Rc::clone(self),
-        })
+        }
     }
 
-    fn release(&self, buffer: wgpu::Buffer, kind: BufferKind) {
-        let size = buffer.size();
+    /// Starts recording requests instead of serving them (a dry run: every request gets
+    /// `stand_in`, which must never be bound, because nothing runs).
+    pub fn start_recording(&self, stand_in: wgpu::Buffer) {
+        self.state.borrow_mut().recording = Some(Recording {
+            stand_in,
+            requests: Vec::new(),
+            clock: 0,
+        });
+    }
+
+    /// Stops recording; returns the requests (those still alive end at the last tick).
+    pub fn stop_recording(&self) -> Vec<Request<BufferKind>> {
+        let Some(rec) = self.state.borrow_mut().recording.take() else {
+            return Vec::new();
+        };
+        let last = rec.clock + 1;
+        let mut requests = rec.requests;
+        for r in &mut requests {
+            r.end = r.end.min(last);
+        }
+        requests
+    }
+
+    /// Creates the buffers of a plan for `requests` and serves each following cycle
+    /// (see [`Self::start_cycle`]) from them. The previous plan's buffers are dropped.
+    pub fn install_plan<E>(
+        &self,
+        requests: &[Request<BufferKind>],
+        mut create: impl FnMut(u64, wgpu::BufferUsages) -> Result<wgpu::Buffer, E>,
+    ) -> Result<(), E> {
+        let plan = plan::plan(requests, SIZE_GRANULE);
         let mut state = self.state.borrow_mut();
-        state.stats.bytes_in_use -= size;
-        state.free.entry((size, kind)).or_default().push(buffer);
+        if let Some(old) = state.planned.take() {
+            state.stats.bytes_held -= old.buffers.iter().map(wgpu::Buffer::size).sum::<u64>();
+        }
+        let mut buffers = Vec::with_capacity(plan.buffers.len());
+        for &(size, kind) in &plan.buffers {
+            buffers.push(create(size, kind.usage())?);
+            state.created(size);
+        }
+        state.planned = Some(Planned {
+            lent: vec![false; buffers.len()],
+            buffers,
+            expected: requests.iter().map(|r| (r.len, r.kind)).collect(),
+            assignment: plan.assignment,
+            cursor: None,
+        });
+        Ok(())
+    }
+
+    /// The next requests are the planned job's, from its first: serve them from the plan.
+    pub fn start_cycle(&self) {
+        if let Some(planned) = self.state.borrow_mut().planned.as_mut() {
+            planned.cursor = Some(0);
+        }
     }
 
     /// Frees every buffer waiting for reuse (for example between two differently sized jobs).
