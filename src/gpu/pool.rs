@@ -90,6 +90,8 @@ struct PoolState {
     recording: Option<Recording>,
     /// The buffers of the installed plan, if any.
     planned: Option<Planned>,
+    /// Counts installed plans, so that a buffer of a replaced plan is recognised.
+    plan_generation: u64,
 }
 
 /// A dry run being recorded: every request gets `stand_in` (never bound: nothing runs)
@@ -104,6 +106,7 @@ struct Recording {
 /// `buffers[assignment[cursor]]` if its length and kind are the recorded ones and that
 /// buffer is idle; otherwise the cycle falls back to the size classes.
 struct Planned {
+    generation: u64,
     buffers: Vec<wgpu::Buffer>,
     lent: Vec<bool>,
     expected: Vec<(u64, BufferKind)>,
@@ -117,8 +120,8 @@ struct Planned {
 enum Origin {
     /// The size-class free lists.
     Classes,
-    /// Planned buffer number `.0`.
-    Planned(usize),
+    /// Buffer `index` of plan number `generation`.
+    Planned { generation: u64, index: usize },
     /// A dry run's recorded request number `.0`.
     Recorded(usize),
 }
@@ -156,10 +159,14 @@ impl Drop for PooledBuffer {
         let mut state = self.pool.state.borrow_mut();
         match self.origin {
             Origin::Classes => state.release(self.buffer.clone(), self.kind),
-            Origin::Planned(b) => {
+            Origin::Planned { generation, index } => {
                 state.stats.bytes_in_use -= self.buffer.size();
-                if let Some(planned) = state.planned.as_mut() {
-                    planned.lent[b] = false;
+                match state.planned.as_mut() {
+                    Some(planned) if planned.generation == generation => {
+                        planned.lent[index] = false;
+                    }
+                    // Its plan was replaced while it was lent: it is freed now.
+                    _ => state.stats.bytes_held -= self.buffer.size(),
                 }
             }
             Origin::Recorded(i) => {
@@ -194,7 +201,7 @@ impl PoolState {
 
     /// The planned buffer for a request of `len` bytes of `kind`, if the cycle is still
     /// following the plan (and so advances it).
-    fn take_planned(&mut self, len: u64, kind: BufferKind) -> Option<(usize, wgpu::Buffer)> {
+    fn take_planned(&mut self, len: u64, kind: BufferKind) -> Option<(Origin, wgpu::Buffer)> {
         let planned = self.planned.as_mut()?;
         let i = planned.cursor?;
         let b = *planned.assignment.get(i)?;
@@ -204,7 +211,11 @@ impl PoolState {
         }
         planned.cursor = Some(i + 1);
         planned.lent[b] = true;
-        Some((b, planned.buffers[b].clone()))
+        let origin = Origin::Planned {
+            generation: planned.generation,
+            index: b,
+        };
+        Some((origin, planned.buffers[b].clone()))
     }
 }
 
@@ -261,10 +272,10 @@ impl BufferPool {
         } else {
             None
         };
-        if let Some((b, buffer)) = planned {
+        if let Some((origin, buffer)) = planned {
             state.stats.reuses += 1;
             state.lend(buffer.size());
-            return Ok(self.lent(buffer, len, kind, Origin::Planned(b)));
+            return Ok(self.lent(buffer, len, kind, origin));
         }
         let exact = len.max(4).div_ceil(SIZE_GRANULE) * SIZE_GRANULE;
         let size = Self::class_size(len).min(max_size.max(exact));
@@ -334,14 +345,18 @@ impl BufferPool {
         let plan = plan::plan(requests, SIZE_GRANULE);
         let mut state = self.state.borrow_mut();
         if let Some(old) = state.planned.take() {
-            state.stats.bytes_held -= old.buffers.iter().map(wgpu::Buffer::size).sum::<u64>();
+            // Idle buffers are freed now; lent ones when they come back (see `Drop`).
+            let idle = old.buffers.iter().zip(&old.lent).filter(|(_, &lent)| !lent);
+            state.stats.bytes_held -= idle.map(|(b, _)| b.size()).sum::<u64>();
         }
+        state.plan_generation += 1;
         let mut buffers = Vec::with_capacity(plan.buffers.len());
         for &(size, kind) in &plan.buffers {
             buffers.push(create(size, kind.usage())?);
             state.created(size);
         }
         state.planned = Some(Planned {
+            generation: state.plan_generation,
             lent: vec![false; buffers.len()],
             buffers,
             expected: requests.iter().map(|r| (r.len, r.kind)).collect(),
