@@ -352,7 +352,14 @@ impl BufferPool {
         state.plan_generation += 1;
         let mut buffers = Vec::with_capacity(plan.buffers.len());
         for &(size, kind) in &plan.buffers {
-            buffers.push(create(size, kind.usage())?);
+            match create(size, kind.usage()) {
+                Ok(buffer) => buffers.push(buffer),
+                Err(e) => {
+                    // Out of memory: what was created goes again, and no plan is in force.
+                    state.stats.bytes_held -= buffers.iter().map(wgpu::Buffer::size).sum::<u64>();
+                    return Err(e);
+                }
+            }
             state.created(size);
         }
         state.planned = Some(Planned {
