@@ -1,10 +1,13 @@
 //! `cargo bench --bench kernels -- [--quick] [--reps N] [--conv N,C_in,H,W,C_out]
-//! [--direct-limit GFLOP] [--no-direct] [--no-check]`
+//! [--direct-limit GFLOP] [--no-direct] [--no-check] [--ops-only | --no-ops]`
 //!
-//! Times every pass of the conv2d variants on the U-Net's 3x3 layers (`--quick`: the small
-//! set, a quarter of the channels at half size), or on one shape with `--conv`.
+//! Times every pass of the conv2d variants on the U-Net's 3x3 layers, then the other ops
+//! (up-convolution, max-pool, crop+concat, dropout, loss, SGD) on their U-Net shapes
+//! (`--quick`: the small set, a quarter of the channels at half size), or one conv shape
+//! with `--conv`.
 
 use unet_wgpu::bench::kernels::{self, BenchOptions};
+use unet_wgpu::bench::ops::{self, OpShapes};
 use unet_wgpu::ops::conv2d::ConvAlgo;
 use unet_wgpu::{AdapterChoice, Gpu};
 
@@ -38,12 +41,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match value("--conv") {
         Some(spec) => kernels::print_reports(&kernels::bench_conv_spec(&gpu, &spec, &opts)?),
         None => {
-            let layers = if quick {
-                kernels::small_layers()
+            let (layers, op_shapes) = if quick {
+                (kernels::small_layers(), OpShapes::small())
             } else {
-                kernels::paper_layers()
+                (kernels::paper_layers(), OpShapes::paper())
             };
-            kernels::bench_conv_layers(&gpu, &layers, &opts, true)?;
+            let flag = |f: &str| args.iter().any(|a| a == f);
+            if !flag("--ops-only") {
+                kernels::bench_conv_layers(&gpu, &layers, &opts, true)?;
+            }
+            if !flag("--no-ops") {
+                ops::bench_ops(&gpu, &op_shapes, &opts, true)?;
+            }
         }
     }
     Ok(())

@@ -7,21 +7,17 @@
 //     out[n, co, 2i+a, 2j+b] = bias[co] + sum_ci inp[n, ci, i, j] * w[ci, co, a, b]
 //   backward_input, one thread per input element:
 //     dinp[n, ci, i, j] = sum_co sum_(a,b) dout[n, co, 2i+a, 2j+b] * w[ci, co, a, b]
-//   backward_weight, one workgroup per (ci, co), for its four (a, b) at once:
+//   backward_weight, one invocation per block of 4 input x 4 output channels, which also
+//   sums dbias in the same pass over dout:
 //     dweight[ci, co, a, b] += sum_(n,i,j) inp[n, ci, i, j] * dout[n, co, 2i+a, 2j+b]
-//   backward_bias, one workgroup per co:
-//     dbias[co] += sum_(n,y,x) dout[n, co, y, x]
+//     dbias[co]             += sum_(n,y,x) dout[n, co, y, x]
 //
-// The two reductions are deterministic: each thread sums a fixed, strided subset of the
-// pixels in a fixed order, then the workgroup adds the partial sums in a fixed tree, and one
-// thread adds the total into the gradient. No float atomics, so results are bit-identical
-// from run to run. Their workgroups are numbered wid.x + wid.y * nwg.x (the grid is folded
-// into 2-D past 65,535 workgroups).
+// The reductions are deterministic: each invocation sums its pixels itself in a fixed
+// order, with no float atomics, so results are bit-identical from run to run.
 
 struct Params {
-    // What the launch covers: output elements (forward), input elements (backward_input),
-    // (ci, co) pairs (backward_weight) or output channels (backward_bias), one workgroup
-    // each for the last two.
+    // What the launch covers: output elements (forward), input elements (backward_input)
+    // or (4 ci, 4 co) channel blocks (backward_weight).
     total: u32,
     n: u32,
     c_in: u32,
@@ -35,8 +31,6 @@ struct Params {
 
 // Threads per workgroup of the element-wise kernels (forward, backward_input).
 override WG: u32 = 256;
-// Threads per workgroup of the reductions (backward_weight, backward_bias): a power of two.
-const RED_WG: u32 = 256u;
 
 fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -122,84 +116,82 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
 @group(0) @binding(1) var<storage, read> bw_inp: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bw_dweight: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> bw_dbias: array<f32>;
 
-var<workgroup> partial4: array<vec4<f32>, RED_WG>;
+// Input and output channels per invocation of backward_weight.
+const BW_CI: u32 = 4u;
+const BW_CO: u32 = 4u;
+// Invocations per workgroup of backward_weight (lanes run over output-channel blocks).
+override WG_BW: u32 = 32;
 
-@compute @workgroup_size(RED_WG)
-fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let pair = wid.x + wid.y * nwg.x;
-    // Uniform across the workgroup, so the barriers below stay in uniform control flow.
-    if (pair >= p.total) {
+// One invocation per block of BW_CI input x BW_CO output channels; it sums every pixel
+// itself, in order, so the result is the same on every run without a reduction tree:
+//   dweight[ci, co, a, b] += sum_(n,i,j) inp[n, ci, i, j] * dout[n, co, 2i+a, 2j+b]
+// Per pixel it loads BW_CI input values and BW_CO 2x2 dout blocks (20 values) for
+// BW_CI * BW_CO * 4 = 64 multiply-adds. The invocations of the first input-channel block
+// also sum the dout blocks for the bias, in the same pass over dout:
+//   dbias[co] += sum_(n,y,x) dout[n, co, y, x]
+// Channels past C_in or C_out (the last block's tail) load a valid channel and are not
+// written.
+@compute @workgroup_size(WG_BW)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG_BW;
+    if (t >= p.total) {
         return;
     }
-    let ci = pair / p.c_out;
-    let co = pair % p.c_out;
+    let co_blocks = (p.c_out + BW_CO - 1u) / BW_CO;
+    let ci0 = (t / co_blocks) * BW_CI;
+    let co0 = (t % co_blocks) * BW_CO;
     let hw = p.h * p.w;
-    let out_plane = out_h() * out_w();
+    let ow = out_w();
+    let out_plane = out_h() * ow;
 
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 16>; // [a * BW_CO + c], a over input, c over output channels
+    var bsum: array<vec4<f32>, 4>;
     for (var n = 0u; n < p.n; n++) {
-        let inp_plane = (n * p.c_in + ci) * hw;
-        let dout_plane = (n * p.c_out + co) * out_plane;
-        for (var r = lid; r < hw; r += RED_WG) {
-            let i = r / p.w;
-            let j = r % p.w;
-            let dout_at = dout_plane + 2u * i * out_w() + 2u * j;
-            let below = dout_at + out_w();
-            let block = vec4<f32>(bw_dout[dout_at], bw_dout[dout_at + 1u],
-                                  bw_dout[below], bw_dout[below + 1u]);
-            acc += bw_inp[inp_plane + r] * block;
+        var inp_at: array<u32, 4>;
+        var dout_at: array<u32, 4>;
+        for (var a = 0u; a < BW_CI; a++) {
+            inp_at[a] = (n * p.c_in + min(ci0 + a, p.c_in - 1u)) * hw;
+        }
+        for (var c = 0u; c < BW_CO; c++) {
+            dout_at[c] = (n * p.c_out + min(co0 + c, p.c_out - 1u)) * out_plane;
+        }
+        for (var i = 0u; i < p.h; i++) {
+            for (var j = 0u; j < p.w; j++) {
+                let pix = i * p.w + j;
+                let top = 2u * i * ow + 2u * j;
+                var x: array<f32, 4>;
+                for (var a = 0u; a < BW_CI; a++) {
+                    x[a] = bw_inp[inp_at[a] + pix];
+                }
+                for (var c = 0u; c < BW_CO; c++) {
+                    let at = dout_at[c] + top;
+                    let block = vec4<f32>(bw_dout[at], bw_dout[at + 1u],
+                                          bw_dout[at + ow], bw_dout[at + ow + 1u]);
+                    bsum[c] += block;
+                    for (var a = 0u; a < BW_CI; a++) {
+                        acc[a * BW_CO + c] += x[a] * block;
+                    }
+                }
+            }
         }
     }
-
-    partial4[lid] = acc;
-    workgroupBarrier();
-    for (var stride = RED_WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial4[lid] += partial4[lid + stride];
+    for (var c = 0u; c < BW_CO; c++) {
+        let co = co0 + c;
+        if (co >= p.c_out) {
+            continue;
         }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        bw_dweight[pair] += partial4[0];
-    }
-}
-
-// backward_bias bindings
-@group(0) @binding(1) var<storage, read> bb_dout: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bb_dbias: array<f32>;
-
-var<workgroup> partial1: array<f32, RED_WG>;
-
-@compute @workgroup_size(RED_WG)
-fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let co = wid.x + wid.y * nwg.x;
-    if (co >= p.total) {
-        return;
-    }
-    let out_plane = out_h() * out_w();
-
-    var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let dout_plane = (n * p.c_out + co) * out_plane;
-        for (var r = lid; r < out_plane; r += RED_WG) {
-            acc += bb_dout[dout_plane + r];
+        for (var a = 0u; a < BW_CI; a++) {
+            let ci = ci0 + a;
+            if (ci < p.c_in) {
+                bw_dweight[ci * p.c_out + co] += acc[a * BW_CO + c];
+            }
         }
-    }
-
-    partial1[lid] = acc;
-    workgroupBarrier();
-    for (var stride = RED_WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial1[lid] += partial1[lid + stride];
+        if (ci0 == 0u) {
+            let b = bsum[c];
+            bw_dbias[co] += (b.x + b.y) + (b.z + b.w);
         }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        bb_dbias[co] += partial1[0];
     }
 }

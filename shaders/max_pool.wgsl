@@ -7,13 +7,14 @@
 //   Ties: k is visited in row-major order 0, 1, 2, 3 and a later position replaces the
 //   current best only when strictly greater, so the first maximum wins.
 //
-//   backward, a gather with one thread per input element (each input element lies in
-//   exactly one window, so no two threads write the same element and no atomics are needed):
-//     dinp[plane, y, x] = dout[plane, y/2, x/2] if argmax[plane, y/2, x/2] == 2 (y%2) + x%2, else 0
-//   backward_add adds that value to dinp instead of writing it.
+//   backward, one thread per output element, i.e. per window: it reads dout and argmax
+//   once and writes the window's four dinp elements (each input element lies in exactly
+//   one window, so no two threads write the same element and no atomics are needed):
+//     dinp[plane, 2i + a, 2j + b] = dout[plane, i, j] if argmax[plane, i, j] == 2a + b, else 0
+//   backward_add adds those values to dinp instead of writing them.
 
 struct Params {
-    // Elements the launch covers: output elements (forward), input elements (backward).
+    // Elements the launch covers: output elements (windows), forward and backward.
     total: u32,
     inp_h: u32,
     inp_w: u32,
@@ -65,32 +66,42 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
 @group(0) @binding(2) var<storage, read> bwd_argmax: array<u32>;
 @group(0) @binding(3) var<storage, read_write> bwd_dinp: array<f32>;
 
-// The gradient reaching input element `e`: its window's dout if it won, else 0.
-fn routed_grad(e: u32) -> f32 {
-    let x = e % p.inp_w;
-    let y = (e / p.inp_w) % p.inp_h;
-    let plane = e / (p.inp_w * p.inp_h);
-    let o = (plane * p.out_h + y / 2u) * p.out_w + x / 2u;
-    let k = 2u * (y % 2u) + x % 2u;
-    return select(0.0, bwd_dout[o], bwd_argmax[o] == k);
+// Routes window o's gradient to its winner: writes (or, with `add`, adds) the four dinp
+// elements of the window.
+fn route_window(o: u32, add: bool) {
+    let j = o % p.out_w;
+    let i = (o / p.out_w) % p.out_h;
+    let plane = o / (p.out_w * p.out_h);
+    let top_left = (plane * p.inp_h + 2u * i) * p.inp_w + 2u * j;
+    let g = bwd_dout[o];
+    let k = bwd_argmax[o];
+    for (var w = 0u; w < 4u; w++) {
+        let e = top_left + (w / 2u) * p.inp_w + w % 2u;
+        let routed = select(0.0, g, k == w);
+        if (add) {
+            bwd_dinp[e] += routed;
+        } else {
+            bwd_dinp[e] = routed;
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_index(gid, nwg);
-    if (e >= p.total) {
+    let o = linear_index(gid, nwg);
+    if (o >= p.total) {
         return;
     }
-    bwd_dinp[e] = routed_grad(e);
+    route_window(o, false);
 }
 
 @compute @workgroup_size(WG)
 fn backward_add(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_index(gid, nwg);
-    if (e >= p.total) {
+    let o = linear_index(gid, nwg);
+    if (o >= p.total) {
         return;
     }
-    bwd_dinp[e] += routed_grad(e);
+    route_window(o, true);
 }

@@ -309,13 +309,19 @@ struct WeightmapArgs {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Every pass of every 3x3 conv layer of the U-Net, each variant checked against
-    /// variant 1 (direct) before it is timed; median ms, GFLOP/s and speedup.
+    /// variant 1 (direct) before it is timed, then the other ops (up-convolution,
+    /// max-pool, crop+concat, dropout, loss, SGD) on their U-Net shapes; median ms,
+    /// GFLOP/s or GB/s, and speedup over variant 1.
     #[command(after_help = "Examples:\n  unet bench kernels --shapes small\n  \
+        unet bench kernels --shapes paper --ops-only --json ops.json\n  \
         unet bench kernels --conv 1,64,284,284,64 --json conv.json")]
     Kernels {
         /// Layer shapes: paper (from the 572 tile) or small (1/4 channels, 1/2 size).
         #[arg(long, default_value = "small")]
         shapes: String,
+        /// Only the other ops, not the 3x3 convolutions.
+        #[arg(long)]
+        ops_only: bool,
         /// One 3x3 valid conv instead: N,C_in,H,W,C_out.
         #[arg(long)]
         conv: Option<String>,
@@ -445,12 +451,13 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
-    use unet_wgpu::bench::{kernels, soak, step};
+    use unet_wgpu::bench::{kernels, ops, soak, step};
     let gpu = open_gpu(choice)?;
     println!("{}", gpu.describe());
     match command {
         BenchCommand::Kernels {
             shapes,
+            ops_only,
             conv,
             reps,
             direct_limit,
@@ -468,16 +475,19 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
                     reports
                 }
                 None => {
-                    let layers = match shapes.as_str() {
-                        "paper" => kernels::paper_layers(),
-                        "small" => kernels::small_layers(),
+                    let (layers, op_shapes) = match shapes.as_str() {
+                        "paper" => (kernels::paper_layers(), ops::OpShapes::paper()),
+                        "small" => (kernels::small_layers(), ops::OpShapes::small()),
                         other => {
                             return Err(Error::Config(format!(
                                 "unknown --shapes {other:?}: use paper or small"
                             )))
                         }
                     };
-                    kernels::bench_conv_layers(&gpu, &layers, &opts, true)?
+                    let layers = if ops_only { Vec::new() } else { layers };
+                    let mut reports = kernels::bench_conv_layers(&gpu, &layers, &opts, true)?;
+                    reports.extend(ops::bench_ops(&gpu, &op_shapes, &opts, true)?);
+                    reports
                 }
             };
             if let Some(path) = json {

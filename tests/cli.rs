@@ -107,7 +107,13 @@ fn train_resume_predict_and_evaluate() {
         "--json",
         s(&json),
     ]);
-    for metric in ["pixel error", "Rand error", "warping error", "IoU"] {
+    for metric in [
+        "pixel error",
+        "Rand (CREMI)",
+        "Rand (skimage)",
+        "warping error",
+        "IoU",
+    ] {
         assert!(table.contains(metric), "{table}");
     }
     let report: serde_json::Value =

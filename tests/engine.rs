@@ -105,3 +105,77 @@ fn every_shader_validates_with_naga() {
         dir.display()
     );
 }
+
+#[test]
+fn op_benchmark_reports_every_op_with_its_bandwidth() {
+    use unet_wgpu::bench::kernels::{BenchOptions, Pass};
+    use unet_wgpu::bench::ops::{bench_ops, OpShapes};
+    let gpu = gpu();
+    // Tiny shapes with the U-Net's structure: pools of even maps, up-convolutions whose
+    // outputs fit inside the skip maps.
+    let shapes = OpShapes {
+        pool_inputs: vec![Shape::new(1, 2, 12, 12), Shape::new(1, 4, 6, 6)],
+        up_inputs: vec![(Shape::new(1, 4, 4, 4), 2), (Shape::new(1, 8, 2, 2), 4)],
+        logits: Shape::new(1, 2, 5, 5),
+        dropout: Shape::new(1, 8, 2, 2),
+        params: 1000,
+    };
+    let opts = BenchOptions {
+        reps: 1,
+        warmup: 0,
+        ..BenchOptions::default()
+    };
+    let reports = bench_ops(&gpu, &shapes, &opts, false).unwrap();
+    // 2 pools x 2 passes, 2 up-convolutions and 2 concatenations x 2 passes, dropout x 2,
+    // loss, SGD.
+    assert_eq!(reports.len(), 4 + 8 + 2 + 1 + 1);
+    assert!(reports
+        .iter()
+        .all(|r| r.ms > 0.0 && r.gbps.is_some_and(|b| b > 0.0) && r.speedup.is_none()));
+    let ups = reports.iter().filter(|r| r.name.ends_with(".up"));
+    assert!(ups.clone().all(|r| r.gflops.is_some()) && ups.count() == 4);
+    assert!(reports.iter().any(|r| r.pass == Pass::Update));
+    let json = serde_json::to_value(&reports).unwrap();
+    for key in ["name", "pass", "variant", "shape", "ms", "gflops", "gbps"] {
+        assert!(json[0].get(key).is_some(), "JSON rows have {key}");
+    }
+}
+
+#[test]
+fn a_planned_job_runs_in_its_planned_buffers() {
+    let gpu = gpu();
+    gpu.set_poison(false);
+    // A job whose small tensor dies before its large one is made: a pool serving requests
+    // in order needs both buffers, the plan only the large one.
+    let job = |scale: f32| -> unet_wgpu::Result<Vec<f32>> {
+        let small = Tensor::from_slice(&gpu, Shape::new(1, 1, 1, 1000), &[scale; 1000], "small")?;
+        let first = small.to_vec(&gpu)?[0];
+        drop(small);
+        let large = Tensor::zeros(&gpu, Shape::new(1, 1, 1, 4000), "large")?;
+        fill(&gpu, &large, first + 1.0)?;
+        large.to_vec(&gpu)
+    };
+    let before = gpu.pool_stats();
+    gpu.plan_memory(|| job(0.0)).unwrap();
+    let planned = gpu.pool_stats();
+    // One buffer of 4000 floats, 16,000 B rounded up to 256 B.
+    assert_eq!(planned.bytes_held - before.bytes_held, 16_128);
+    let mut warm = None;
+    for run in 0..3 {
+        gpu.start_planned_job();
+        let v = job(run as f32).unwrap();
+        assert!(v.iter().all(|&x| x == run as f32 + 1.0), "run {run}");
+        // Only the read-back staging buffers, which come from the size classes, are new,
+        // and only in the first run.
+        warm.get_or_insert(gpu.pool_stats().allocations);
+    }
+    assert_eq!(gpu.pool_stats().allocations, warm.unwrap());
+    assert_eq!(
+        gpu.pool_stats().bytes_held - planned.bytes_held,
+        4096 + 16_128
+    );
+    // A run that asks for something else falls back to the size classes, and still works.
+    gpu.start_planned_job();
+    let other = Tensor::from_slice(&gpu, Shape::new(1, 1, 1, 7), &[3.0; 7], "other").unwrap();
+    assert_eq!(other.to_vec(&gpu).unwrap(), vec![3.0; 7]);
+}

@@ -1,5 +1,5 @@
 //! 2x2 max-pool, stride 2: forward and argmax against a CPU reference, backward as a
-//! gather (written and added), finite differences, a 2-D folded grid, and shape errors.
+//! gather (written and added), finite differences, a large input, and shape errors.
 
 mod common;
 
@@ -185,14 +185,12 @@ fn gradient_matches_finite_differences() {
 }
 
 #[test]
-fn large_input_uses_a_folded_grid() {
+fn large_input_matches_reference() {
     let gpu = gpu();
-    // The backward runs one thread per input element: 2 * 8,390,000 > 65,535 * 256.
+    // 4.2 M windows, one thread each in both passes. (A grid folded into 2-D would need
+    // 16.8 M windows, a 268 MB input, past lavapipe's 128 MiB per binding; the fold itself
+    // is tested in tests/engine.rs.)
     let s = Shape::new(1, 1, 2, 8_390_000);
-    assert!(
-        gpu.grid_1d(s.numel() as u64, 256)[1] > 1,
-        "this size must need the fold"
-    );
     check_forward_and_backward(&gpu, 30, s);
 }
 

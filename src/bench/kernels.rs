@@ -130,7 +130,7 @@ pub fn parse_conv_spec(spec: &str) -> Result<ConvLayer> {
     }
 }
 
-/// The three passes of a convolution.
+/// A pass of a kernel: the three of a convolution, and those of the other ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pass {
@@ -138,15 +138,25 @@ pub enum Pass {
     BackwardInput,
     /// dweight and dbias (`backward_params`).
     BackwardWeight,
+    /// The whole backward of an op with one backward launcher.
+    Backward,
+    /// The loss and its gradient in one launch.
+    ForwardBackward,
+    /// The optimiser's update.
+    Update,
 }
 
 impl Pass {
+    /// The passes of a convolution.
     pub const ALL: [Pass; 3] = [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight];
     pub fn name(&self) -> &'static str {
         match self {
             Pass::Forward => "forward",
             Pass::BackwardInput => "backward_input",
             Pass::BackwardWeight => "backward_weight",
+            Pass::Backward => "backward",
+            Pass::ForwardBackward => "forward_backward",
+            Pass::Update => "update",
         }
     }
 }
@@ -157,11 +167,15 @@ pub struct Report {
     pub name: String,
     pub pass: Pass,
     pub variant: String,
-    /// "N x C_in x H x W -> C_out".
+    /// "N x C_in x H x W -> C_out" (convolutions), the op's shapes otherwise.
     pub shape: String,
     /// Median wall time of one synchronised run.
     pub ms: f64,
-    pub gflops: f64,
+    /// FLOPs / time, FLOPs = 2 x multiply-adds; None for ops without arithmetic to speak of.
+    pub gflops: Option<f64>,
+    /// Bytes the pass must read and write / time (memory-bound ops; formulas in
+    /// [`super::ops`]); None for the 3x3 convolutions, which are compute-bound.
+    pub gbps: Option<f64>,
     /// Variant 1's median time over this one's; None where variant 1 was not timed.
     pub speedup: Option<f64>,
 }
@@ -264,6 +278,10 @@ impl Operands {
                 )?;
                 Ok(None)
             }
+            Pass::Backward | Pass::ForwardBackward | Pass::Update => Err(Error::Config(format!(
+                "{} is not a pass of a convolution",
+                pass.name()
+            ))),
         }
     }
 
@@ -318,6 +336,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Median milliseconds of `reps` synchronised runs of `run`, after `warmup` untimed ones.
+pub fn time_median(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    run: &mut dyn FnMut() -> Result<()>,
+) -> Result<f64> {
+    for _ in 0..opts.warmup {
+        run()?;
+        gpu.sync()?;
+    }
+    let mut times = Vec::with_capacity(opts.reps);
+    for _ in 0..opts.reps.max(1) {
+        let start = Instant::now();
+        run()?;
+        gpu.sync()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(times))
+}
+
 /// Median milliseconds of `reps` synchronised runs of `pass` with `algo`.
 fn time(
     gpu: &Gpu,
@@ -327,18 +365,7 @@ fn time(
     algo: ConvAlgo,
     opts: &BenchOptions,
 ) -> Result<f64> {
-    for _ in 0..opts.warmup {
-        ops.run(gpu, layer, pass, algo)?;
-        gpu.sync()?;
-    }
-    let mut times = Vec::with_capacity(opts.reps);
-    for _ in 0..opts.reps.max(1) {
-        let start = Instant::now();
-        ops.run(gpu, layer, pass, algo)?;
-        gpu.sync()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(median(times))
+    time_median(gpu, opts, &mut || ops.run(gpu, layer, pass, algo).map(drop))
 }
 
 /// Benchmarks the three passes of one layer with every variant in `opts`.
@@ -383,7 +410,8 @@ pub fn bench_conv_layer(gpu: &Gpu, layer: &ConvLayer, opts: &BenchOptions) -> Re
                 variant: algo.name().to_string(),
                 shape: shape.clone(),
                 ms,
-                gflops: flops / (ms * 1e6),
+                gflops: Some(flops / (ms * 1e6)),
+                gbps: None,
                 speedup: direct_ms.map(|d| d / ms),
             });
         }
@@ -421,23 +449,25 @@ pub fn bench_conv_spec(gpu: &Gpu, spec: &str, opts: &BenchOptions) -> Result<Vec
     bench_conv_layer(gpu, &parse_conv_spec(spec)?, opts)
 }
 
-fn header() -> String {
+pub(super) fn header() -> String {
     format!(
-        "{:<14} {:<16} {:<7} {:<24} {:>10} {:>9} {:>8}",
-        "layer", "pass", "variant", "shape", "ms", "GFLOP/s", "speedup"
+        "{:<15} {:<16} {:<7} {:<40} {:>10} {:>9} {:>7} {:>8}",
+        "layer", "pass", "variant", "shape", "ms", "GFLOP/s", "GB/s", "speedup"
     )
 }
 
-fn row(r: &Report) -> String {
+pub(super) fn row(r: &Report) -> String {
+    let figure = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let speedup = r.speedup.map_or("-".to_string(), |s| format!("{s:.1}x"));
     format!(
-        "{:<14} {:<16} {:<7} {:<24} {:>10.2} {:>9.2} {:>8}",
+        "{:<15} {:<16} {:<7} {:<40} {:>10.2} {:>9} {:>7} {:>8}",
         r.name,
         r.pass.name(),
         r.variant,
         r.shape,
         r.ms,
-        r.gflops,
+        figure(r.gflops),
+        figure(r.gbps),
         speedup
     )
 }

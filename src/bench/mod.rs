@@ -2,5 +2,6 @@
 //! `unet bench` commands and `cargo bench` call into it.
 
 pub mod kernels;
+pub mod ops;
 pub mod soak;
 pub mod step;

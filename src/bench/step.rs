@@ -25,6 +25,9 @@ pub struct StepReport {
     pub gflops: f64,
     /// The most GPU memory the engine's buffer pool held at once, parameters included.
     pub peak_gpu_bytes: u64,
+    /// The most bytes handed out at once (tensors alive together, in their size classes):
+    /// the part of `peak_gpu_bytes` not idle in the pool.
+    pub peak_in_use_bytes: u64,
     /// Buffers created after the first step (0 when the pool serves every warm step).
     pub warm_allocations: u64,
 }
@@ -80,14 +83,16 @@ pub fn bench_step(
         median_ms,
         gflops: flops / (median_ms * 1e-3) / 1e9,
         peak_gpu_bytes: stats.peak_bytes_held,
+        peak_in_use_bytes: stats.peak_bytes_in_use,
         warm_allocations: stats.allocations - allocations,
     })
 }
 
 pub fn print_step_report(r: &StepReport) {
     println!(
-        "{} {} config, tile {} (batch {}): median {:.1} ms per step over {} steps, {:.2} GFLOP/s, \
-         peak GPU memory {:.1} MiB, {} allocations after warm-up",
+        "{} {} config, tile {} (batch {}): median {:.1} ms per step over {} steps, \
+         {:.2} GFLOP/s, peak GPU memory {:.1} MiB ({:.1} MiB in use at once), {} allocations \
+         after warm-up",
         r.arch,
         r.config,
         r.tile,
@@ -96,6 +101,7 @@ pub fn print_step_report(r: &StepReport) {
         r.steps_timed,
         r.gflops,
         r.peak_gpu_bytes as f64 / (1 << 20) as f64,
+        r.peak_in_use_bytes as f64 / (1 << 20) as f64,
         r.warm_allocations
     );
 }

@@ -43,6 +43,8 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// Test mode: every new uninitialised tensor is filled with NaN.
     poison: Cell<bool>,
+    /// A dry run ([`Gpu::plan_memory`]): ops are recorded by the pool, nothing runs.
+    dry_run: Cell<bool>,
     timeout: Duration,
     /// The most bytes the buffer pool may hold (`UNET_GPU_MEMORY_LIMIT`), if capped.
     memory_limit: Option<u64>,
@@ -118,6 +120,7 @@ impl Gpu {
             device_error,
             lost,
             poison: Cell::new(false),
+            dry_run: Cell::new(false),
             timeout,
             memory_limit,
             submissions: Cell::new(0),
@@ -206,24 +209,63 @@ impl Gpu {
     }
 
     fn pool_buffer(&self, len: u64, kind: BufferKind, name: &str) -> Result<PooledBuffer> {
-        self.pool.acquire(len, kind, |size, usage| {
+        let max = self.limits.max_buffer_size;
+        self.pool.acquire(len, max, kind, |size, usage| {
             self.check_memory_limit(size, name)?;
-            // Out-of-memory is reported through an error scope, not a panic.
-            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size,
-                usage,
-                mapped_at_creation: false,
-            });
-            match pollster::block_on(scope.pop()) {
-                None => Ok(buffer),
-                Some(_) => Err(Error::OutOfMemory {
-                    name: name.to_string(),
-                    bytes: size,
-                }),
-            }
+            self.create_buffer(size, usage, name)
         })
+    }
+
+    /// A new buffer; out-of-memory comes back as an error (through an error scope), not
+    /// a panic.
+    fn create_buffer(
+        &self,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        name: &str,
+    ) -> Result<wgpu::Buffer> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(buffer),
+            Some(_) => Err(Error::OutOfMemory {
+                name: name.to_string(),
+                bytes: size,
+            }),
+        }
+    }
+
+    /// Plans the pool's buffers for a job that will run again and again (a training
+    /// step): runs `job` once as a dry run, in which every op is recorded by the pool but
+    /// nothing is created, uploaded or run (downloads read zeros), then creates the
+    /// buffers the planner assigns the recorded requests to ([`super::plan`]). Start each
+    /// real run of the job with [`Gpu::start_planned_job`]; a run that asks for other
+    /// buffers than the recorded ones falls back to the pool's size classes from there on.
+    pub fn plan_memory<T>(&self, job: impl FnOnce() -> Result<T>) -> Result<()> {
+        self.flush()?;
+        // Lent to every request of the dry run; never bound, since nothing runs.
+        let stand_in = self.create_buffer(256, BufferKind::Storage.usage(), "dry-run stand-in")?;
+        self.pool.start_recording(stand_in);
+        self.dry_run.set(true);
+        let result = job().map(drop);
+        self.dry_run.set(false);
+        let requests = self.pool.stop_recording();
+        result?;
+        self.pool.install_plan(&requests, |size, usage| {
+            self.check_memory_limit(size, "planned buffer")?;
+            self.create_buffer(size, usage, "planned buffer")
+        })
+    }
+
+    /// The next buffer requests are those of the job planned by [`Gpu::plan_memory`],
+    /// from its beginning.
+    pub fn start_planned_job(&self) {
+        self.pool.start_cycle();
     }
 
     /// An error if a new buffer of `size` bytes would take the pool past
@@ -269,7 +311,7 @@ impl Gpu {
                 kernel.shader.name, kernel.entry
             )));
         }
-        if workgroups.contains(&0) {
+        if workgroups.contains(&0) || self.dry_run.get() {
             return Ok(());
         }
         if self.recorder.borrow().is_full() {
@@ -330,14 +372,22 @@ impl Gpu {
 
     /// Records a zero fill of `buffer`.
     pub(crate) fn clear(&self, buffer: &PooledBuffer) {
+        if self.dry_run.get() {
+            return;
+        }
         let mut recorder = self.recorder.borrow_mut();
-        recorder
-            .encoder(&self.device)
-            .clear_buffer(buffer.buffer(), 0, None);
+        recorder.encoder(&self.device).clear_buffer(
+            buffer.buffer(),
+            0,
+            Some(buffer.len().next_multiple_of(4)),
+        );
     }
 
     /// Records a copy of `len` bytes between two buffers.
     pub(crate) fn copy(&self, src: &PooledBuffer, dst: &PooledBuffer, len: u64) {
+        if self.dry_run.get() {
+            return;
+        }
         let mut recorder = self.recorder.borrow_mut();
         recorder
             .encoder(&self.device)
@@ -350,6 +400,9 @@ impl Gpu {
     /// The buffer may have been recycled by the pool and still be used by commands
     /// recorded but not yet submitted, so those are submitted first.
     pub(crate) fn upload(&self, buffer: &PooledBuffer, data: &[u8]) -> Result<()> {
+        if self.dry_run.get() {
+            return Ok(());
+        }
         self.flush()?;
         self.queue.write_buffer(buffer.buffer(), 0, data);
         Ok(())
@@ -357,6 +410,9 @@ impl Gpu {
 
     /// Reads `len` bytes of `buffer` back to the host, running everything recorded.
     pub(crate) fn download(&self, buffer: &PooledBuffer, len: u64) -> Result<Vec<u8>> {
+        if self.dry_run.get() {
+            return Ok(vec![0; len as usize]);
+        }
         let staging = self.pool_buffer(len, BufferKind::Readback, "readback")?;
         self.recorder
             .borrow_mut()

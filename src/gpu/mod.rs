@@ -3,6 +3,7 @@
 mod adapter;
 mod context;
 mod pipeline;
+mod plan;
 mod pool;
 
 pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};

@@ -10,8 +10,8 @@
 //!
 //! The backward writes `dinp` and accumulates (`+=`) into `dweight` and `dbias`, following
 //! the gradient rule in [`crate::ops`]. The weight and bias gradients are reductions over
-//! N * H * W pixels, done per workgroup with a shared-memory tree sum: deterministic, no
-//! float atomics.
+//! N * H * W pixels, done in one pass over dout: each invocation sums a block of 4 input x
+//! 4 output channels over every pixel in order (deterministic, no float atomics).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Kernel};
@@ -24,8 +24,8 @@ use super::WORKGROUP_SIZE;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     /// What the launch covers: output elements (forward), input elements
-    /// (backward_input), (ci, co) pairs (backward_weight) or output channels
-    /// (backward_bias), one workgroup each for the last two.
+    /// (backward_input) or blocks of [`BW_BLOCK`] x [`BW_BLOCK`] (ci, co) channels
+    /// (backward_weight).
     total: u32,
     n: u32,
     c_in: u32,
@@ -60,17 +60,24 @@ const BACKWARD_INPUT: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
+/// inp, dout -> dweight, dbias (both accumulated).
 const BACKWARD_WEIGHT: Kernel = Kernel {
     shader: shader!("conv_transpose.wgsl"),
     entry: "backward_weight",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
 };
 
-const BACKWARD_BIAS: Kernel = Kernel {
-    shader: shader!("conv_transpose.wgsl"),
-    entry: "backward_bias",
-    bindings: &[Access::Read, Access::ReadWrite],
-};
+/// Input and output channels per invocation of backward_weight (`BW_CI`, `BW_CO` in the
+/// shader).
+const BW_BLOCK: usize = 4;
+/// Invocations per workgroup of backward_weight (`WG_BW`): few, so that the small
+/// layers' few channel blocks still spread over several workgroups.
+const BW_WORKGROUP: u32 = 32;
 
 /// The output shape for input `inp` and `c_out` output channels: [N, C_out, 2H, 2W].
 pub fn out_shape(inp: Shape, c_out: usize) -> Shape {
@@ -166,21 +173,19 @@ pub fn backward(
         &[dout.buffer(), weight.buffer(), dinp.buffer()],
         gpu.grid_1d(dinp.numel() as u64, WORKGROUP_SIZE),
     )?;
-    // One workgroup per (ci, co) pair, and per output channel.
-    let pairs = inp.shape().c * c_out;
+    // One invocation per block of 4 x 4 (ci, co) channels; dbias in the same pass.
+    let blocks = inp.shape().c.div_ceil(BW_BLOCK) * c_out.div_ceil(BW_BLOCK);
     gpu.dispatch(
         &BACKWARD_WEIGHT,
-        &[],
-        &Params::new(inp.shape(), c_out, pairs),
-        &[inp.buffer(), dout.buffer(), dweight.buffer()],
-        gpu.grid_1d(pairs as u64, 1),
-    )?;
-    gpu.dispatch(
-        &BACKWARD_BIAS,
-        &[],
-        &Params::new(inp.shape(), c_out, c_out),
-        &[dout.buffer(), dbias.buffer()],
-        gpu.grid_1d(c_out as u64, 1),
+        &[("WG_BW", f64::from(BW_WORKGROUP))],
+        &Params::new(inp.shape(), c_out, blocks),
+        &[
+            inp.buffer(),
+            dout.buffer(),
+            dweight.buffer(),
+            dbias.buffer(),
+        ],
+        gpu.grid_1d(blocks as u64, BW_WORKGROUP),
     )?;
     Ok(dinp)
 }

@@ -2,8 +2,9 @@
 //!
 //! The forward keeps, for backward, the index of the winning element of every window
 //! ([`MaxPoolSaved::argmax`]) and the input's shape. The backward routes each output
-//! gradient to the element that won its window, as a gather over the input: one thread per
-//! input element, no atomics.
+//! gradient to the element that won its window: one thread per window, which reads dout
+//! and argmax once and writes the window's four input gradients (windows do not overlap,
+//! so no atomics).
 //!
 //! Every max-pool input must have an even height and width; an odd one is an error, never
 //! a silent truncation (in U-Net it means the tile size is not valid).
@@ -18,7 +19,7 @@ use super::WORKGROUP_SIZE;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    /// Elements the launch covers: output elements (forward), input elements (backward).
+    /// Elements the launch covers: output elements, i.e. windows (forward and backward).
     total: u32,
     inp_h: u32,
     inp_w: u32,
@@ -154,8 +155,8 @@ fn launch_backward(
     gpu.dispatch(
         kernel,
         &[],
-        &Params::new(saved.inp_shape, dinp.numel()),
+        &Params::new(saved.inp_shape, dout.numel()),
         &[dout.buffer(), saved.argmax.buffer(), dinp.buffer()],
-        gpu.grid_1d(dinp.numel() as u64, WORKGROUP_SIZE),
+        gpu.grid_1d(dout.numel() as u64, WORKGROUP_SIZE),
     )
 }

@@ -28,6 +28,8 @@ pub struct Trainer {
     /// The run's seed: every random choice of step `s` is derived from (seed, s), so a
     /// resumed run continues exactly as if it had never stopped.
     pub seed: u64,
+    /// The batch shape (N, tile) whose buffers the pool has planned, if any.
+    planned_for: Option<(usize, usize)>,
 }
 
 impl Trainer {
@@ -37,6 +39,7 @@ impl Trainer {
             sgd,
             step: 0,
             seed,
+            planned_for: None,
         }
     }
 
@@ -54,7 +57,24 @@ impl Trainer {
     }
 
     /// Records one step and returns the loss still on the GPU (nothing is read back).
+    ///
+    /// The first step of a batch shape is preceded by a dry run of it, from which the pool
+    /// plans the step's buffers ([`Gpu::plan_memory`]): activations, gradients and
+    /// temporaries then share a set of buffers sized for the step's busiest moment, and a
+    /// warm step creates none.
     pub fn step_deferred(&mut self, gpu: &Gpu, batch: &Batch) -> Result<Tensor> {
+        if self.planned_for != Some((batch.n, batch.tile)) {
+            gpu.plan_memory(|| self.record_step(gpu, batch))?;
+            self.planned_for = Some((batch.n, batch.tile));
+        }
+        gpu.start_planned_job();
+        let loss = self.record_step(gpu, batch)?;
+        self.step += 1;
+        Ok(loss)
+    }
+
+    /// Records forward, loss, backward and update of step `self.step`; returns the loss.
+    fn record_step(&self, gpu: &Gpu, batch: &Batch) -> Result<Tensor> {
         let config = self.model.config();
         let out = config.check_tile(batch.tile)?;
         let input_shape = Shape::new(batch.n, config.in_channels, batch.tile, batch.tile);
@@ -73,7 +93,6 @@ impl Trainer {
         for p in self.model.params() {
             self.sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
         }
-        self.step += 1;
         Ok(loss)
     }
 }
