@@ -65,7 +65,6 @@ pub fn predict(
     image: &GrayImage,
     options: TileOptions,
 ) -> Result<Vec<Grid<f32>>> {
-    model.check_heads(options.heads)?;
     let plan = plan(model, image.width, image.height, options.tile)?;
     let (tile_in, tile_out) = (plan.spec.tile_in, plan.spec.tile_out);
     let config = model.config();

@@ -132,6 +132,25 @@ impl UNetConfig {
         }
     }
 
+    /// Checks that U-Net++ can predict with the sub-network of head X(0,`top`): `top` is
+    /// a level 1..=depth-1 that carries a head (any, with deep supervision; otherwise
+    /// only the last).
+    pub fn check_prune(&self, top: usize) -> Result<()> {
+        let last = self.depth - 1;
+        if !(1..=last).contains(&top) {
+            return Err(Error::Config(format!(
+                "cannot prune this U-Net++ to {top}: use 1..={last}"
+            )));
+        }
+        if !self.head_levels().any(|j| j <= top) {
+            return Err(Error::Config(format!(
+                "this U-Net++ was trained without deep supervision, so only its full \
+                 network (--prune {last}) has a head"
+            )));
+        }
+        Ok(())
+    }
+
     /// Channels at `level` (0 = top): base * 2^level.
     pub fn channels(&self, level: usize) -> usize {
         self.base_channels << level

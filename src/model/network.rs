@@ -123,21 +123,13 @@ impl Network {
     /// Checks that `heads` makes sense for this network before any work is done.
     pub fn check_heads(&self, heads: Heads) -> Result<()> {
         let config = self.config();
-        let last = config.depth - 1;
-        let deep = config.deep_supervision;
         match (config.arch, heads.prune, heads.average) {
             (Arch::UNet, None, false) => Ok(()),
             (Arch::UNet, ..) => Err(Error::Config(
                 "pruning and averaging heads apply to U-Net++ (--arch unetpp) only".into(),
             )),
-            (Arch::UNetPlusPlus, Some(m), _) if !(1..=last).contains(&m) => Err(Error::Config(
-                format!("cannot prune this U-Net++ to {m}: use 1..={last}"),
-            )),
-            (Arch::UNetPlusPlus, Some(m), _) if m < last && !deep => Err(Error::Config(format!(
-                "this U-Net++ was trained without deep supervision, so only its full \
-                 network (--prune {last}) has a head"
-            ))),
-            (Arch::UNetPlusPlus, ..) => Ok(()),
+            (Arch::UNetPlusPlus, Some(m), _) => config.check_prune(m),
+            (Arch::UNetPlusPlus, None, _) => Ok(()),
         }
     }
 }

@@ -155,19 +155,7 @@ impl UNetPlusPlus {
     /// the sub-network of head X(0,top) (pruning), which needs deep supervision.
     pub fn forward(&self, gpu: &Gpu, input: Tensor, mode: Mode, top: usize) -> Result<Activations> {
         let depth = self.config.depth;
-        if top == 0 || top >= depth {
-            return Err(Error::Config(format!(
-                "cannot prune U-Net++ to {top} levels: use 1..={}",
-                depth - 1
-            )));
-        }
-        if !self.config.head_levels().any(|j| j <= top) {
-            return Err(Error::Config(format!(
-                "this U-Net++ has only the head on X(0,{}) (no deep supervision), so it \
-                 cannot be pruned to {top}",
-                depth - 1
-            )));
-        }
+        self.config.check_prune(top)?;
         let s = input.shape();
         let (out_h, out_w) = (self.config.check_tile(s.h)?, self.config.check_tile(s.w)?);
         let mut acts = Activations {
