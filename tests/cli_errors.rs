@@ -12,25 +12,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::cli::{clean_failure, fails, ok, output_within, s, scratch, text, unet, unet_command};
+use common::tiny_config;
 use image::{ImageBuffer, Luma, Rgb};
 use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
 use unet_wgpu::model::{UNet, UNetConfig};
-use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::{checkpoint, Trainer};
 use unet_wgpu::{AdapterChoice, Gpu};
-
-/// A network small enough that even a huge image predicts in seconds on lavapipe:
-/// depth 2, 2 base channels; tile 188 -> 172 (the CLI's default tile for it).
-fn tiny_config() -> UNetConfig {
-    UNetConfig {
-        depth: 2,
-        base_channels: 2,
-        padding: Padding::Valid,
-        dropout: None,
-        ..UNetConfig::small()
-    }
-}
 
 /// A freshly initialised tiny network saved as `dir/name`; `seed` sets its weights.
 fn tiny_checkpoint(dir: &Path, name: &str, seed: u64) -> PathBuf {

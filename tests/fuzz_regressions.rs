@@ -8,21 +8,12 @@ mod common;
 
 use std::path::Path;
 
+use common::tiny_config;
 use unet_wgpu::data::{decode_pages, mask_to_labels, MaskFormat};
 use unet_wgpu::model::{Arch, Network, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::{checkpoint, Trainer};
-
-fn tiny_config() -> UNetConfig {
-    UNetConfig {
-        depth: 2,
-        base_channels: 2,
-        padding: Padding::Valid,
-        dropout: None,
-        ..UNetConfig::small()
-    }
-}
 
 /// The bytes of a freshly initialised checkpoint of `config`.
 fn checkpoint_bytes(config: UNetConfig) -> Vec<u8> {

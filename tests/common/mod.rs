@@ -6,6 +6,8 @@ pub mod reference;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use unet_wgpu::model::UNetConfig;
+use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::train::{Batch, Trainer};
 use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};
 
@@ -98,4 +100,16 @@ pub fn assert_overfits(gpu: &Gpu, trainer: &mut Trainer, batch: &Batch, max_step
         }
     }
     panic!("loss went from {first} to only {last} in {max_steps} steps");
+}
+
+/// A U-Net small enough that even a huge image predicts in seconds on lavapipe: depth 2,
+/// 2 base channels, valid convs, no dropout; tile 188 -> 172 (the CLI's default tile).
+pub fn tiny_config() -> UNetConfig {
+    UNetConfig {
+        depth: 2,
+        base_channels: 2,
+        padding: Padding::Valid,
+        dropout: None,
+        ..UNetConfig::small()
+    }
 }
