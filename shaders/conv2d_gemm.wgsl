@@ -18,20 +18,30 @@
 // where X[(ci,ky,kx), (n,y,x)] = inp[n, ci, y + ky - pad, x + kx - pad] (zero outside).
 //
 // Why this shape: it is tuned for lavapipe/llvmpipe, which runs 8 invocations as the 8
-// lanes of one 256-bit SIMD register. There a load whose address differs per lane is a
-// gather (a loop of scalar loads), while a load whose address is the same for the whole
-// workgroup (derived only from workgroup_id, uniforms and uniform loop counters) is one
-// scalar load and a broadcast. So:
-//   - the lanes run over the GEMM's M dimension (grid channels): each invocation owns one
-//     grid channel, and only its weights (or g) differ per lane;
-//   - the pixels are the same for every invocation of a workgroup: their input values are
-//     uniform loads, and each invocation keeps a ROWS x 4*QUADS pixel register tile, so
-//     one gathered weight vec4 feeds up to 4 x ROWS x 4*QUADS FMAs;
+// lanes of one 256-bit SIMD register. There every buffer load whose address is not a
+// compile-time expression of constants is done lane by lane (8 bounds-checked scalar loads
+// per component), even where the address is the same for the whole workgroup (llvmpipe only
+// proves uniformity for constants and push constants, never inside a loop). Loads, not
+// FMAs, are the cost. So:
+//   - the lanes run over the GEMM's M dimension (grid channels): each invocation owns MI
+//     grid channels and loads only its own weights (or g) itself;
+//   - the pixels are the same for every invocation of a workgroup: the subgroup loads the
+//     source window *cooperatively* (lane l loads window vec4s l, l + SG, ...) and then
+//     reads each vec4 from the lane that holds it with subgroupShuffle, whose lane index is
+//     a constant once the loops are unrolled (an extract and a broadcast in llvmpipe): one
+//     load per lane instead of one per lane *per value*;
+//   - each invocation keeps a ROWS x 4*QUADS pixel register tile, so one weight vec4 feeds
+//     up to 4 x ROWS x 4*QUADS FMAs;
 //   - no workgroup memory and no barriers (the CPU caches serve the reuse);
 //   - no bounds checks and no div/mod in the inner loops: cheap preparation passes copy the
 //     patch source into a zero-padded buffer whose rows are whole vec4s and cover whole
 //     tiles (pad_source), and rearrange the weight so that one invocation's taps of one
 //     channel are 16-byte aligned vec4s (arrange_weight).
+//
+// Subgroups: SG is the smallest subgroup size of the device. Lanes are taken in segments of
+// SG (the whole subgroup where its size is fixed, SG_FIXED), and each segment loads its own
+// copy of a window, so the kernels are right for any subgroup size that is a multiple of SG
+// (all of them: sizes are powers of two) as long as the workgroup size is too.
 
 struct Params {
     // The source image of a pad_source copy, or the unpadded patch source.
@@ -59,12 +69,28 @@ struct Params {
     splits: u32,
     // sum_splits, pad_source, arrange_weight: elements (vec4s for pad_source) to write.
     count: u32,
-    _pad0: u32,
+    // backward_weight: columns of pixel tiles per image.
+    tiles_x: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// Subgroup segments (see above).
+override SG: u32 = 8u;
+override SG_FIXED: bool = true;
+
+// The first lane of this lane's segment.
+fn segment_start(lane: u32) -> u32 {
+    return select(lane - lane % SG, 0u, SG_FIXED);
+}
+
+// Item i of a window that the lanes of a segment loaded cooperatively, lane l of the
+// segment holding items l, l + SG, ... in `held` (= coop[i / SG] on that lane).
+fn window_item(held: vec4<f32>, segment: u32, i: u32) -> vec4<f32> {
+    return subgroupShuffle(held, segment + i % SG);
+}
 
 // Kernel size, compile-time so that the tap loops unroll.
 override K: u32 = 3u;
@@ -153,8 +179,9 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
 // pixel tile (ROWS rows x 4 QUADS columns, the same for the whole workgroup). Each invocation holds the whole
 // MI x ROWS x 4 QUADS tile in registers (spilled to the stack where it must be: a stack
 // access is one vector instruction, a buffer load a per-lane loop of ~10). Per channel c
-// of the reduction it loads MI * KV weight vec4s and (ROWS + K - 1) x (QUADS + 1) source
-// vec4s, and does MI x ROWS x 4 QUADS x K x K FMAs: every loaded value serves many FMAs.
+// of the reduction it loads MI * KV weight vec4s and its share (ROUNDS vec4s) of the
+// (ROWS + K - 1) x (QUADS + 1) source window, and does MI x ROWS x 4 QUADS x K x K FMAs:
+// every loaded value serves many FMAs.
 // All tile loops have override-constant bounds, so the compiler unrolls them and every
 // private-array index is a constant.
 // Bindings: forward: S (padded inp), A, bias, out; backward-input: S (padded g), A, (unused), dinp.
@@ -166,6 +193,12 @@ override QUADS: u32 = 2u;
 const MAX_MI: u32 = 4u;
 const MAX_ROWS: u32 = 4u;
 const MAX_QUADS: u32 = 4u;
+// The source window of one channel: WIN_ROWS rows of QUADS + 1 vec4s, loaded in ROUNDS
+// cooperative loads (at most 40 vec4s, in rounds of at least 4 lanes).
+override WIN_ROWS: u32 = ROWS + K - 1u;
+override WINDOW: u32 = WIN_ROWS * (QUADS + 1u);
+override ROUNDS: u32 = (WINDOW + SG - 1u) / SG;
+const MAX_ROUNDS: u32 = 10u;
 
 @group(0) @binding(1) var<storage, read> cg_src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> cg_a: array<vec4<f32>>;
@@ -174,8 +207,10 @@ const MAX_QUADS: u32 = 4u;
 
 @compute @workgroup_size(WG)
 fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
+             @builtin(local_invocation_index) lid: u32,
+             @builtin(subgroup_invocation_id) lane: u32) {
     let m0 = (wid.x * WG + lid) * MI;
+    let segment = segment_start(lane);
     let n = wid.z / p.tiles_y;
     let x0 = wid.y * 4u * QUADS;
     let y0 = (wid.z % p.tiles_y) * ROWS;
@@ -197,12 +232,19 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 0u; i < MI * KV; i++) {
             w[i] = cg_a[a_base + i];
         }
+        // This channel's source window: item i is row i / (QUADS + 1), vec4 i % (QUADS + 1).
+        var coop: array<vec4<f32>, MAX_ROUNDS>;
+        for (var round = 0u; round < ROUNDS; round++) {
+            let i = min(round * SG + lane % SG, WINDOW - 1u);
+            coop[round] = cg_src[src_base + (i / (QUADS + 1u)) * row_quads + i % (QUADS + 1u)];
+        }
         for (var r = 0u; r < ROWS; r++) {
             for (var ky = 0u; ky < K; ky++) {
                 // The source row under tap row ky of output row r: 4 QUADS + 4 values.
                 var win: array<vec4<f32>, MAX_QUADS + 1u>;
                 for (var q = 0u; q <= QUADS; q++) {
-                    win[q] = cg_src[src_base + (r + ky) * row_quads + q];
+                    let i = (r + ky) * (QUADS + 1u) + q;
+                    win[q] = window_item(coop[i / SG], segment, i);
                 }
                 for (var kx = 0u; kx < K; kx++) {
                     for (var q = 0u; q < QUADS; q++) {
@@ -254,116 +296,115 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // ---- backward-weight: split-K GEMM -------------------------------------------------------
 // dW[co, ci, ky, kx] = sum over (n, y, x) of g[n, co, y, x] * inp[n, ci, y + ky - pad, x + kx - pad]
 //
-// A workgroup owns BW_TILE_M output channels (co, uniform across it) x WG_CI input channels
-// (one per invocation along x) x k rows of taps (one per invocation along y); each
-// invocation holds BW_TILE_M x k sums (its ci and ky, every kx). The pixel reduction walks
-// tiles of BW_ROWS x 4 * BW_QUADS grid pixels; the tiles are split into `splits` slices (grid
-// z), each writing its own partial dW, which sum_splits adds up in a fixed order.
-// (This kernel is still the first implicit-GEMM design, with workgroup-memory tiles: on
-// lavapipe it runs faster than a register-only version tried alongside conv_gemm.)
-// Bindings: out (for relu'), dout, inp, partial.
-override WG_CI: u32 = 8u;
-override BW_TILE_M: u32 = 8u;
-override BW_ROWS: u32 = 4u;
-override BW_QUADS: u32 = 8u;
+// The same layout as conv_gemm: the lanes run over output channels (one co per invocation,
+// WG per workgroup) and load their own g; a workgroup owns BW_CI input channels, the same
+// for all its lanes, whose windows the subgroup loads cooperatively. Each invocation holds
+// BW_CI x K x K sums. The pixel reduction walks tiles of BW_ROWS x 4 BW_QUADS grid pixels;
+// per tile a lane loads BW_ROWS x BW_QUADS g vec4s and its share (BW_ROUNDS vec4s) of the
+// BW_CI windows of (BW_ROWS + K - 1) x (BW_QUADS + 1) vec4s, and does BW_CI x K x K x
+// BW_ROWS x 4 BW_QUADS FMAs. The tiles are split into `splits` slices (grid z), each
+// writing its own partial dW, which sum_splits adds up in a fixed order.
+//
+// Both operands are zero-padded copies made by pad_source, so no load needs a bounds check:
+// g = dout * relu'(out) as [n, c_grid_pad, tiles_y * BW_ROWS, tiles_x * 4 BW_QUADS], and
+// the input, shifted by pad, as [n, c_src, h_src, w_src] with c_src a multiple of BW_CI.
+// Bindings: padded g, padded inp, partial.
+override BW_CI: u32 = 4u;
+override BW_ROWS: u32 = 2u;
+override BW_QUADS: u32 = 2u;
+const MAX_BW_CI: u32 = 8u;
+const MAX_BW_ROWS: u32 = 4u;
+const MAX_BW_QUADS: u32 = 4u;
+override BW_WIN_ROWS: u32 = BW_ROWS + K - 1u;
+override BW_WINDOW: u32 = BW_CI * BW_WIN_ROWS * (BW_QUADS + 1u);
+override BW_ROUNDS: u32 = (BW_WINDOW + SG - 1u) / SG;
+// At most 8 channels x 8 rows x 5 vec4s, in rounds of at least 4 lanes.
+const MAX_BW_ROUNDS: u32 = 80u;
 
-override BW_PATCH_ROWS: u32 = BW_ROWS + K - 1u;
-override BW_PATCH_VEC4S: u32 = WG_CI * BW_PATCH_ROWS * (BW_QUADS + 1u);
-override G_TILE_VEC4S: u32 = BW_TILE_M * BW_ROWS * BW_QUADS;
+@group(0) @binding(1) var<storage, read> bw_g: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bw_inp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bw_partial: array<f32>;
 
-var<workgroup> bw_patch: array<vec4<f32>, BW_PATCH_VEC4S>;
-// g_tile[(m * BW_ROWS + r) * BW_QUADS + q]: g at channel m0 + m, 4 pixels of row r.
-var<workgroup> g_tile: array<vec4<f32>, G_TILE_VEC4S>;
-
-@group(0) @binding(1) var<storage, read> bw_out: array<f32>;
-@group(0) @binding(2) var<storage, read> bw_dout: array<f32>;
-@group(0) @binding(3) var<storage, read> bw_inp: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bw_partial: array<f32>;
-
-// g = dout * relu'(out) at (n, co, y, x) of the grid, zero outside.
-fn grad_at(n: u32, co: u32, y: u32, x: u32) -> f32 {
-    let inside = co < p.c_grid && y < p.h_grid && x < p.w_grid;
-    let i = select(0u, ((n * p.c_grid + co) * p.h_grid + y) * p.w_grid + x, inside);
-    let masked = p.relu != 0u && bw_out[i] <= 0.0;
-    return select(0.0, bw_dout[i], inside && !masked);
-}
-
-fn input_at(n: u32, c: u32, y: i32, x: i32) -> f32 {
-    let inside = c < p.c_patch && y >= 0 && y < i32(p.h_patch) && x >= 0 && x < i32(p.w_patch);
-    let i = select(0u, ((n * p.c_patch + c) * p.h_patch + u32(y)) * p.w_patch + u32(x), inside);
-    return select(0.0, bw_inp[i], inside);
-}
-
-@compute @workgroup_size(WG_CI, K)
+@compute @workgroup_size(WG)
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(local_invocation_id) lid: vec3<u32>,
-                   @builtin(local_invocation_index) lindex: u32) {
-    // Grid: x = block of WG_CI input channels, y = block of BW_TILE_M output channels, z = split.
-    let ci0 = wid.x * WG_CI;
-    let m0 = wid.y * BW_TILE_M;
-    let ky = lid.y;
-    let invocations = WG_CI * K;
-    let tile_w = 4u * BW_QUADS;
-    let tiles_x = (p.w_grid + tile_w - 1u) / tile_w;
-    let tiles_per_image = tiles_x * ((p.h_grid + BW_ROWS - 1u) / BW_ROWS);
+                   @builtin(local_invocation_index) lid: u32,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    // Grid: x = block of WG output channels, y = block of BW_CI input channels, z = split.
+    let co = wid.x * WG + lid;
+    let ci0 = wid.y * BW_CI;
+    let segment = segment_start(lane);
+    let tiles_per_image = p.tiles_x * p.tiles_y;
     let first = wid.z * p.per_split;
     let last = min(first + p.per_split, p.n * tiles_per_image);
+    let g_row_quads = p.tiles_x * BW_QUADS;
+    let g_rows = p.tiles_y * BW_ROWS;
+    let x_row_quads = p.w_src / 4u;
 
-    // acc[m * K + kx]: dW[m0 + m, ci0 + lid.x, ky, kx] over this split's pixels.
-    var acc: array<f32, MAX_TILE_M * MAX_K>;
-    for (var i = 0u; i < BW_TILE_M * K; i++) {
+    // acc[(c * K + ky) * K + kx]: dW[co, ci0 + c, ky, kx] over this split's pixels.
+    var acc: array<f32, MAX_BW_CI * MAX_K * MAX_K>;
+    for (var i = 0u; i < BW_CI * K * K; i++) {
         acc[i] = 0.0;
     }
 
     for (var t = first; t < last; t++) {
         let n = t / tiles_per_image;
-        let x0 = (t % tiles_x) * tile_w;
-        let y0 = ((t % tiles_per_image) / tiles_x) * BW_ROWS;
-        // Stage the input patch (with its k-1 halo) and g, both BW_ROWS x tile_w.
-        for (var q = lindex; q < BW_PATCH_VEC4S; q += invocations) {
-            let col = (q % (BW_QUADS + 1u)) * 4u;
-            let row = (q / (BW_QUADS + 1u)) % BW_PATCH_ROWS;
-            let c = ci0 + q / ((BW_QUADS + 1u) * BW_PATCH_ROWS);
-            let y = i32(y0 + row) - i32(p.pad);
-            let x = i32(x0 + col) - i32(p.pad);
-            bw_patch[q] = vec4<f32>(input_at(n, c, y, x), input_at(n, c, y, x + 1),
-                                    input_at(n, c, y, x + 2), input_at(n, c, y, x + 3));
-        }
-        for (var q = lindex; q < G_TILE_VEC4S; q += invocations) {
-            let x = x0 + (q % BW_QUADS) * 4u;
-            let y = y0 + (q / BW_QUADS) % BW_ROWS;
-            let co = m0 + q / (BW_QUADS * BW_ROWS);
-            g_tile[q] = vec4<f32>(grad_at(n, co, y, x), grad_at(n, co, y, x + 1u),
-                                  grad_at(n, co, y, x + 2u), grad_at(n, co, y, x + 3u));
-        }
-        workgroupBarrier();
+        let tile_y = (t % tiles_per_image) / p.tiles_x;
+        let tile_x = t % p.tiles_x;
 
+        // g[r * BW_QUADS + q]: this lane's g at row r, pixels 4q .. 4q + 3 of the tile.
+        var g: array<vec4<f32>, MAX_BW_ROWS * MAX_BW_QUADS>;
+        let g_base = ((n * p.c_grid_pad + co) * g_rows + tile_y * BW_ROWS) * g_row_quads
+            + tile_x * BW_QUADS;
         for (var r = 0u; r < BW_ROWS; r++) {
             for (var q = 0u; q < BW_QUADS; q++) {
-                // Input row y + ky under the 4 pixels (r, 4q..4q+3), plus the halo.
-                let row = (lid.x * BW_PATCH_ROWS + r + ky) * (BW_QUADS + 1u) + q;
-                let lo = bw_patch[row];
-                let hi = bw_patch[row + 1u];
-                let row_window = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-                for (var m = 0u; m < BW_TILE_M; m++) {
-                    let g = g_tile[(m * BW_ROWS + r) * BW_QUADS + q];
+                g[r * BW_QUADS + q] = bw_g[g_base + r * g_row_quads + q];
+            }
+        }
+
+        // The BW_CI input windows: item i is channel i / (BW_WIN_ROWS * (BW_QUADS + 1)),
+        // then row and vec4 within it.
+        var coop: array<vec4<f32>, MAX_BW_ROUNDS>;
+        let x_base = ((n * p.c_src + ci0) * p.h_src + tile_y * BW_ROWS) * x_row_quads
+            + tile_x * BW_QUADS;
+        for (var round = 0u; round < BW_ROUNDS; round++) {
+            let i = min(round * SG + lane % SG, BW_WINDOW - 1u);
+            let quad = i % (BW_QUADS + 1u);
+            let row = (i / (BW_QUADS + 1u)) % BW_WIN_ROWS;
+            let c = i / ((BW_QUADS + 1u) * BW_WIN_ROWS);
+            coop[round] = bw_inp[x_base + (c * p.h_src + row) * x_row_quads + quad];
+        }
+
+        for (var c = 0u; c < BW_CI; c++) {
+            for (var r = 0u; r < BW_ROWS; r++) {
+                for (var ky = 0u; ky < K; ky++) {
+                    // Input row r + ky under the tile's row r: 4 BW_QUADS + 4 values.
+                    var win: array<vec4<f32>, MAX_BW_QUADS + 1u>;
+                    for (var q = 0u; q <= BW_QUADS; q++) {
+                        let i = (c * BW_WIN_ROWS + r + ky) * (BW_QUADS + 1u) + q;
+                        win[q] = window_item(coop[i / SG], segment, i);
+                    }
                     for (var kx = 0u; kx < K; kx++) {
-                        let x = vec4<f32>(row_window[kx], row_window[kx + 1u], row_window[kx + 2u], row_window[kx + 3u]);
-                        acc[m * K + kx] += dot(g, x);
+                        for (var q = 0u; q < BW_QUADS; q++) {
+                            let s = 4u * q + kx;
+                            let xs = vec4<f32>(win[s / 4u][s % 4u], win[(s + 1u) / 4u][(s + 1u) % 4u],
+                                               win[(s + 2u) / 4u][(s + 2u) % 4u], win[(s + 3u) / 4u][(s + 3u) % 4u]);
+                            let a = (c * K + ky) * K + kx;
+                            acc[a] += dot(g[r * BW_QUADS + q], xs);
+                        }
                     }
                 }
             }
         }
-        workgroupBarrier();
     }
 
-    let ci = ci0 + lid.x;
-    for (var m = 0u; m < BW_TILE_M; m++) {
-        let co = m0 + m;
-        for (var kx = 0u; kx < K; kx++) {
-            if (co < p.c_grid && ci < p.c_patch) {
-                let e = ((co * p.c_patch + ci) * K + ky) * K + kx;
-                bw_partial[wid.z * p.c_grid * p.c_patch * K * K + e] = acc[m * K + kx];
+    if (co < p.c_grid) {
+        for (var c = 0u; c < BW_CI; c++) {
+            let ci = ci0 + c;
+            if (ci < p.c_patch) {
+                for (var t = 0u; t < K * K; t++) {
+                    let e = (co * p.c_patch + ci) * K * K + t;
+                    bw_partial[wid.z * p.c_grid * p.c_patch * K * K + e] = acc[c * K * K + t];
+                }
             }
         }
     }

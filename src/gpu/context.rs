@@ -53,6 +53,14 @@ pub struct Gpu {
     lose_device_at: Option<u64>,
 }
 
+/// The sizes a subgroup (the lanes that run in lockstep: a SIMD register on a CPU device,
+/// a warp or wave on a GPU) may have on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Subgroups {
+    pub min: u32,
+    pub max: u32,
+}
+
 /// Commands recorded and not yet submitted.
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -71,7 +79,9 @@ impl Gpu {
         let info = adapter.get_info();
         let offered = adapter.limits();
         let limits = required_limits(&offered);
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Subgroup operations let the convolution kernels share loads across lanes.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("unet-wgpu"),
             required_features: features,
@@ -143,6 +153,15 @@ impl Gpu {
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
+    /// The subgroup sizes the shaders may see, if the device runs subgroup operations.
+    pub fn subgroups(&self) -> Option<Subgroups> {
+        self.features
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(Subgroups {
+                min: self.info.subgroup_min_size,
+                max: self.info.subgroup_max_size,
+            })
+    }
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
     }
@@ -170,7 +189,7 @@ impl Gpu {
             "adapter: {} ({:?}, {:?}), driver: {} {}\n\
              max buffer size: {} MiB, max storage binding: {} MiB, \
              max workgroups per dimension: {}, max invocations per workgroup: {}, \
-             workgroup memory: {} KiB, timestamps: {}",
+             workgroup memory: {} KiB, timestamps: {}, subgroups: {}",
             i.name,
             i.backend,
             i.device_type,
@@ -182,6 +201,14 @@ impl Gpu {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroup_storage_size >> 10,
             self.has_timestamps(),
+            self.subgroups()
+                .map_or("none (convolutions run variant 1)".to_string(), |s| {
+                    if s.min == s.max {
+                        format!("{} lanes", s.min)
+                    } else {
+                        format!("{} to {} lanes", s.min, s.max)
+                    }
+                }),
         )
     }
 

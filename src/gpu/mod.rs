@@ -7,6 +7,6 @@ mod plan;
 mod pool;
 
 pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
-pub use context::Gpu;
+pub use context::{Gpu, Subgroups};
 pub use pipeline::{Access, Constants, Kernel, Shader};
 pub use pool::{BufferKind, PoolStats, PooledBuffer};

@@ -13,9 +13,10 @@
 //! - variant 1, [`ConvAlgo::Direct`] (`shaders/conv2d.wgsl`): one invocation per output
 //!   value, the simple reference;
 //! - variant 2, [`ConvAlgo::Gemm`] (`shaders/conv2d_gemm.wgsl`): tiled implicit GEMM with
-//!   workgroup-memory tiles and register micro-tiles, the default. Its backward-weight
-//!   splits the pixel reduction into slices whose partial sums a second pass adds in a
-//!   fixed order, so results are bit-identical run to run.
+//!   register tiles, whose subgroups load the shared operand cooperatively and pass it
+//!   round with subgroup shuffles; the default where the device has subgroup operations.
+//!   Its backward-weight splits the pixel reduction into slices whose partial sums a
+//!   second pass adds in a fixed order, so results are bit-identical run to run.
 //!
 //! [`forward`], [`backward_input`] and [`backward_params`] run the default; the `*_with`
 //! functions take the variant (benchmarks, tests).
@@ -33,7 +34,8 @@ pub enum ConvAlgo {
     /// Variant 1: direct, one invocation per output value (`shaders/conv2d.wgsl`).
     Direct,
     /// Variant 2: tiled implicit GEMM (`shaders/conv2d_gemm.wgsl`) with the default tiles
-    /// for the device. Kernels larger than [`GemmTiles::MAX_KERNEL`] run variant 1.
+    /// for the device. Kernels larger than [`GemmTiles::MAX_KERNEL`], and devices without
+    /// subgroup operations, run variant 1.
     #[default]
     Gemm,
     /// Variant 2 with explicit tile sizes (for tuning).
@@ -56,7 +58,7 @@ impl ConvAlgo {
         }
         match self {
             ConvAlgo::Direct => None,
-            ConvAlgo::Gemm => GemmTiles::for_device(gpu.limits(), conv.kernel),
+            ConvAlgo::Gemm => GemmTiles::for_device(gpu, conv.kernel),
             ConvAlgo::GemmTiled(tiles) => Some(*tiles),
         }
     }
@@ -67,7 +69,7 @@ impl ConvAlgo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTiles {
     /// Invocations per workgroup (all kernels; a multiple of 8, the SIMD width of
-    /// lavapipe; shrunk to fit the channel count).
+    /// lavapipe, and of the device's largest subgroup; shrunk to fit the channel count).
     pub wg: u32,
     /// Forward/backward-input: grid channels per invocation (1 to 4).
     pub mi: u32,
@@ -75,11 +77,9 @@ pub struct GemmTiles {
     /// (1 to 4 each).
     pub rows: u32,
     pub quads: u32,
-    /// Backward-weight: output channels per workgroup (multiple of 4, <= 16).
-    pub bw_tile_m: u32,
-    /// Backward-weight: input channels per workgroup (one per invocation along x).
-    pub wg_ci: u32,
-    /// Backward-weight: pixel tile of `bw_rows` x `4 * bw_quads`.
+    /// Backward-weight: input channels per workgroup (1 to 8), the same for all its lanes.
+    pub bw_ci: u32,
+    /// Backward-weight: pixel tile of `bw_rows` x `4 * bw_quads` (1 to 4 each).
     pub bw_rows: u32,
     pub bw_quads: u32,
     /// Backward-weight: aim for at least this many workgroups when splitting the reduction.
@@ -96,56 +96,62 @@ impl GemmTiles {
         mi: 1,
         rows: 3,
         quads: 2,
-        bw_tile_m: 8,
-        wg_ci: 8,
-        bw_rows: 4,
-        bw_quads: 8,
+        bw_ci: 3,
+        bw_rows: 2,
+        bw_quads: 2,
         min_workgroups: 64,
     };
 
-    /// The default tiles, shrunk until they fit the device's limits (None if nothing fits).
-    pub fn for_device(limits: &wgpu::Limits, kernel: usize) -> Option<GemmTiles> {
-        let mut tiles = Self::DEFAULT;
-        for _ in 0..4 {
-            if tiles.fits(limits, kernel) {
-                return Some(tiles);
-            }
-            tiles.wg = (tiles.wg / 2).max(8);
-            tiles.bw_rows = (tiles.bw_rows / 2).max(1);
-            tiles.wg_ci = (tiles.wg_ci / 2).max(1);
-        }
-        None
+    /// The default tiles for `gpu`, or None where the GEMM kernels cannot run there (no
+    /// subgroup operations, or a workgroup too small for a whole subgroup).
+    pub fn for_device(gpu: &Gpu, kernel: usize) -> Option<GemmTiles> {
+        let subgroups = gpu.subgroups()?;
+        let tiles = GemmTiles {
+            wg: Self::DEFAULT.wg.max(subgroups.max),
+            ..Self::DEFAULT
+        };
+        tiles.fits(gpu, kernel).then_some(tiles)
     }
 
-    /// Whether these tiles fit the device's workgroup size and memory for a k x k kernel.
-    pub fn fits(&self, limits: &wgpu::Limits, kernel: usize) -> bool {
-        let k = kernel as u32;
-        let weight_bytes = 16 * self.wg_ci * (self.bw_rows + k - 1) * (self.bw_quads + 1)
-            + 16 * self.bw_tile_m * self.bw_rows * self.bw_quads;
-        let max_invocations = limits.max_compute_invocations_per_workgroup;
+    /// Whether these tiles run on `gpu` for a k x k kernel.
+    pub fn fits(&self, gpu: &Gpu, kernel: usize) -> bool {
+        let Some(subgroups) = gpu.subgroups() else {
+            return false;
+        };
+        let limits = gpu.limits();
+        let step = subgroups.max.max(8);
         kernel <= Self::MAX_KERNEL
-            && (4..=16).contains(&self.bw_tile_m)
-            && self.bw_tile_m.is_multiple_of(4)
-            && [self.wg_ci, self.bw_rows, self.bw_quads]
-                .iter()
-                .all(|&v| v > 0)
-            && self.wg_ci * k <= max_invocations
-            && self.wg_ci <= limits.max_compute_workgroup_size_x
-            && k <= limits.max_compute_workgroup_size_y
-            && weight_bytes <= limits.max_compute_workgroup_storage_size
+            && subgroups.min >= 4
             && self.wg > 0
-            && self.wg.is_multiple_of(8)
+            && self.wg.is_multiple_of(step)
             && self.wg <= limits.max_compute_invocations_per_workgroup
             && self.wg <= limits.max_compute_workgroup_size_x
             && (1..=4).contains(&self.mi)
             && (1..=4).contains(&self.rows)
             && (1..=4).contains(&self.quads)
+            && (1..=8).contains(&self.bw_ci)
+            && (1..=4).contains(&self.bw_rows)
+            && (1..=4).contains(&self.bw_quads)
     }
 
-    /// Invocations per workgroup for `channels` grid channels, `per_invocation` each.
-    fn wg_for(&self, channels: usize, per_invocation: u32) -> u32 {
+    /// Invocations per workgroup for `channels` grid channels, `per_invocation` each: whole
+    /// subgroups (and lavapipe SIMD registers) only.
+    fn wg_for(&self, gpu: &Gpu, channels: usize, per_invocation: u32) -> u32 {
+        let step = gpu.subgroups().map_or(8, |s| s.max.max(8));
         let needed = (channels as u32).div_ceil(per_invocation);
-        self.wg.min(needed.div_ceil(8) * 8)
+        self.wg.min(needed.div_ceil(step) * step)
+    }
+
+    /// The subgroup constants of the kernels (see "Subgroups" in the shader).
+    fn subgroup_constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
+        let subgroups = gpu.subgroups().expect("GemmTiles::fits checked subgroups");
+        [
+            ("SG", f64::from(subgroups.min)),
+            (
+                "SG_FIXED",
+                f64::from(u8::from(subgroups.min == subgroups.max)),
+            ),
+        ]
     }
 }
 
@@ -297,7 +303,7 @@ const GEMM_CONV: Kernel = Kernel {
 const GEMM_BACKWARD_WEIGHT: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
     entry: "backward_weight",
-    bindings: &[Read, Read, Read, ReadWrite], // out, dout, inp, partial
+    bindings: &[Read, Read, ReadWrite], // padded g, padded inp, partial
 };
 const GEMM_PAD_SOURCE: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
@@ -489,7 +495,7 @@ fn gemm_conv(
     let k = conv.kernel as u32;
     let patch = src.shape();
     let grid = dst.shape();
-    let wg = tiles.wg_for(grid.c, tiles.mi);
+    let wg = tiles.wg_for(gpu, grid.c, tiles.mi);
     let block = wg * tiles.mi;
     let c_grid_pad = (grid.c as u32).div_ceil(block) * block;
     let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
@@ -521,6 +527,7 @@ fn gemm_conv(
     let mut params = GemmParams::new(conv, patch, grid, pad, padded);
     params.c_grid_pad = c_grid_pad;
     params.tiles_y = tiles_y;
+    let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
     let constants = [
         ("K", f64::from(k)),
         ("WG", f64::from(wg)),
@@ -528,6 +535,8 @@ fn gemm_conv(
         ("ROWS", f64::from(tiles.rows)),
         ("QUADS", f64::from(tiles.quads)),
         ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
+        sg,
+        sg_fixed,
     ];
     let workgroups = [c_grid_pad / block, tiles_x, grid.n as u32 * tiles_y];
     let buffers = [s.buffer(), a.buffer(), bias.buffer(), dst.buffer()];
@@ -593,7 +602,8 @@ const PREP_WORKGROUP: u32 = 64;
 
 /// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
 /// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
-/// slice order (deterministic, no atomics).
+/// slice order (deterministic, no atomics). Both operands are first copied into
+/// zero-padded buffers that cover whole tiles: g = dout * relu'(out), and the input.
 fn gemm_backward_weight(
     gpu: &Gpu,
     conv: &Conv2d,
@@ -606,12 +616,12 @@ fn gemm_backward_weight(
     let inp_shape = inp.shape();
     let out_shape = out.shape();
     let k = conv.kernel as u32;
-    let ci_blocks = (inp_shape.c as u32).div_ceil(tiles.wg_ci);
-    let co_blocks = (out_shape.c as u32).div_ceil(tiles.bw_tile_m);
-    let tile_w = 4 * tiles.bw_quads;
-    let pixel_tiles = out_shape.n as u32
-        * (out_shape.h as u32).div_ceil(tiles.bw_rows)
-        * (out_shape.w as u32).div_ceil(tile_w);
+    let wg = tiles.wg_for(gpu, out_shape.c, 1);
+    let co_blocks = (out_shape.c as u32).div_ceil(wg);
+    let ci_blocks = (inp_shape.c as u32).div_ceil(tiles.bw_ci);
+    let tiles_x = (out_shape.w as u32).div_ceil(4 * tiles.bw_quads);
+    let tiles_y = (out_shape.h as u32).div_ceil(tiles.bw_rows);
+    let pixel_tiles = out_shape.n as u32 * tiles_x * tiles_y;
     // Enough slices to give the device min_workgroups workgroups, but none empty and
     // never more than the per-dimension limit.
     let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
@@ -619,9 +629,27 @@ fn gemm_backward_weight(
     let per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
     let splits = pixel_tiles.div_ceil(per_split);
 
-    let count = dweight.numel() as u32;
+    let g_padded = Shape::new(
+        out_shape.n,
+        (co_blocks * wg) as usize,
+        (tiles_y * tiles.bw_rows) as usize,
+        (tiles_x * 4 * tiles.bw_quads) as usize,
+    );
+    let g = pad_source(gpu, conv, dout, out, true, 0, g_padded)?;
+    let inp_padded = Shape::new(
+        inp_shape.n,
+        (ci_blocks * tiles.bw_ci) as usize,
+        (tiles_y * tiles.bw_rows + k - 1) as usize,
+        (4 * (tiles_x * tiles.bw_quads + 1)) as usize,
+    );
     let pad = conv.pad() as u32;
-    let mut params = GemmParams::new(conv, inp_shape, out_shape, pad, inp_shape);
+    let x = pad_source(gpu, conv, inp, inp, false, pad, inp_padded)?;
+
+    let count = dweight.numel() as u32;
+    let mut params = GemmParams::new(conv, inp_shape, out_shape, pad, inp_padded);
+    params.c_grid_pad = co_blocks * wg;
+    params.tiles_x = tiles_x;
+    params.tiles_y = tiles_y;
     params.per_split = per_split;
     params.splits = splits;
     params.count = count;
@@ -630,15 +658,18 @@ fn gemm_backward_weight(
         Shape::new(splits as usize, 1, 1, count as usize),
         "conv2d dweight partial sums",
     )?;
-    let buffers = [out.buffer(), dout.buffer(), inp.buffer(), partial.buffer()];
+    let buffers = [g.buffer(), x.buffer(), partial.buffer()];
+    let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
     let constants = [
         ("K", f64::from(k)),
-        ("BW_TILE_M", f64::from(tiles.bw_tile_m)),
-        ("WG_CI", f64::from(tiles.wg_ci)),
+        ("WG", f64::from(wg)),
+        ("BW_CI", f64::from(tiles.bw_ci)),
         ("BW_ROWS", f64::from(tiles.bw_rows)),
         ("BW_QUADS", f64::from(tiles.bw_quads)),
+        sg,
+        sg_fixed,
     ];
-    let grid = [ci_blocks, co_blocks, splits];
+    let grid = [co_blocks, ci_blocks, splits];
     gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
 
     let buffers = [partial.buffer(), dweight.buffer()];
@@ -668,7 +699,8 @@ struct GemmParams {
     per_split: u32,
     splits: u32,
     count: u32,
-    _pad: [u32; 3],
+    tiles_x: u32,
+    _pad: [u32; 2],
 }
 
 impl GemmParams {
@@ -692,7 +724,8 @@ impl GemmParams {
             per_split: 0,
             splits: 0,
             count: 0,
-            _pad: [0; 3],
+            tiles_x: 0,
+            _pad: [0; 2],
         }
     }
 }
