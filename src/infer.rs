@@ -6,7 +6,7 @@
 //! every tile sees the same max-pool grid as one pass over the whole (mirror-padded) image
 //! would: with valid convolutions the stitched map equals that one pass exactly.
 
-use crate::data::{GrayImage, Grid, TilePlan, TileSpec};
+use crate::data::{GrayImage, Grid, Symmetry, TilePlan, TileSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::{Heads, Network};
@@ -21,6 +21,9 @@ pub struct TileOptions {
     pub batch: usize,
     /// U-Net++'s deep-supervision heads (the default for a U-Net).
     pub heads: Heads,
+    /// Average the probabilities over the image's 8 flips and quarter turns (test-time
+    /// augmentation, 8x the work; the paper's ISBI entry averaged 7 rotated versions).
+    pub average_symmetries: bool,
 }
 
 impl TileOptions {
@@ -42,6 +45,7 @@ impl TileOptions {
             tile,
             batch: fits.min(MAX_AUTO_BATCH),
             heads: Heads::default(),
+            average_symmetries: false,
         })
     }
 }
@@ -60,6 +64,35 @@ pub fn plan(model: &Network, width: usize, height: usize, tile: usize) -> Result
 
 /// Class probabilities of every pixel of `image`: `classes` planes of the image's size.
 pub fn predict(
+    gpu: &Gpu,
+    model: &Network,
+    image: &GrayImage,
+    options: TileOptions,
+) -> Result<Vec<Grid<f32>>> {
+    if !options.average_symmetries {
+        return predict_tiles(gpu, model, image, options);
+    }
+    let mut sums = Vec::new();
+    for symmetry in Symmetry::ALL {
+        let maps = predict_tiles(gpu, model, &symmetry.apply(image), options)?;
+        let maps = maps.iter().map(|map| symmetry.invert(map));
+        if sums.is_empty() {
+            sums = maps.collect();
+        } else {
+            for (sum, map) in sums.iter_mut().zip(maps) {
+                sum.data
+                    .iter_mut()
+                    .zip(&map.data)
+                    .for_each(|(s, v)| *s += v);
+            }
+        }
+    }
+    let count = Symmetry::ALL.len() as f32;
+    Ok(sums.into_iter().map(|sum| sum.map(|s| s / count)).collect())
+}
+
+/// [`predict`] of one orientation: overlap-tile prediction, stitched.
+fn predict_tiles(
     gpu: &Gpu,
     model: &Network,
     image: &GrayImage,

@@ -223,6 +223,7 @@ fn unetpp_trains_and_predicts_pruned_or_averaged() {
         &["--prune", "1"][..],
         &["--heads", "average"],
         &["--prune", "2", "--heads", "average"],
+        &["--prune", "1", "--tta"],
     ] {
         let preds = dir.join("preds");
         let mut args = vec![

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use unet_wgpu::data::{
     augment, crop_mirrored, mirror_pad, reflect_index, training_tile_at, AugmentConfig,
-    DisplacementGrid, Grid, TilePlan, TileSpec, Transform,
+    DisplacementGrid, Grid, Symmetry, TilePlan, TileSpec, Transform,
 };
 
 #[test]
@@ -349,5 +349,36 @@ fn random_tiles_from_an_image_smaller_than_the_output_window() {
             tile.weights.data.iter().filter(|&&w| w == 0.0).count(),
             400 - 35
         );
+    }
+}
+
+/// The 8 symmetries, checked on a 3 x 2 plane against the arrangements written out by hand.
+#[test]
+fn symmetries_are_the_eight_flips_and_turns_and_invert() {
+    // 1 2 3
+    // 4 5 6
+    let grid = Grid {
+        width: 3,
+        height: 2,
+        data: vec![1, 2, 3, 4, 5, 6],
+    };
+    let by_hand: [(usize, [u8; 6]); 8] = [
+        (3, [1, 2, 3, 4, 5, 6]), // identity
+        (3, [3, 2, 1, 6, 5, 4]), // mirrored left-right
+        (3, [4, 5, 6, 1, 2, 3]), // mirrored top-bottom
+        (3, [6, 5, 4, 3, 2, 1]), // half turn
+        (2, [1, 4, 2, 5, 3, 6]), // transposed
+        (2, [3, 6, 2, 5, 1, 4]), // quarter turn anticlockwise
+        (2, [4, 1, 5, 2, 6, 3]), // quarter turn clockwise
+        (2, [6, 3, 5, 2, 4, 1]), // anti-transposed
+    ];
+    for (symmetry, (width, data)) in Symmetry::ALL.iter().zip(by_hand) {
+        let turned = symmetry.apply(&grid);
+        assert_eq!(
+            (turned.width, turned.data.as_slice()),
+            (width, &data[..]),
+            "{symmetry:?}"
+        );
+        assert_eq!(symmetry.invert(&turned), grid, "{symmetry:?} inverted");
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use unet_wgpu::data::{crop_mirrored, Grid};
+use unet_wgpu::data::{crop_mirrored, Grid, Symmetry};
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::{Arch, Heads, Network, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
@@ -48,6 +48,7 @@ fn check_stitching(config: UNetConfig, heads: Heads) {
             tile,
             batch: 3,
             heads,
+            average_symmetries: false,
         };
         let stitched = predict(&gpu, &model, &image, options).unwrap();
 
@@ -72,6 +73,54 @@ fn check_stitching(config: UNetConfig, heads: Heads) {
                 1e-5,
             );
         }
+    }
+}
+
+/// Averaging over the 8 orientations makes the prediction equivariant: predicting a
+/// flipped or turned image gives the flipped or turned prediction, which one orientation
+/// alone does not.
+#[test]
+fn symmetry_averaged_prediction_is_equivariant() {
+    let gpu = gpu();
+    let config = TINY;
+    let model = Network::new(&gpu, config, 5).unwrap();
+    let image = Grid {
+        width: 23,
+        height: 17,
+        data: random_vec(&mut rng(9), 23 * 17),
+    };
+    let mut options = TileOptions::fitting(&gpu, &model, config.input_size_for(12)).unwrap();
+    let foreground = |image: &Grid<f32>, options: TileOptions| {
+        predict(&gpu, &model, image, options).unwrap()[1].clone()
+    };
+    // Symmetry::ALL[5] flips x and transposes: a quarter turn.
+    let turn = Symmetry::ALL[5];
+    let plain_of_turned = foreground(&turn.apply(&image), options);
+    let turned_plain = turn.apply(&foreground(&image, options));
+    let differs = plain_of_turned
+        .data
+        .iter()
+        .zip(&turned_plain.data)
+        .any(|(a, b)| (a - b).abs() > 1e-4);
+    assert!(differs, "a random network should not be rotation-invariant");
+
+    options.average_symmetries = true;
+    let averaged = foreground(&image, options);
+    for symmetry in Symmetry::ALL {
+        let of_transformed = foreground(&symmetry.apply(&image), options);
+        let want: Vec<f64> = symmetry
+            .apply(&averaged)
+            .data
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_close(
+            &format!("{symmetry:?}"),
+            &of_transformed.data,
+            &want,
+            1e-5,
+            1e-5,
+        );
     }
 }
 

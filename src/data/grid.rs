@@ -74,3 +74,69 @@ impl<T: Copy> Grid<T> {
         (self.width, self.height)
     }
 }
+
+/// One of the 8 symmetries of a square (the dihedral group D4): flips and quarter turns.
+/// Applied to a plane: flip the columns, then the rows, then transpose (swap x and y).
+/// Prediction averages over all 8 (test-time augmentation) to smooth out what one
+/// orientation of the network gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Symmetry {
+    pub flip_x: bool,
+    pub flip_y: bool,
+    pub transpose: bool,
+}
+
+impl Symmetry {
+    /// All 8, the identity first.
+    pub const ALL: [Symmetry; 8] = {
+        let mut all = [Symmetry {
+            flip_x: false,
+            flip_y: false,
+            transpose: false,
+        }; 8];
+        let mut i = 0;
+        while i < 8 {
+            all[i] = Symmetry {
+                flip_x: i & 1 != 0,
+                flip_y: i & 2 != 0,
+                transpose: i & 4 != 0,
+            };
+            i += 1;
+        }
+        all
+    };
+
+    /// The transformed plane: `out(x, y) = grid(source(x, y))`.
+    pub fn apply<T: Copy>(&self, grid: &Grid<T>) -> Grid<T> {
+        let (width, height) = if self.transpose {
+            (grid.height, grid.width)
+        } else {
+            (grid.width, grid.height)
+        };
+        Grid::from_fn(width, height, |x, y| {
+            let (x, y) = if self.transpose { (y, x) } else { (x, y) };
+            let x = if self.flip_x { grid.width - 1 - x } else { x };
+            let y = if self.flip_y { grid.height - 1 - y } else { y };
+            grid.get(x, y)
+        })
+    }
+
+    /// Undoes [`Symmetry::apply`]: `invert(apply(g)) == g`.
+    pub fn invert<T: Copy>(&self, grid: &Grid<T>) -> Grid<T> {
+        // Each step is its own inverse; undo them in reverse order.
+        let (width, height) = if self.transpose {
+            (grid.height, grid.width)
+        } else {
+            (grid.width, grid.height)
+        };
+        Grid::from_fn(width, height, |x, y| {
+            let x = if self.flip_x { width - 1 - x } else { x };
+            let y = if self.flip_y { height - 1 - y } else { y };
+            if self.transpose {
+                grid.get(y, x)
+            } else {
+                grid.get(x, y)
+            }
+        })
+    }
+}

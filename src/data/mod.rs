@@ -24,7 +24,7 @@ pub use augment::{augment, AugmentConfig, DisplacementGrid, Transform};
 pub use dataset::{Dataset, Sample};
 pub use distance::{distance_transform, squared_distance_transform};
 pub use error::DataError;
-pub use grid::{GrayImage, Grid, LabelImage, WeightMap};
+pub use grid::{GrayImage, Grid, LabelImage, Symmetry, WeightMap};
 pub use io::{
     decode_pages, read_image, read_pages, read_stack, write_gray_png, write_label_png, write_npy,
     RawPage,

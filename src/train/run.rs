@@ -231,6 +231,7 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
                 tile,
                 batch: 1,
                 heads: Heads::default(),
+                average_symmetries: false,
             },
         )?;
         let fg = &probs[1];
