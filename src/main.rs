@@ -47,7 +47,8 @@ enum Command {
     #[command(
         after_help = "Examples:\n  unet train --data synthetic --steps 500\n  \
         unet train --data ../shared/data/isbi2012/train --holdout 5 --config small --out runs/isbi\n  \
-        unet train --resume runs/isbi --steps 4000"
+        unet train --resume runs/isbi --steps 4000\n  \
+        unet train --resume runs/isbi --steps 6000 --lr 0.0003   # a lower rate for the last steps"
     )]
     Train(TrainArgs),
     /// Predict images of any size with the overlap-tile strategy.
@@ -211,9 +212,10 @@ struct TrainArgs {
     /// Train until this many steps in all.
     #[arg(long, default_value_t = 2000)]
     steps: u64,
-    /// SGD learning rate; with momentum 0.99 a step moves about 100 x lr x gradient.
-    #[arg(long, default_value_t = 0.001)]
-    lr: f32,
+    /// SGD learning rate; with momentum 0.99 a step moves about 100 x lr x gradient
+    /// [default: 0.001; with --resume, the checkpoint's, and a value given replaces it]
+    #[arg(long)]
+    lr: Option<f32>,
     #[arg(long, default_value_t = 0.99)]
     momentum: f32,
     #[arg(long, default_value_t = 0.0)]
@@ -572,6 +574,10 @@ fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
     Ok(gpu)
 }
 
+/// The learning rate of a new training run: with momentum 0.99 a step moves about 0.1 x the
+/// gradient.
+const DEFAULT_LR: f32 = 0.001;
+
 /// The demo's data: seeded synthetic cells, 16 images to train on and 4 held out.
 const DEMO_SIZE: usize = 160;
 
@@ -602,6 +608,7 @@ fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         checkpoint_every: 200,
         validate_every: args.steps.max(1),
         resume: None,
+        resume_lr: None,
         progress: true,
     };
     let summary = run(
@@ -637,7 +644,7 @@ fn load_dataset(
 fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
     let (sgd, config) = (
         Sgd {
-            lr: args.lr,
+            lr: args.lr.unwrap_or(DEFAULT_LR),
             momentum: args.momentum,
             weight_decay: args.weight_decay,
         },
@@ -678,6 +685,7 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
         resume: args.resume.clone(),
+        resume_lr: args.lr,
         progress: true,
     };
     let summary = run(

@@ -56,17 +56,35 @@ fn train_resume_predict_and_evaluate() {
     };
     let first = train("2", &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
+    // Resuming keeps the checkpoint's learning rate unless --lr replaces it.
     let resumed = train("3", &["--resume", s(&run)]);
     assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert!(
+        text(&resumed.stderr).contains("resuming at step 2 with learning rate 0.001"),
+        "{}",
+        text(&resumed.stderr)
+    );
     assert!(
         text(&resumed.stderr).contains("finished at step 3"),
         "{}",
         text(&resumed.stderr)
     );
+    let lowered = train("4", &["--resume", s(&run), "--lr", "0.0003"]);
+    assert!(
+        text(&lowered.stderr).contains("resuming at step 3 with learning rate 0.0003"),
+        "{}",
+        text(&lowered.stderr)
+    );
+    let resumed_again = train("5", &["--resume", s(&run)]);
+    assert!(
+        text(&resumed_again.stderr).contains("with learning rate 0.0003"),
+        "the lowered rate is saved in the checkpoint: {}",
+        text(&resumed_again.stderr)
+    );
     let losses = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     assert_eq!(
         losses.lines().count(),
-        1 + 3,
+        1 + 5,
         "a header and one line per step:\n{losses}"
     );
     for file in ["checkpoint.safetensors", "loss.png"] {

@@ -41,8 +41,12 @@ pub struct RunOptions {
     pub out: PathBuf,
     pub checkpoint_every: u64,
     pub validate_every: u64,
-    /// Continue from the checkpoint in this run folder.
+    /// Continue from the checkpoint in this run folder. The run keeps the checkpoint's
+    /// network and optimiser (`config`, `seed` and `sgd` above are not used) ...
     pub resume: Option<PathBuf>,
+    /// ... except that a learning rate given here replaces the checkpoint's: lowering it
+    /// for the last steps is a step schedule.
+    pub resume_lr: Option<f32>,
     pub progress: bool,
 }
 
@@ -83,7 +87,16 @@ pub fn run(
             options.seed,
         ),
     };
+    if let (Some(lr), Some(_)) = (options.resume_lr, &options.resume) {
+        trainer.sgd.lr = lr;
+    }
     trainer.sgd.validate()?;
+    if options.resume.is_some() && options.progress {
+        eprintln!(
+            "resuming at step {} with learning rate {}",
+            trainer.step, trainer.sgd.lr
+        );
+    }
     let config = *trainer.model.config();
     let out_size = config.check_tile(options.tile)?;
     let spec = TileSpec::new(options.tile, out_size)?;
