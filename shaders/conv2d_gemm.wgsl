@@ -104,8 +104,22 @@ const MAX_TILE_M: u32 = 16u;
 // dst[n, c, y, x] (c < c_src, y < h_src, x < w_src) = src[n, c, y - pad, x - pad], zero
 // outside src; with MASK (backward) src is dout and is zeroed where relu' (read off the
 // forward's out, `aux`) is 0. One invocation writes one vec4.
+// With SPACE_TO_DEPTH, src is an image of c_patch / 4 channels of 2 h_patch x 2 w_patch
+// pixels, seen as c_patch channels of h_patch x w_patch: channel 4 c + 2 a + b holds the
+// pixels (2 y + a, 2 x + b) of channel c. This is how the up-convolution's backward reads
+// dout (see conv_gemm's UPCONV).
 override MASK: bool = false;
+override SPACE_TO_DEPTH: bool = false;
 override WG_PREP: u32 = 64u;
+
+// Where src holds the value at (n, c, y, x) of the image pad_source copies.
+fn source_index(n: u32, c: u32, y: u32, x: u32) -> u32 {
+    if (SPACE_TO_DEPTH) {
+        let plane = ((n * (p.c_patch / 4u) + c / 4u) * 2u * p.h_patch);
+        return (plane + 2u * y + (c % 4u) / 2u) * 2u * p.w_patch + 2u * x + c % 2u;
+    }
+    return ((n * p.c_patch + c) * p.h_patch + y) * p.w_patch + x;
+}
 
 @group(0) @binding(1) var<storage, read> ps_src: array<f32>;
 @group(0) @binding(2) var<storage, read> ps_aux: array<f32>;
@@ -126,11 +140,10 @@ fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
     let sy = i32(y) - i32(p.pad);
     var v = vec4<f32>(0.0);
     if (c < p.c_patch && sy >= 0 && sy < i32(p.h_patch)) {
-        let row = ((n * p.c_patch + c) * p.h_patch + u32(sy)) * p.w_patch;
         for (var j = 0u; j < 4u; j++) {
             let sx = i32(x0 + j) - i32(p.pad);
             if (sx >= 0 && sx < i32(p.w_patch)) {
-                let i = row + u32(sx);
+                let i = source_index(n, c, u32(sy), u32(sx));
                 var s = ps_src[i];
                 if (MASK && p.relu != 0u && ps_aux[i] <= 0.0) {
                     s = 0.0;
@@ -185,7 +198,13 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
 // All tile loops have override-constant bounds, so the compiler unrolls them and every
 // private-array index is a constant.
 // Bindings: forward: S (padded inp), A, bias, out; backward-input: S (padded g), A, (unused), dinp.
+//
+// UPCONV: the 2x2 stride-2 up-convolution's forward, out[n, co, 2y + a, 2x + b] = bias[co]
+// + sum over ci of W[ci, co, a, b] * inp[n, ci, y, x], is this GEMM with k = 1 over the
+// input's pixels, grid channel m = 4 co + 2 a + b and A[m, ci] = W[ci, co, a, b]; only the
+// epilogue differs: it adds bias[m / 4] and scatters each m to its pixel of the 2x2 block.
 override BACKWARD_INPUT: bool = false;
+override UPCONV: bool = false;
 override WG: u32 = 8u;
 override MI: u32 = 1u;
 override ROWS: u32 = 3u;
@@ -199,6 +218,15 @@ override WIN_ROWS: u32 = ROWS + K - 1u;
 override WINDOW: u32 = WIN_ROWS * (QUADS + 1u);
 override ROUNDS: u32 = (WINDOW + SG - 1u) / SG;
 const MAX_ROUNDS: u32 = 10u;
+
+// Where grid value (n, m, y, x) goes.
+fn destination_index(n: u32, m: u32, y: u32, x: u32) -> u32 {
+    if (UPCONV) {
+        let plane = (n * (p.c_grid / 4u) + m / 4u) * 2u * p.h_grid;
+        return (plane + 2u * y + (m % 4u) / 2u) * 2u * p.w_grid + 2u * x + m % 2u;
+    }
+    return ((n * p.c_grid + m) * p.h_grid + y) * p.w_grid + x;
+}
 
 @group(0) @binding(1) var<storage, read> cg_src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> cg_a: array<vec4<f32>>;
@@ -272,7 +300,9 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             break;
         }
         var bias = 0.0;
-        if (!BACKWARD_INPUT) {
+        if (UPCONV) {
+            bias = cg_bias[m / 4u];
+        } else if (!BACKWARD_INPUT) {
             bias = cg_bias[m];
         }
         for (var r = 0u; r < ROWS; r++) {
@@ -285,7 +315,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
                 for (var j = 0u; j < 4u; j++) {
                     let x = x0 + 4u * q + j;
                     if (y < p.h_grid && x < p.w_grid) {
-                        cg_dst[((n * p.c_grid + m) * p.h_grid + y) * p.w_grid + x] = v[j];
+                        cg_dst[destination_index(n, m, y, x)] = v[j];
                     }
                 }
             }

@@ -407,7 +407,18 @@ pub fn forward_with(
         }
         Some(tiles) => {
             // GEMM: out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix] (+ bias, ReLU).
-            gemm_conv(gpu, conv, tiles, inp, inp, weight, bias, &out, false)?;
+            let pass = GemmPass {
+                conv: *conv,
+                src: Operand::plain(inp),
+                pad: conv.pad() as u32,
+                weight,
+                flip: false,
+                bias,
+                dst: &out,
+                grid: out.shape(),
+                epilogue: Epilogue::Forward,
+            };
+            gemm_conv(gpu, tiles, &pass)?;
         }
     }
     Ok(out)
@@ -435,7 +446,21 @@ pub fn backward_input_with(
         Some(tiles) => {
             // GEMM: dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full"
             // convolution of g = dout * relu'(out) with the transposed, flipped weight.
-            gemm_conv(gpu, conv, tiles, dout, out, weight, weight, &dinp, true)?;
+            let pass = GemmPass {
+                conv: *conv,
+                src: Operand {
+                    relu_of: conv.relu.then_some(out),
+                    ..Operand::plain(dout)
+                },
+                pad: (conv.kernel - 1 - conv.pad()) as u32,
+                weight,
+                flip: true,
+                bias: weight,
+                dst: &dinp,
+                grid: dinp.shape(),
+                epilogue: Epilogue::BackwardInput,
+            };
+            gemm_conv(gpu, tiles, &pass)?;
         }
     }
     Ok(dinp)
@@ -469,7 +494,14 @@ pub fn backward_params_with(
             let buffers = [out.buffer(), dout.buffer(), inp.buffer(), dweight.buffer()];
             gpu.dispatch(&BACKWARD_WEIGHT, &[], &params, &buffers, grid)?;
         }
-        Some(tiles) => gemm_backward_weight(gpu, conv, tiles, inp, out, dout, dweight)?,
+        Some(tiles) => {
+            let g = Operand {
+                relu_of: conv.relu.then_some(out),
+                ..Operand::plain(dout)
+            };
+            let pad = conv.pad() as u32;
+            gemm_backward_weight(gpu, conv, tiles, g, Operand::plain(inp), pad, dweight)?
+        }
     }
 
     // dbias is a plain reduction over pixels for both variants: one workgroup per channel.
@@ -477,35 +509,75 @@ pub fn backward_params_with(
     gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, [c_out as u32, 1, 1])
 }
 
-/// Prepares the padded patch source and the A matrix, then runs `conv_gemm` writing `dst`.
-/// Forward: `src` = inp (`aux` unused), `bias` added; backward-input: `src` = dout, `aux` =
-/// the forward's out (relu'), `bias` unused.
-#[allow(clippy::too_many_arguments)]
-fn gemm_conv(
-    gpu: &Gpu,
-    conv: &Conv2d,
-    tiles: GemmTiles,
-    src: &Tensor,
-    aux: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    dst: &Tensor,
-    backward_input: bool,
-) -> Result<()> {
-    let k = conv.kernel as u32;
-    let patch = src.shape();
-    let grid = dst.shape();
+/// An image as a GEMM operand reads it.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    tensor: &'a Tensor,
+    /// Zero the values where this tensor (the forward's out) is <= 0: g = dout * relu'(out).
+    relu_of: Option<&'a Tensor>,
+    /// Read [N, C, 2H, 2W] as [N, 4C, H, W], channel 4c + 2a + b holding pixels
+    /// (2y + a, 2x + b) of channel c (the up-convolution's dout).
+    space_to_depth: bool,
+}
+
+impl<'a> Operand<'a> {
+    fn plain(tensor: &'a Tensor) -> Operand<'a> {
+        Operand {
+            tensor,
+            relu_of: None,
+            space_to_depth: false,
+        }
+    }
+
+    /// The image the GEMM sees.
+    fn shape(&self) -> Shape {
+        let s = self.tensor.shape();
+        if self.space_to_depth {
+            Shape::new(s.n, 4 * s.c, s.h / 2, s.w / 2)
+        } else {
+            s
+        }
+    }
+}
+
+/// What `conv_gemm`'s epilogue does with the sums.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Epilogue {
+    /// Add the bias, apply the ReLU if the conv has one.
+    Forward,
+    /// Store as they are (dinp).
+    BackwardInput,
+    /// Add bias[m / 4] and scatter channel m = 4 co + 2 a + b to pixel (2y + a, 2x + b)
+    /// of channel co (the up-convolution's forward).
+    UpConv,
+}
+
+/// One `conv_gemm` launch: dst (seen as `grid`) = A x windows of the padded `src`.
+struct GemmPass<'a> {
+    /// The kernel size and ReLU of the pass.
+    conv: Conv2d,
+    src: Operand<'a>,
+    /// Zero padding on the top and left of `src`.
+    pad: u32,
+    /// A = the weight arranged by `arrange_weight` (`flip`: transposed and flipped).
+    weight: &'a Tensor,
+    flip: bool,
+    bias: &'a Tensor,
+    dst: &'a Tensor,
+    grid: Shape,
+    epilogue: Epilogue,
+}
+
+/// Prepares the padded patch source and the A matrix, then runs `conv_gemm`.
+fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
+    let k = pass.conv.kernel as u32;
+    let patch = pass.src.shape();
+    let grid = pass.grid;
     let wg = tiles.wg_for(gpu, grid.c, tiles.mi);
     let block = wg * tiles.mi;
     let c_grid_pad = (grid.c as u32).div_ceil(block) * block;
     let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
     let tiles_y = (grid.h as u32).div_ceil(tiles.rows);
-    // Backward-input is the "full" convolution of g: padding k - 1 - pad.
-    let pad = if backward_input {
-        conv.kernel - 1 - conv.pad()
-    } else {
-        conv.pad()
-    } as u32;
     // The tiles read source rows y0 .. y0 + rows + k - 2 and columns x0 .. x0 + 4 quads + 3.
     let padded = Shape::new(
         patch.n,
@@ -513,56 +585,60 @@ fn gemm_conv(
         (tiles_y * tiles.rows + k - 1) as usize,
         (4 * (tiles_x * tiles.quads + 1)) as usize,
     );
-    let s = pad_source(gpu, conv, src, aux, backward_input, pad, padded)?;
+    let s = pad_source(gpu, &pass.conv, pass.src, pass.pad, padded)?;
     let a = arrange_weight(
         gpu,
-        conv,
-        weight,
+        &pass.conv,
+        pass.weight,
         grid.c,
         patch.c,
         c_grid_pad,
-        backward_input,
+        pass.flip,
     )?;
 
-    let mut params = GemmParams::new(conv, patch, grid, pad, padded);
+    let mut params = GemmParams::new(&pass.conv, patch, grid, pass.pad, padded);
     params.c_grid_pad = c_grid_pad;
     params.tiles_y = tiles_y;
     let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
+    let flag = |on: bool| f64::from(u8::from(on));
     let constants = [
         ("K", f64::from(k)),
         ("WG", f64::from(wg)),
         ("MI", f64::from(tiles.mi)),
         ("ROWS", f64::from(tiles.rows)),
         ("QUADS", f64::from(tiles.quads)),
-        ("BACKWARD_INPUT", f64::from(u8::from(backward_input))),
+        (
+            "BACKWARD_INPUT",
+            flag(pass.epilogue == Epilogue::BackwardInput),
+        ),
+        ("UPCONV", flag(pass.epilogue == Epilogue::UpConv)),
         sg,
         sg_fixed,
     ];
     let workgroups = [c_grid_pad / block, tiles_x, grid.n as u32 * tiles_y];
-    let buffers = [s.buffer(), a.buffer(), bias.buffer(), dst.buffer()];
+    let buffers = [
+        s.buffer(),
+        a.buffer(),
+        pass.bias.buffer(),
+        pass.dst.buffer(),
+    ];
     gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, workgroups)
 }
 
-/// A zero-padded copy of `src` of shape `padded` (whole vec4 rows): `src` shifted by `pad`
-/// down and right; with `mask`, zero where relu'(aux) is 0 (g = dout * relu'(out)).
-fn pad_source(
-    gpu: &Gpu,
-    conv: &Conv2d,
-    src: &Tensor,
-    aux: &Tensor,
-    mask: bool,
-    pad: u32,
-    padded: Shape,
-) -> Result<Tensor> {
+/// A zero-padded copy of `src` (as the GEMM sees it) of shape `padded` (whole vec4 rows):
+/// shifted by `pad` down and right, masked by relu' where the operand says so.
+fn pad_source(gpu: &Gpu, conv: &Conv2d, src: Operand, pad: u32, padded: Shape) -> Result<Tensor> {
     let dst = Tensor::empty(gpu, padded, "conv2d padded source")?;
     let mut params = GemmParams::new(conv, src.shape(), src.shape(), pad, padded);
+    params.relu = u32::from(src.relu_of.is_some());
     let quads = (padded.numel() / 4) as u32;
     params.count = quads;
     let constants = [
-        ("K", conv.kernel as f64),
-        ("MASK", f64::from(u8::from(mask))),
+        ("MASK", f64::from(u8::from(src.relu_of.is_some()))),
+        ("SPACE_TO_DEPTH", f64::from(u8::from(src.space_to_depth))),
     ];
-    let buffers = [src.buffer(), aux.buffer(), dst.buffer()];
+    let aux = src.relu_of.unwrap_or(src.tensor);
+    let buffers = [src.tensor.buffer(), aux.buffer(), dst.buffer()];
     let grid = gpu.grid_1d(u64::from(quads), PREP_WORKGROUP);
     gpu.dispatch(&GEMM_PAD_SOURCE, &constants, &params, &buffers, grid)?;
     Ok(dst)
@@ -603,18 +679,19 @@ const PREP_WORKGROUP: u32 = 64;
 /// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
 /// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
 /// slice order (deterministic, no atomics). Both operands are first copied into
-/// zero-padded buffers that cover whole tiles: g = dout * relu'(out), and the input.
+/// zero-padded buffers that cover whole tiles: g (for a conv, dout * relu'(out)) and x
+/// (the input, padded by `pad`).
 fn gemm_backward_weight(
     gpu: &Gpu,
     conv: &Conv2d,
     tiles: GemmTiles,
-    inp: &Tensor,
-    out: &Tensor,
-    dout: &Tensor,
+    g: Operand,
+    x: Operand,
+    pad: u32,
     dweight: &Tensor,
 ) -> Result<()> {
-    let inp_shape = inp.shape();
-    let out_shape = out.shape();
+    let inp_shape = x.shape();
+    let out_shape = g.shape();
     let k = conv.kernel as u32;
     let wg = tiles.wg_for(gpu, out_shape.c, 1);
     let co_blocks = (out_shape.c as u32).div_ceil(wg);
@@ -635,15 +712,14 @@ fn gemm_backward_weight(
         (tiles_y * tiles.bw_rows) as usize,
         (tiles_x * 4 * tiles.bw_quads) as usize,
     );
-    let g = pad_source(gpu, conv, dout, out, true, 0, g_padded)?;
+    let g = pad_source(gpu, conv, g, 0, g_padded)?;
     let inp_padded = Shape::new(
         inp_shape.n,
         (ci_blocks * tiles.bw_ci) as usize,
         (tiles_y * tiles.bw_rows + k - 1) as usize,
         (4 * (tiles_x * tiles.bw_quads + 1)) as usize,
     );
-    let pad = conv.pad() as u32;
-    let x = pad_source(gpu, conv, inp, inp, false, pad, inp_padded)?;
+    let x = pad_source(gpu, conv, x, pad, inp_padded)?;
 
     let count = dweight.numel() as u32;
     let mut params = GemmParams::new(conv, inp_shape, out_shape, pad, inp_padded);
@@ -676,6 +752,91 @@ fn gemm_backward_weight(
     let grid = gpu.grid_1d(u64::from(count), WORKGROUP_SIZE);
     let constants = [("WG_SUM", f64::from(WORKGROUP_SIZE))];
     gpu.dispatch(&GEMM_SUM_SPLITS, &constants, &params, &buffers, grid)
+}
+
+// ---- The up-convolution on the same kernels ---------------------------------------------
+//
+// The 2x2 stride-2 transposed convolution (`ops::conv_transpose`) is three k = 1 GEMMs over
+// the input's pixels, with the 2x2 output block folded into channels (m = 4 co + 2 a + b):
+//   forward:          out block[m, pix] = W[ci, m]^T x inp[ci, pix]   (UPCONV epilogue)
+//   backward-input:   dinp[ci, pix] = W[ci, m] x dout_s2d[m, pix]    (space-to-depth read)
+//   backward-weight:  dW[ci, m] = inp[ci, pix] x dout_s2d[m, pix]^T
+// where dout_s2d[m = 4 co + 2 a + b, y, x] = dout[co, 2y + a, 2x + b] and W[ci, m] is the
+// [C_in, C_out, 2, 2] weight read as a C_in x 4 C_out matrix.
+
+/// The up-convolution's GEMMs as convolutions: 1x1, no padding, no ReLU.
+const UPCONV_GEMM: Conv2d = Conv2d {
+    kernel: 1,
+    padding: Padding::Valid,
+    relu: false,
+};
+
+/// The tiles to run the up-convolution with `algo`, or None where variant 1 must run.
+pub(crate) fn upconv_tiles(gpu: &Gpu, algo: ConvAlgo) -> Option<GemmTiles> {
+    algo.tiles(gpu, &UPCONV_GEMM)
+}
+
+/// out = up-conv(inp) + bias, `out` of shape [N, C_out, 2H, 2W].
+pub(crate) fn upconv_forward(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let (i, c_out) = (inp.shape(), out.shape().c);
+    let pass = GemmPass {
+        conv: UPCONV_GEMM,
+        src: Operand::plain(inp),
+        pad: 0,
+        weight,
+        // arrange_weight's transposed read of a 1x1 weight [C_in, 4 C_out] is W[ci, m]^T.
+        flip: true,
+        bias,
+        dst: out,
+        grid: Shape::new(i.n, 4 * c_out, i.h, i.w),
+        epilogue: Epilogue::UpConv,
+    };
+    gemm_conv(gpu, tiles, &pass)
+}
+
+/// Writes dinp and accumulates dweight and dbias of the up-convolution.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upconv_backward(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    inp: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    dinp: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+) -> Result<()> {
+    let dout_s2d = Operand {
+        space_to_depth: true,
+        ..Operand::plain(dout)
+    };
+    let pass = GemmPass {
+        conv: UPCONV_GEMM,
+        src: dout_s2d,
+        pad: 0,
+        weight,
+        flip: false,
+        bias: weight,
+        dst: dinp,
+        grid: dinp.shape(),
+        epilogue: Epilogue::BackwardInput,
+    };
+    gemm_conv(gpu, tiles, &pass)?;
+    // The weight gradient's rows run over ci: the GEMM's "g" is the input.
+    let g = Operand::plain(inp);
+    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight)?;
+    // dbias[co] += sum of dout over its pixels: the conv's bias reduction, without ReLU.
+    let params = UPCONV_GEMM.params(inp.shape(), dout.shape(), dbias.numel());
+    let buffers = [dout.buffer(), dout.buffer(), dbias.buffer()];
+    let groups = [dout.shape().c as u32, 1, 1];
+    gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, groups)
 }
 
 /// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.

@@ -9,15 +9,23 @@
 //! `weight`, which the caller (the model) holds anyway and passes back in.
 //!
 //! The backward writes `dinp` and accumulates (`+=`) into `dweight` and `dbias`, following
-//! the gradient rule in [`crate::ops`]. The weight and bias gradients are reductions over
-//! N * H * W pixels, done in one pass over dout: each invocation sums a block of 4 input x
-//! 4 output channels over every pixel in order (deterministic, no float atomics).
+//! the gradient rule in [`crate::ops`].
+//!
+//! Two implementations, chosen like the convolution's ([`ConvAlgo`]):
+//! - variant 1 (`shaders/conv_transpose.wgsl`): one invocation per output value (forward)
+//!   or input value (backward-input), and one per block of 4 input x 4 output channels
+//!   summing every pixel in order for the weight and bias gradients;
+//! - the default: the convolution's implicit-GEMM kernels, which run the up-convolution as
+//!   three 1x1 GEMMs (see "The up-convolution on the same kernels" in `conv2d.rs`).
+//!
+//! Both are deterministic (no float atomics).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
+use super::conv2d::{self, ConvAlgo};
 use super::WORKGROUP_SIZE;
 
 #[repr(C)]
@@ -117,10 +125,26 @@ fn check_bias(op: &'static str, name: &str, bias: Shape, c_out: usize) -> Result
 
 /// out = conv_transpose_2x2_stride2(inp, weight) + bias: [N, C_out, 2H, 2W].
 pub fn forward(gpu: &Gpu, inp: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    forward_with(gpu, ConvAlgo::default(), inp, weight, bias)
+}
+
+/// [`forward`] with the variant `algo`: [`ConvAlgo::Direct`] runs this module's kernels
+/// (variant 1), the GEMM variants the convolution's kernels (see [`super::conv2d`]).
+pub fn forward_with(
+    gpu: &Gpu,
+    algo: ConvAlgo,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
     const OP: &str = "conv-transpose";
     let c_out = check_weight(OP, inp.shape(), weight.shape())?;
     check_bias(OP, "bias", bias.shape(), c_out)?;
     let out = Tensor::empty(gpu, out_shape(inp.shape(), c_out), "conv-transpose out")?;
+    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo) {
+        conv2d::upconv_forward(gpu, tiles, inp, weight, bias, &out)?;
+        return Ok(out);
+    }
     gpu.dispatch(
         &FORWARD,
         &[],
@@ -135,6 +159,19 @@ pub fn forward(gpu: &Gpu, inp: &Tensor, weight: &Tensor, bias: &Tensor) -> Resul
 /// forward's `inp` and `weight` and the gradient `dout` of its output.
 pub fn backward(
     gpu: &Gpu,
+    inp: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+) -> Result<Tensor> {
+    backward_with(gpu, ConvAlgo::default(), inp, weight, dout, dweight, dbias)
+}
+
+/// [`backward`] with the variant `algo` (see [`forward_with`]).
+pub fn backward_with(
+    gpu: &Gpu,
+    algo: ConvAlgo,
     inp: &Tensor,
     weight: &Tensor,
     dout: &Tensor,
@@ -166,6 +203,10 @@ pub fn backward(
     check_bias(OP, "dbias", dbias.shape(), c_out)?;
 
     let dinp = Tensor::empty(gpu, inp.shape(), "conv-transpose dinp")?;
+    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo) {
+        conv2d::upconv_backward(gpu, tiles, inp, weight, dout, &dinp, dweight, dbias)?;
+        return Ok(dinp);
+    }
     gpu.dispatch(
         &BACKWARD_INPUT,
         &[],
