@@ -86,6 +86,16 @@ fn segment_start(lane: u32) -> u32 {
     return select(lane - lane % SG, 0u, SG_FIXED);
 }
 
+// One row of a window as vec4s: a tile's 4 QUADS columns and 4 more for the taps' reach.
+alias WindowRow = array<vec4<f32>, 5>;
+
+// The values s, s + 1, s + 2, s + 3 of a window row (s < 16; a constant once the tile
+// loops are unrolled, so this is a register shuffle).
+fn four_from(row: ptr<function, WindowRow>, s: u32) -> vec4<f32> {
+    return vec4<f32>((*row)[s / 4u][s % 4u], (*row)[(s + 1u) / 4u][(s + 1u) % 4u],
+                     (*row)[(s + 2u) / 4u][(s + 2u) % 4u], (*row)[(s + 3u) / 4u][(s + 3u) % 4u]);
+}
+
 // Item i of a window that the lanes of a segment loaded cooperatively, lane l of the
 // segment holding items l, l + SG, ... in `held` (= coop[i / SG] on that lane).
 fn window_item(held: vec4<f32>, segment: u32, i: u32) -> vec4<f32> {
@@ -269,7 +279,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
         for (var r = 0u; r < ROWS; r++) {
             for (var ky = 0u; ky < K; ky++) {
                 // The source row under tap row ky of output row r: 4 QUADS + 4 values.
-                var win: array<vec4<f32>, MAX_QUADS + 1u>;
+                var win: WindowRow;
                 for (var q = 0u; q <= QUADS; q++) {
                     let i = (r + ky) * (QUADS + 1u) + q;
                     win[q] = window_item(coop[i / SG], segment, i);
@@ -278,8 +288,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
                     for (var q = 0u; q < QUADS; q++) {
                         // Source values x0 + 4 q + kx .. + 3.
                         let s = 4u * q + kx;
-                        let xs = vec4<f32>(win[s / 4u][s % 4u], win[(s + 1u) / 4u][(s + 1u) % 4u],
-                                           win[(s + 2u) / 4u][(s + 2u) % 4u], win[(s + 3u) / 4u][(s + 3u) % 4u]);
+                        let xs = four_from(&win, s);
                         for (var i = 0u; i < MI; i++) {
                             let t = ky * K + kx;
                             let a = (i * ROWS + r) * QUADS + q;
@@ -408,7 +417,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
             for (var r = 0u; r < BW_ROWS; r++) {
                 for (var ky = 0u; ky < K; ky++) {
                     // Input row r + ky under the tile's row r: 4 BW_QUADS + 4 values.
-                    var win: array<vec4<f32>, MAX_BW_QUADS + 1u>;
+                    var win: WindowRow;
                     for (var q = 0u; q <= BW_QUADS; q++) {
                         let i = (c * BW_WIN_ROWS + r + ky) * (BW_QUADS + 1u) + q;
                         win[q] = window_item(coop[i / SG], segment, i);
@@ -416,8 +425,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
                     for (var kx = 0u; kx < K; kx++) {
                         for (var q = 0u; q < BW_QUADS; q++) {
                             let s = 4u * q + kx;
-                            let xs = vec4<f32>(win[s / 4u][s % 4u], win[(s + 1u) / 4u][(s + 1u) % 4u],
-                                               win[(s + 2u) / 4u][(s + 2u) % 4u], win[(s + 3u) / 4u][(s + 3u) % 4u]);
+                            let xs = four_from(&win, s);
                             let a = (c * K + ky) * K + kx;
                             acc[a] += dot(g[r * BW_QUADS + q], xs);
                         }
