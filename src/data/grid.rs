@@ -121,22 +121,23 @@ impl Symmetry {
         })
     }
 
+    /// The symmetry that undoes this one. Flips are their own inverses and commute;
+    /// transposing turns a flip of the columns into a flip of the rows, so undoing
+    /// "flip, then transpose" takes the other flip.
+    pub fn inverse(&self) -> Symmetry {
+        if self.transpose {
+            Symmetry {
+                flip_x: self.flip_y,
+                flip_y: self.flip_x,
+                transpose: true,
+            }
+        } else {
+            *self
+        }
+    }
+
     /// Undoes [`Symmetry::apply`]: `invert(apply(g)) == g`.
     pub fn invert<T: Copy>(&self, grid: &Grid<T>) -> Grid<T> {
-        // Each step is its own inverse; undo them in reverse order.
-        let (width, height) = if self.transpose {
-            (grid.height, grid.width)
-        } else {
-            (grid.width, grid.height)
-        };
-        Grid::from_fn(width, height, |x, y| {
-            let x = if self.flip_x { width - 1 - x } else { x };
-            let y = if self.flip_y { height - 1 - y } else { y };
-            if self.transpose {
-                grid.get(y, x)
-            } else {
-                grid.get(x, y)
-            }
-        })
+        self.inverse().apply(grid)
     }
 }
