@@ -105,12 +105,17 @@ impl GemmTiles {
     /// The default tiles for `gpu`, or None where the GEMM kernels cannot run there (no
     /// subgroup operations, or a workgroup too small for a whole subgroup).
     pub fn for_device(gpu: &Gpu, kernel: usize) -> Option<GemmTiles> {
-        let subgroups = gpu.subgroups()?;
         let tiles = GemmTiles {
-            wg: Self::DEFAULT.wg.max(subgroups.max),
+            wg: Self::DEFAULT.wg.max(Self::lane_step(gpu)),
             ..Self::DEFAULT
         };
         tiles.fits(gpu, kernel).then_some(tiles)
+    }
+
+    /// Workgroup sizes must be a multiple of this: whole subgroups (and whole lavapipe
+    /// SIMD registers of 8 lanes).
+    fn lane_step(gpu: &Gpu) -> u32 {
+        gpu.subgroups().map_or(8, |s| s.max.max(8))
     }
 
     /// Whether these tiles run on `gpu` for a k x k kernel.
@@ -119,11 +124,10 @@ impl GemmTiles {
             return false;
         };
         let limits = gpu.limits();
-        let step = subgroups.max.max(8);
         kernel <= Self::MAX_KERNEL
             && subgroups.min >= 4
             && self.wg > 0
-            && self.wg.is_multiple_of(step)
+            && self.wg.is_multiple_of(Self::lane_step(gpu))
             && self.wg <= limits.max_compute_invocations_per_workgroup
             && self.wg <= limits.max_compute_workgroup_size_x
             && (1..=4).contains(&self.mi)
@@ -137,7 +141,7 @@ impl GemmTiles {
     /// Invocations per workgroup for `channels` grid channels, `per_invocation` each: whole
     /// subgroups (and lavapipe SIMD registers) only.
     fn wg_for(&self, gpu: &Gpu, channels: usize, per_invocation: u32) -> u32 {
-        let step = gpu.subgroups().map_or(8, |s| s.max.max(8));
+        let step = Self::lane_step(gpu);
         let needed = (channels as u32).div_ceil(per_invocation);
         self.wg.min(needed.div_ceil(step) * step)
     }
@@ -690,15 +694,15 @@ fn gemm_backward_weight(
     pad: u32,
     dweight: &Tensor,
 ) -> Result<()> {
-    let inp_shape = x.shape();
-    let out_shape = g.shape();
+    let x_shape = x.shape();
+    let g_shape = g.shape();
     let k = conv.kernel as u32;
-    let wg = tiles.wg_for(gpu, out_shape.c, 1);
-    let co_blocks = (out_shape.c as u32).div_ceil(wg);
-    let ci_blocks = (inp_shape.c as u32).div_ceil(tiles.bw_ci);
-    let tiles_x = (out_shape.w as u32).div_ceil(4 * tiles.bw_quads);
-    let tiles_y = (out_shape.h as u32).div_ceil(tiles.bw_rows);
-    let pixel_tiles = out_shape.n as u32 * tiles_x * tiles_y;
+    let wg = tiles.wg_for(gpu, g_shape.c, 1);
+    let co_blocks = (g_shape.c as u32).div_ceil(wg);
+    let ci_blocks = (x_shape.c as u32).div_ceil(tiles.bw_ci);
+    let tiles_x = (g_shape.w as u32).div_ceil(4 * tiles.bw_quads);
+    let tiles_y = (g_shape.h as u32).div_ceil(tiles.bw_rows);
+    let pixel_tiles = g_shape.n as u32 * tiles_x * tiles_y;
     // Enough slices to give the device min_workgroups workgroups, but none empty and
     // never more than the per-dimension limit.
     let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
@@ -707,22 +711,22 @@ fn gemm_backward_weight(
     let splits = pixel_tiles.div_ceil(per_split);
 
     let g_padded = Shape::new(
-        out_shape.n,
+        g_shape.n,
         (co_blocks * wg) as usize,
         (tiles_y * tiles.bw_rows) as usize,
         (tiles_x * 4 * tiles.bw_quads) as usize,
     );
     let g = pad_source(gpu, conv, g, 0, g_padded)?;
-    let inp_padded = Shape::new(
-        inp_shape.n,
+    let x_padded = Shape::new(
+        x_shape.n,
         (ci_blocks * tiles.bw_ci) as usize,
         (tiles_y * tiles.bw_rows + k - 1) as usize,
         (4 * (tiles_x * tiles.bw_quads + 1)) as usize,
     );
-    let x = pad_source(gpu, conv, x, pad, inp_padded)?;
+    let x = pad_source(gpu, conv, x, pad, x_padded)?;
 
     let count = dweight.numel() as u32;
-    let mut params = GemmParams::new(conv, inp_shape, out_shape, pad, inp_padded);
+    let mut params = GemmParams::new(conv, x_shape, g_shape, pad, x_padded);
     params.c_grid_pad = co_blocks * wg;
     params.tiles_x = tiles_x;
     params.tiles_y = tiles_y;
