@@ -63,6 +63,17 @@ fn make_dataset(dir: &Path, stems: &[&str], size: (u32, u32), mask: impl Fn(u32,
 }
 
 /// `unet train` on `data` for `steps` steps of the small config, tile 124.
+/// A dataset of two 64x64 synthetic images with instance masks, in `dir/data`.
+fn two_synthetic_images(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    write_dataset(
+        &data,
+        &synthetic_dataset(2, 64, 64, 3, &SynthConfig::default()).unwrap(),
+    )
+    .unwrap();
+    data
+}
+
 fn train_args<'a>(data: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
         "train",
@@ -606,12 +617,7 @@ fn a_full_disk_fails_clearly_and_keeps_earlier_predictions() {
 #[test]
 fn a_full_disk_fails_clearly_and_keeps_the_last_checkpoint() {
     let dir = scratch("full-disk-train");
-    let data = dir.join("data");
-    write_dataset(
-        &data,
-        &synthetic_dataset(2, 64, 64, 3, &SynthConfig::default()).unwrap(),
-    )
-    .unwrap();
+    let data = two_synthetic_images(&dir);
     let run = dir.join("run");
     let mut args = train_args(s(&data), s(&run), "1");
     args.extend(["--mask", "instance"]);
@@ -766,12 +772,7 @@ fn running_out_of_gpu_memory_mid_run_fails_clearly_after_the_first_outputs() {
 #[test]
 fn losing_the_device_mid_run_fails_clearly_and_keeps_the_last_checkpoint() {
     let dir = scratch("device-lost");
-    let data = dir.join("data");
-    write_dataset(
-        &data,
-        &synthetic_dataset(2, 64, 64, 3, &SynthConfig::default()).unwrap(),
-    )
-    .unwrap();
+    let data = two_synthetic_images(&dir);
     let run = dir.join("run");
     let mut args = train_args(s(&data), s(&run), "100000");
     args.extend(["--mask", "instance"]);
