@@ -18,7 +18,7 @@ use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
 use unet_wgpu::train::checkpoint::{self, write_atomically};
-use unet_wgpu::train::run::{run, RunOptions, RunSummary};
+use unet_wgpu::train::run::{resume_checkpoint, run, RunOptions, RunSummary};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -137,9 +137,10 @@ impl WeightArgs {
 
 #[derive(Args, Clone)]
 struct ArchArgs {
-    /// unet (Ronneberger et al. 2015) or unetpp (U-Net++, Zhou et al. 2018: nested skips).
-    #[arg(long, default_value = "unet")]
-    arch: Arch,
+    /// unet (Ronneberger et al. 2015) or unetpp (U-Net++, Zhou et al. 2018: nested skips)
+    /// [default: unet]
+    #[arg(long)]
+    arch: Option<Arch>,
     /// Convolution padding: valid (the U-Net paper) or same (the U-Net++ default).
     #[arg(long, value_enum)]
     padding: Option<PaddingArg>,
@@ -157,7 +158,7 @@ enum PaddingArg {
 impl ArchArgs {
     /// `preset` in the chosen architecture, padding and supervision.
     fn apply(&self, preset: UNetConfig) -> Result<UNetConfig> {
-        let mut config = preset.with_arch(self.arch);
+        let mut config = preset.with_arch(self.arch.unwrap_or_default());
         match self.padding {
             Some(PaddingArg::Valid) => config.padding = Padding::Valid,
             Some(PaddingArg::Same) => config.padding = Padding::Same,
@@ -168,6 +169,12 @@ impl ArchArgs {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether any of these flags was given (a resumed run must not be asked for another
+    /// network than its checkpoint's).
+    fn given(&self) -> bool {
+        self.arch.is_some() || self.padding.is_some() || self.no_deep_supervision
     }
 }
 
@@ -200,9 +207,10 @@ struct TrainArgs {
     /// Hold out the last N images of --data (by file name) for validation.
     #[arg(long, conflicts_with = "val")]
     holdout: Option<usize>,
-    /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels).
-    #[arg(long, default_value = "small")]
-    config: String,
+    /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels)
+    /// [default: small; with --resume, the checkpoint's network]
+    #[arg(long)]
+    config: Option<String>,
     /// Input tile size (default: 188 for small, 572 for paper).
     #[arg(long)]
     tile: Option<usize>,
@@ -216,6 +224,10 @@ struct TrainArgs {
     /// [default: 0.001; with --resume, the checkpoint's, and a value given replaces it]
     #[arg(long)]
     lr: Option<f32>,
+    /// Ramp the learning rate up linearly over the first N steps: lets small tiles or a
+    /// higher --lr train instead of collapsing to one class.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warmup: u64,
     #[arg(long, default_value_t = 0.99)]
     momentum: f32,
     #[arg(long, default_value_t = 0.0)]
@@ -609,6 +621,7 @@ fn demo(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         validate_every: args.steps.max(1),
         resume: None,
         resume_lr: None,
+        warmup: 0,
         progress: true,
     };
     let summary = run(
@@ -648,9 +661,16 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
             momentum: args.momentum,
             weight_decay: args.weight_decay,
         },
-        args.arch.apply(UNetConfig::preset(&args.config)?)?,
+        args.arch.apply(UNetConfig::preset(
+            args.config.as_deref().unwrap_or("small"),
+        )?)?,
     );
     sgd.validate()?;
+    if let Some(folder) = args.resume.as_deref() {
+        if args.config.is_some() || args.arch.given() {
+            check_resumed_network(folder, &config)?;
+        }
+    }
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
     let mut train_set = load_dataset(&data_spec, &args.masks, &args.weights, args.seed, 20)?;
     let val_set = match (&args.val, args.holdout) {
@@ -686,6 +706,7 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         validate_every: args.validate_every,
         resume: args.resume.clone(),
         resume_lr: args.lr,
+        warmup: args.warmup,
         progress: true,
     };
     let summary = run(
@@ -702,6 +723,36 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
     }
     eprintln!("run folder: {}", args.out.display());
     Ok(())
+}
+
+/// A run resumes with its checkpoint's network; flags that ask for another one are an
+/// error rather than silently ignored.
+fn check_resumed_network(folder: &Path, asked: &UNetConfig) -> Result<()> {
+    let path = resume_checkpoint(folder);
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let held = checkpoint::parse(&bytes, &path)?.config;
+    if held == *asked {
+        return Ok(());
+    }
+    let describe = |c: &UNetConfig| {
+        format!(
+            "{} of depth {} with {} channels and {} padding",
+            c.arch,
+            c.depth,
+            c.base_channels,
+            format!("{:?}", c.padding).to_lowercase()
+        )
+    };
+    Err(Error::Config(format!(
+        "{} holds a {}, but --config/--arch/--padding ask for a {}: leave them out to resume \
+         that network, or start a new run in another --out folder",
+        path.display(),
+        describe(&held),
+        describe(asked)
+    )))
 }
 
 /// Splits off the last `n` samples (in file-name order) as a validation set.

@@ -81,6 +81,23 @@ fn train_resume_predict_and_evaluate() {
         "the lowered rate is saved in the checkpoint: {}",
         text(&resumed_again.stderr)
     );
+    // A resumed run keeps its checkpoint's network: asking for another one is an error,
+    // naming the same one is not.
+    for other in [&["--config", "paper"][..], &["--arch", "unetpp"]] {
+        let refused = train("6", &[&["--resume", s(&run)], other].concat());
+        assert!(!refused.status.success(), "resumed with {other:?}");
+        let reason = text(&refused.stderr);
+        assert!(
+            reason.contains("holds a unet of depth 4 with 16 channels and valid padding")
+                && reason.contains("leave them out"),
+            "{reason}"
+        );
+    }
+    let same = train(
+        "5",
+        &["--resume", s(&run), "--config", "small", "--arch", "unet"],
+    );
+    assert!(same.status.success(), "{}", text(&same.stderr));
     let losses = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     assert_eq!(
         losses.lines().count(),

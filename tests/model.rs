@@ -10,7 +10,7 @@ use common::*;
 use unet_wgpu::model::{Mode, UNet, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::{checkpoint, Batch, Trainer};
+use unet_wgpu::train::{checkpoint, warmup_factor, Batch, Trainer};
 use unet_wgpu::{Gpu, Shape};
 
 #[test]
@@ -229,6 +229,53 @@ fn resumed_training_equals_uninterrupted_training() {
     let (a, b) = (weights_of(&gpu, &straight), weights_of(&gpu, &resumed));
     let want: Vec<f64> = to_f64(&a);
     assert_close("weights after resume", &b, &want, 0.0, 1e-6);
+}
+
+#[test]
+fn warmup_scales_the_learning_rate_and_checkpoints_keep_the_full_rate() {
+    assert_eq!(warmup_factor(0, 4), 0.25);
+    assert_eq!(warmup_factor(1, 4), 0.5);
+    assert_eq!(warmup_factor(3, 4), 1.0);
+    assert_eq!(warmup_factor(9, 4), 1.0);
+    assert_eq!(warmup_factor(0, 0), 1.0, "no warm-up");
+
+    let gpu = gpu();
+    let out = small_trainer(&gpu, 4)
+        .model
+        .config()
+        .check_tile(TILE)
+        .unwrap();
+    let (image, labels, weights) = disks(TILE, out);
+    let batch = Batch {
+        input: &image,
+        labels: &labels,
+        weights: &weights,
+        n: 1,
+        tile: TILE,
+    };
+    // A quarter of lr 0.05 is exactly lr 0.0125 in f32 (a power-of-two factor), so the
+    // scaled trainer must take bit for bit the steps of one trained at 0.0125.
+    let mut scaled = small_trainer(&gpu, 4);
+    scaled.lr_scale = 0.25;
+    let mut quarter = small_trainer(&gpu, 4);
+    quarter.sgd.lr = 0.0125;
+    let mut full = small_trainer(&gpu, 4);
+    for trainer in [&mut scaled, &mut quarter, &mut full] {
+        for _ in 0..2 {
+            trainer.step(&gpu, &batch).unwrap();
+        }
+    }
+    let scaled_weights = weights_of(&gpu, &scaled);
+    assert_eq!(scaled_weights, weights_of(&gpu, &quarter));
+    assert_ne!(scaled_weights, weights_of(&gpu, &full));
+
+    let dir = std::env::temp_dir().join(format!("unet-warmup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+    checkpoint::save(&gpu, &scaled, &path).unwrap();
+    let loaded = checkpoint::load(&gpu, &path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!((loaded.sgd.lr, loaded.lr_scale), (0.05, 1.0));
 }
 
 #[test]

@@ -4,4 +4,4 @@ pub mod checkpoint;
 pub mod run;
 pub mod trainer;
 
-pub use trainer::{Batch, Trainer};
+pub use trainer::{warmup_factor, Batch, Trainer};

@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
-use super::trainer::{Batch, Trainer};
+use super::trainer::{warmup_factor, Batch, Trainer};
 use crate::data::{AugmentConfig, Dataset, TileSampler, TileSpec, TileStream};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// ... except that a learning rate given here replaces the checkpoint's: lowering it
     /// for the last steps is a step schedule.
     pub resume_lr: Option<f32>,
+    /// Ramp the learning rate up linearly over the run's first this many steps (0: no
+    /// warm-up); see [`warmup_factor`].
+    pub warmup: u64,
     pub progress: bool,
 }
 
@@ -138,6 +141,7 @@ pub fn run(
             n: batch,
             tile: options.tile,
         };
+        trainer.lr_scale = warmup_factor(trainer.step, options.warmup);
         let loss = trainer.step(gpu, &step_batch)?;
         losses.push((trainer.step - 1, loss));
 
@@ -182,7 +186,7 @@ pub fn run(
 }
 
 /// `--resume` takes a run folder or a checkpoint file.
-fn resume_checkpoint(path: &Path) -> PathBuf {
+pub fn resume_checkpoint(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.join(CHECKPOINT_FILE)
     } else {

@@ -28,6 +28,9 @@ pub struct Trainer {
     /// The run's seed: every random choice of step `s` is derived from (seed, s), so a
     /// resumed run continues exactly as if it had never stopped.
     pub seed: u64,
+    /// A factor on `sgd.lr` for the next steps, 1 but during a run's warm-up (see
+    /// [`warmup_factor`]); a setting of the run, not saved in checkpoints.
+    pub lr_scale: f32,
     /// The batch shape (N, tile) whose buffers the pool has planned, if any.
     planned_for: Option<(usize, usize)>,
 }
@@ -39,6 +42,7 @@ impl Trainer {
             sgd,
             step: 0,
             seed,
+            lr_scale: 1.0,
             planned_for: None,
         }
     }
@@ -90,10 +94,26 @@ impl Trainer {
         let loss = self
             .model
             .loss_and_gradients(gpu, input, &labels, &weights, mode)?;
+        let sgd = Sgd {
+            lr: self.sgd.lr * self.lr_scale,
+            ..self.sgd
+        };
         for p in self.model.params() {
-            self.sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
+            sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
         }
         Ok(loss)
+    }
+}
+
+/// The learning-rate factor of step `step` (counted from 0) under a linear warm-up of
+/// `warmup` steps: (step + 1) / warmup, then 1. With momentum 0.99 the first full-rate
+/// steps of a fresh network can throw it into a state where it predicts one class
+/// everywhere and stays there; ramping the rate up avoids that.
+pub fn warmup_factor(step: u64, warmup: u64) -> f32 {
+    if step >= warmup {
+        1.0
+    } else {
+        (step + 1) as f32 / warmup as f32
     }
 }
 
