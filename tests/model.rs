@@ -141,14 +141,15 @@ fn disks(tile: usize, out: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     (image, labels, vec![1.0; out * out])
 }
 
+const SMALL: UNetConfig = UNetConfig {
+    depth: 3,
+    base_channels: 8,
+    dropout: Some(0.5),
+    ..UNetConfig::paper()
+};
+
 fn small_trainer(gpu: &Gpu, seed: u64) -> Trainer {
-    let config = UNetConfig {
-        depth: 3,
-        base_channels: 8,
-        dropout: Some(0.5),
-        ..UNetConfig::paper()
-    };
-    let model = UNet::new(gpu, config, seed).unwrap();
+    let model = UNet::new(gpu, SMALL, seed).unwrap();
     Trainer::new(
         model,
         Sgd {
@@ -162,21 +163,44 @@ fn small_trainer(gpu: &Gpu, seed: u64) -> Trainer {
 
 const TILE: usize = 60;
 
+/// `copies` copies of the disks image at `TILE`, its labels and weights cropped to the
+/// output of `SMALL`.
+struct DiskTiles {
+    image: Vec<f32>,
+    labels: Vec<f32>,
+    weights: Vec<f32>,
+    copies: usize,
+}
+
+impl DiskTiles {
+    fn new(copies: usize) -> DiskTiles {
+        let (image, labels, weights) = disks(TILE, SMALL.check_tile(TILE).unwrap());
+        let repeat = |v: Vec<f32>| v.repeat(copies);
+        DiskTiles {
+            image: repeat(image),
+            labels: repeat(labels),
+            weights: repeat(weights),
+            copies,
+        }
+    }
+
+    fn batch(&self) -> Batch<'_> {
+        Batch {
+            input: &self.image,
+            labels: &self.labels,
+            weights: &self.weights,
+            n: self.copies,
+            tile: TILE,
+        }
+    }
+}
+
 #[test]
 fn overfits_one_image() {
     let gpu = gpu();
     gpu.set_poison(false);
     let mut trainer = small_trainer(&gpu, 1);
-    let out = trainer.model.config().check_tile(TILE).unwrap();
-    let (image, labels, weights) = disks(TILE, out);
-    let batch = Batch {
-        input: &image,
-        labels: &labels,
-        weights: &weights,
-        n: 1,
-        tile: TILE,
-    };
-    assert_overfits(&gpu, &mut trainer, &batch, 300);
+    assert_overfits(&gpu, &mut trainer, &DiskTiles::new(1).batch(), 300);
 }
 
 fn weights_of(gpu: &Gpu, trainer: &Trainer) -> Vec<f32> {
@@ -191,19 +215,8 @@ fn weights_of(gpu: &Gpu, trainer: &Trainer) -> Vec<f32> {
 #[test]
 fn resumed_training_equals_uninterrupted_training() {
     let gpu = gpu();
-    let out = small_trainer(&gpu, 2)
-        .model
-        .config()
-        .check_tile(TILE)
-        .unwrap();
-    let (image, labels, weights) = disks(TILE, out);
-    let batch = Batch {
-        input: &image,
-        labels: &labels,
-        weights: &weights,
-        n: 1,
-        tile: TILE,
-    };
+    let tiles = DiskTiles::new(1);
+    let batch = tiles.batch();
 
     let mut straight = small_trainer(&gpu, 2);
     for _ in 0..6 {
@@ -240,19 +253,8 @@ fn warmup_scales_the_learning_rate_and_checkpoints_keep_the_full_rate() {
     assert_eq!(warmup_factor(0, 0), 1.0, "no warm-up");
 
     let gpu = gpu();
-    let out = small_trainer(&gpu, 4)
-        .model
-        .config()
-        .check_tile(TILE)
-        .unwrap();
-    let (image, labels, weights) = disks(TILE, out);
-    let batch = Batch {
-        input: &image,
-        labels: &labels,
-        weights: &weights,
-        n: 1,
-        tile: TILE,
-    };
+    let tiles = DiskTiles::new(1);
+    let batch = tiles.batch();
     // A quarter of lr 0.05 is exactly lr 0.0125 in f32 (a power-of-two factor), so the
     // scaled trainer must take bit for bit the steps of one trained at 0.0125.
     let mut scaled = small_trainer(&gpu, 4);
@@ -283,18 +285,8 @@ fn warm_steps_allocate_nothing() {
     let gpu = gpu();
     gpu.set_poison(false);
     let mut trainer = small_trainer(&gpu, 3);
-    let out = trainer.model.config().check_tile(TILE).unwrap();
-    // A batch of two copies of the image.
-    let (image, labels, weights) = disks(TILE, out);
-    let twice = |v: &[f32]| [v, v].concat();
-    let (image, labels, weights) = (twice(&image), twice(&labels), twice(&weights));
-    let batch = Batch {
-        input: &image,
-        labels: &labels,
-        weights: &weights,
-        n: 2,
-        tile: TILE,
-    };
+    let tiles = DiskTiles::new(2);
+    let batch = tiles.batch();
     trainer.step(&gpu, &batch).unwrap();
     let (stats, pipelines) = (gpu.pool_stats(), gpu.pipelines_built());
     for _ in 0..3 {
