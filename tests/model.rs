@@ -10,7 +10,7 @@ use common::*;
 use unet_wgpu::model::{Mode, UNet, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::{checkpoint, warmup_factor, Batch, Trainer};
+use unet_wgpu::train::{warmup_factor, Batch, Trainer};
 use unet_wgpu::{Gpu, Shape};
 
 #[test]
@@ -223,21 +223,16 @@ fn resumed_training_equals_uninterrupted_training() {
         straight.step(&gpu, &batch).unwrap();
     }
 
-    let dir = std::env::temp_dir().join(format!("unet-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ckpt.safetensors");
     let mut first_half = small_trainer(&gpu, 2);
     for _ in 0..3 {
         first_half.step(&gpu, &batch).unwrap();
     }
-    checkpoint::save(&gpu, &first_half, &path).unwrap();
+    let mut resumed = through_checkpoint(&gpu, &first_half, "resume");
     drop(first_half);
-    let mut resumed = checkpoint::load(&gpu, &path).unwrap();
     assert_eq!(resumed.step, 3);
     for _ in 0..3 {
         resumed.step(&gpu, &batch).unwrap();
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 
     let (a, b) = (weights_of(&gpu, &straight), weights_of(&gpu, &resumed));
     let want: Vec<f64> = to_f64(&a);
@@ -271,12 +266,7 @@ fn warmup_scales_the_learning_rate_and_checkpoints_keep_the_full_rate() {
     assert_eq!(scaled_weights, weights_of(&gpu, &quarter));
     assert_ne!(scaled_weights, weights_of(&gpu, &full));
 
-    let dir = std::env::temp_dir().join(format!("unet-warmup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ckpt.safetensors");
-    checkpoint::save(&gpu, &scaled, &path).unwrap();
-    let loaded = checkpoint::load(&gpu, &path).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let loaded = through_checkpoint(&gpu, &scaled, "warmup");
     assert_eq!((loaded.sgd.lr, loaded.lr_scale), (0.05, 1.0));
 }
 

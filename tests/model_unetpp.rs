@@ -11,7 +11,7 @@ use common::*;
 use unet_wgpu::model::{Arch, Heads, Mode, Network, UNetConfig, UNetPlusPlus};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::{checkpoint, Batch, Trainer};
+use unet_wgpu::train::{Batch, Trainer};
 use unet_wgpu::{Gpu, Shape};
 
 fn tiny(padding: Padding, base_channels: usize) -> UNetConfig {
@@ -323,12 +323,7 @@ fn checkpoint_round_trip_keeps_the_architecture_and_weights() {
         tile: TILE,
     };
     trainer.step(&gpu, &batch).unwrap();
-    let dir = std::env::temp_dir().join(format!("unetpp-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ckpt.safetensors");
-    checkpoint::save(&gpu, &trainer, &path).unwrap();
-    let loaded = checkpoint::load(&gpu, &path).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let loaded = through_checkpoint(&gpu, &trainer, "unetpp-ckpt");
 
     assert_eq!(loaded.model.config(), trainer.model.config());
     assert_eq!(loaded.step, 1);

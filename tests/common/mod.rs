@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::conv2d::Padding;
-use unet_wgpu::train::{Batch, Trainer};
+use unet_wgpu::train::{checkpoint, Batch, Trainer};
 use unet_wgpu::{AdapterChoice, Gpu, Shape, Tensor};
 
 /// The test GPU, in poison mode (new outputs are NaN until a kernel writes them).
@@ -112,4 +112,16 @@ pub fn tiny_config() -> UNetConfig {
         dropout: None,
         ..UNetConfig::small()
     }
+}
+
+/// `trainer` saved to a checkpoint file and loaded back; `name` keeps tests running at
+/// the same time apart, and the file is removed.
+pub fn through_checkpoint(gpu: &Gpu, trainer: &Trainer, name: &str) -> Trainer {
+    let dir = std::env::temp_dir().join(format!("unet-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+    checkpoint::save(gpu, trainer, &path).unwrap();
+    let loaded = checkpoint::load(gpu, &path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    loaded
 }
