@@ -18,7 +18,7 @@ use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
 use unet_wgpu::train::checkpoint::{self, write_atomically};
-use unet_wgpu::train::run::{resume_checkpoint, run, RunOptions, RunSummary};
+use unet_wgpu::train::run::{resume_checkpoint, run, run_folder, RunOptions, RunSummary};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -232,9 +232,10 @@ struct TrainArgs {
     momentum: f32,
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
-    /// The run folder (checkpoint, loss curve, overlays).
-    #[arg(long, default_value = "runs/train")]
-    out: PathBuf,
+    /// The run folder (checkpoint, loss curve, overlays)
+    /// [default: runs/train; with --resume, the resumed run's folder]
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run in this folder (or from this checkpoint file).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -655,22 +656,21 @@ fn load_dataset(
 }
 
 fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
-    let (sgd, config) = (
-        Sgd {
-            lr: args.lr.unwrap_or(DEFAULT_LR),
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-        },
-        args.arch.apply(UNetConfig::preset(
-            args.config.as_deref().unwrap_or("small"),
-        )?)?,
-    );
+    let sgd = Sgd {
+        lr: args.lr.unwrap_or(DEFAULT_LR),
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+    };
     sgd.validate()?;
-    if let Some(folder) = args.resume.as_deref() {
-        if args.config.is_some() || args.arch.given() {
-            check_resumed_network(folder, &config)?;
+    let asked = args.arch.apply(UNetConfig::preset(
+        args.config.as_deref().unwrap_or("small"),
+    )?)?;
+    let config = match args.resume.as_deref() {
+        Some(folder) => {
+            resumed_network(folder, &asked, args.config.is_some() || args.arch.given())?
         }
-    }
+        None => asked,
+    };
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
     let mut train_set = load_dataset(&data_spec, &args.masks, &args.weights, args.seed, 20)?;
     let val_set = match (&args.val, args.holdout) {
@@ -688,6 +688,11 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         }
         (None, None) => None,
     };
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resumed)) => run_folder(resumed),
+        (None, None) => PathBuf::from("runs/train"),
+    };
     let gpu = open_gpu(choice)?;
     let options = RunOptions {
         config,
@@ -701,7 +706,7 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         } else {
             AugmentConfig::default()
         },
-        out: args.out.clone(),
+        out: out.clone(),
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
         resume: args.resume.clone(),
@@ -719,23 +724,23 @@ fn train(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
     report_run(&summary);
     if let Some(val) = &val_set {
         let foreground = predict_dataset(&gpu, &summary, val, options.tile, OVERLAYS)?;
-        write_val_outputs(val, &foreground, &args.out)?;
+        write_val_outputs(val, &foreground, &out)?;
     }
-    eprintln!("run folder: {}", args.out.display());
+    eprintln!("run folder: {}", out.display());
     Ok(())
 }
 
-/// A run resumes with its checkpoint's network; flags that ask for another one are an
-/// error rather than silently ignored.
-fn check_resumed_network(folder: &Path, asked: &UNetConfig) -> Result<()> {
+/// The network a resumed run trains: its checkpoint's (which also sets the default tile).
+/// Flags that ask for another one (`explicit`) are an error rather than silently ignored.
+fn resumed_network(folder: &Path, asked: &UNetConfig, explicit: bool) -> Result<UNetConfig> {
     let path = resume_checkpoint(folder);
     let bytes = std::fs::read(&path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
     let held = checkpoint::parse(&bytes, &path)?.config;
-    if held == *asked {
-        return Ok(());
+    if !explicit || held == *asked {
+        return Ok(held);
     }
     let describe = |c: &UNetConfig| {
         format!(

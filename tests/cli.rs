@@ -25,6 +25,37 @@ fn every_command_has_help_with_examples() {
 }
 
 #[test]
+fn a_resumed_run_keeps_its_network_default_tile_and_folder() {
+    let run = scratch("resume-unetpp").join("run");
+    let first = unet(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--arch",
+        "unetpp",
+        "--tile",
+        "64",
+        "--steps",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    // No --arch, --tile or --out: the checkpoint's U-Net++ (whose default tile is 192; the
+    // small U-Net's 188 does not fit it), trained on in the same folder.
+    let resumed = unet(&["train", "--resume", s(&run), "--steps", "2"]);
+    let log = text(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(log.contains("finished at step 2"), "{log}");
+    assert!(
+        log.contains(&format!("run folder: {}", run.display())),
+        "{log}"
+    );
+    let losses = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    assert_eq!(losses.lines().count(), 1 + 2, "{losses}");
+}
+
+#[test]
 fn train_resume_predict_and_evaluate() {
     let dir = scratch("pipeline");
     let data = dir.join("data");

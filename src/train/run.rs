@@ -194,6 +194,17 @@ pub fn resume_checkpoint(path: &Path) -> PathBuf {
     }
 }
 
+/// The folder of the run `--resume` names: the folder itself, or the checkpoint file's.
+pub fn run_folder(resumed: &Path) -> PathBuf {
+    if resumed.is_dir() {
+        return resumed.to_path_buf();
+    }
+    match resumed.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn save_run(
     gpu: &Gpu,
     trainer: &Trainer,
