@@ -187,9 +187,13 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     let co = wid.x;
     let pixels = p.out_h * p.out_w;
     var acc = 0.0;
-    for (var j = lid; j < p.n * pixels; j += WG) {
-        let n = j / pixels;
-        acc += grad_at((n * p.c_out + co) * pixels + j % pixels);
+    // Two loops rather than one over n * pixels: no division per element, which a CPU
+    // device runs one lane at a time.
+    for (var n = 0u; n < p.n; n++) {
+        let plane = (n * p.c_out + co) * pixels;
+        for (var j = lid; j < pixels; j += WG) {
+            acc += grad_at(plane + j);
+        }
     }
     partial[lid] = acc;
     workgroup_sum(lid);

@@ -358,6 +358,7 @@ enum BenchCommand {
     /// A whole training step: forward, loss, backward, SGD.
     #[command(
         after_help = "Examples:\n  unet bench step --config small\n  unet bench step --config paper --reps 1\n  \
+        unet bench step --config small --profile\n  \
         unet bench step --config small --arch unetpp --tile 96"
     )]
     Step {
@@ -369,6 +370,9 @@ enum BenchCommand {
         tile: Option<usize>,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Then time each kernel over --reps more steps (GPU timestamps at every pass).
+        #[arg(long)]
+        profile: bool,
         #[arg(long)]
         json: Option<PathBuf>,
         #[command(flatten)]
@@ -519,12 +523,13 @@ fn bench(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             config,
             tile,
             reps,
+            profile,
             json,
             arch,
         } => {
             let net = arch.apply(UNetConfig::preset(&config)?)?;
             let tile = tile.unwrap_or_else(|| default_tile(&net));
-            let report = step::bench_step(&gpu, &config, net, tile, 1, reps)?;
+            let report = step::bench_step(&gpu, &config, net, tile, 1, reps, profile)?;
             step::print_step_report(&report);
             if let Some(path) = json {
                 write_json(&path, &report)?;

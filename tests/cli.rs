@@ -226,6 +226,35 @@ fn weightmap_writes_png_and_npy() {
 }
 
 #[test]
+fn bench_step_profiles_the_kernels() {
+    let out = ok(&[
+        "bench",
+        "step",
+        "--config",
+        "small",
+        "--tile",
+        "108",
+        "--reps",
+        "1",
+        "--profile",
+    ]);
+    assert!(out.contains("median"), "{out}");
+    if out.contains("timestamps: true") {
+        for kernel in [
+            "max_pool.wgsl::forward",
+            "loss.wgsl::xent_forward_backward",
+            "sgd.wgsl::sgd_step",
+        ] {
+            assert!(out.contains(kernel), "{kernel} missing:\n{out}");
+        }
+        assert!(
+            out.contains("passes:") && out.contains("ms of GPU time"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn bad_input_gives_one_line_errors() {
     let dir = scratch("errors");
     let missing = dir.join("nope.png");

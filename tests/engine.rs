@@ -187,3 +187,61 @@ fn a_planned_job_runs_in_its_planned_buffers() {
     let other = Tensor::from_slice(&gpu, Shape::new(1, 1, 1, 7), &[3.0; 7], "other").unwrap();
     assert_eq!(other.to_vec(&gpu).unwrap(), vec![3.0; 7]);
 }
+
+#[test]
+fn profiling_times_every_pass_by_kernel() {
+    use unet_wgpu::ops::conv2d::{self, Conv2d, Padding};
+    let gpu = gpu();
+    if !gpu.has_timestamps() {
+        eprintln!("skipped: this adapter has no timestamp queries");
+        assert!(gpu.start_profiling().is_err(), "profiling must refuse");
+        return;
+    }
+    let conv = Conv2d {
+        kernel: 3,
+        padding: Padding::Valid,
+        relu: true,
+    };
+    let mut r = rng(7);
+    let inp = upload(&gpu, Shape::new(1, 4, 20, 20), &random_vec(&mut r, 1600));
+    let weight = upload(&gpu, Shape::new(8, 4, 3, 3), &random_vec(&mut r, 288));
+    let bias = upload(&gpu, Shape::new(1, 1, 1, 8), &random_vec(&mut r, 8));
+
+    gpu.start_profiling().unwrap();
+    for _ in 0..3 {
+        conv2d::forward(&gpu, &conv, &inp, &weight, &bias).unwrap();
+    }
+    fill(&gpu, &inp, 1.0).unwrap();
+    let profile = gpu.finish_profiling().unwrap();
+
+    let passes = |kernel: &str| {
+        profile
+            .kernels
+            .iter()
+            .find(|k| k.kernel == kernel)
+            .map_or(0, |k| k.passes)
+    };
+    // (Test mode also fills every new tensor with NaN.)
+    assert!(passes("fill.wgsl::fill") >= 1, "{profile:?}");
+    let conv_passes: usize = profile
+        .kernels
+        .iter()
+        .filter(|k| k.kernel.starts_with("conv2d"))
+        .map(|k| k.passes)
+        .sum();
+    assert_eq!(
+        conv_passes % 3,
+        0,
+        "each forward runs the same passes: {profile:?}"
+    );
+    assert!(conv_passes >= 3, "{profile:?}");
+    assert_eq!(profile.untimed_passes, 0);
+    let sum: f64 = profile.kernels.iter().map(|k| k.ms).sum();
+    assert!((sum - profile.total_ms).abs() < 1e-9 && profile.total_ms > 0.0);
+    assert!(
+        profile.kernels.windows(2).all(|w| w[0].ms >= w[1].ms),
+        "sorted"
+    );
+    // Profiling is off again: nothing more is timed.
+    assert!(gpu.finish_profiling().unwrap().kernels.is_empty());
+}

@@ -223,19 +223,27 @@ fn odd_size_difference_rounds_the_offset_down() {
 }
 
 #[test]
-fn large_tensors_use_a_folded_grid() {
-    // 2 * 8 * 1,050,000 = 16.8 million output elements > 65,535 * 256, and as many skip
-    // elements for the backward.
+fn many_rows_use_a_folded_grid() {
+    // The launches run 8 rows per workgroup: 2 * 4 * 70,000 = 560,000 rows of each part
+    // need more than 65,535 workgroups, so the grid folds into 2-D.
     let gpu = gpu();
-    let (ss, us) = (
-        Shape::new(2, 4, 1, 1_050_004),
-        Shape::new(2, 4, 1, 1_050_000),
-    );
+    let (ss, us) = (Shape::new(2, 4, 70_004, 3), Shape::new(2, 4, 70_000, 2));
     assert!(
-        gpu.grid_1d(us.with_c(8).numel() as u64, 256)[1] > 1,
+        gpu.grid_1d((us.n * us.c * us.h) as u64, 8)[1] > 1,
         "this size must need the fold"
     );
     check_against_reference(&gpu, 30, ss, us);
+}
+
+#[test]
+fn long_rows_are_covered_by_the_lanes_striding() {
+    // Rows of a million elements: each lane of a workgroup covers many of them.
+    let gpu = gpu();
+    let (ss, us) = (
+        Shape::new(2, 2, 1, 1_000_004),
+        Shape::new(2, 2, 1, 1_000_000),
+    );
+    check_against_reference(&gpu, 31, ss, us);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::adapter::{choose_adapter, AdapterChoice};
 use super::pipeline::{Constants, Kernel, PipelineCache};
 use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
+use super::profile::{Profile, Profiler};
 use crate::error::{Error, Result};
 
 /// Dispatches recorded before the recorder submits on its own.
@@ -37,6 +38,8 @@ pub struct Gpu {
     pipelines: PipelineCache,
     pool: Rc<BufferPool>,
     recorder: RefCell<Recorder>,
+    /// Timestamps of every pass while profiling ([`Gpu::start_profiling`]).
+    profiler: RefCell<Option<Profiler>>,
     /// The first error the device reported outside an error scope, if any.
     device_error: Arc<Mutex<Option<String>>>,
     /// Set when the device is lost.
@@ -127,6 +130,7 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             pool: Rc::new(BufferPool::default()),
             recorder: RefCell::new(recorder),
+            profiler: RefCell::new(None),
             device_error,
             lost,
             poison: Cell::new(false),
@@ -371,10 +375,12 @@ impl Gpu {
             layout: &cached.layout,
             entries: &entries,
         });
+        let mut profiler = self.profiler.borrow_mut();
+        let timestamp_writes = profiler.as_mut().and_then(|p| p.time_pass(kernel));
         let encoder = recorder.encoder(&self.device);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.entry),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_pipeline(&cached.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
@@ -437,6 +443,11 @@ impl Gpu {
 
     /// Reads `len` bytes of `buffer` back to the host, running everything recorded.
     pub(crate) fn download(&self, buffer: &PooledBuffer, len: u64) -> Result<Vec<u8>> {
+        self.read_back(buffer.buffer(), len)
+    }
+
+    /// [`Gpu::download`] of any buffer that can be copied from.
+    fn read_back(&self, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
         if self.dry_run.get() {
             return Ok(vec![0; len as usize]);
         }
@@ -444,7 +455,7 @@ impl Gpu {
         self.recorder
             .borrow_mut()
             .encoder(&self.device)
-            .copy_buffer_to_buffer(buffer.buffer(), 0, staging.buffer(), 0, len);
+            .copy_buffer_to_buffer(buffer, 0, staging.buffer(), 0, len);
         self.flush()?;
         let slice = staging.buffer().slice(..len);
         let mapped = Arc::new(Mutex::new(None));
@@ -464,6 +475,50 @@ impl Gpu {
             .to_vec();
         staging.buffer().unmap();
         Ok(bytes)
+    }
+
+    /// Times every pass recorded from now on, until [`Gpu::finish_profiling`]. Needs
+    /// timestamp queries ([`Gpu::has_timestamps`]).
+    pub fn start_profiling(&self) -> Result<()> {
+        if !self.has_timestamps() {
+            return Err(Error::Config(format!(
+                "{} has no timestamp queries, which profiling needs: leave out --profile, \
+                 or pick another adapter with --adapter (see `unet info`)",
+                self.info.name
+            )));
+        }
+        self.flush()?;
+        *self.profiler.borrow_mut() = Some(Profiler::new(&self.device));
+        Ok(())
+    }
+
+    /// Runs everything recorded and returns the GPU time per kernel since
+    /// [`Gpu::start_profiling`] (an empty profile if it was not called).
+    pub fn finish_profiling(&self) -> Result<Profile> {
+        let Some(profiler) = self.profiler.borrow_mut().take() else {
+            return Ok(Profile::default());
+        };
+        let (query_set, queries) = profiler.written();
+        if queries.is_empty() {
+            return Ok(profiler.summarise(&[], 1.0));
+        }
+        let len = u64::from(queries.end) * wgpu::QUERY_SIZE as u64;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: len,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.recorder
+            .borrow_mut()
+            .encoder(&self.device)
+            .resolve_query_set(query_set, queries, &resolved, 0);
+        let bytes = self.read_back(&resolved, len)?;
+        let ticks: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|t| u64::from_le_bytes(t.try_into().expect("8 bytes")))
+            .collect();
+        Ok(profiler.summarise(&ticks, self.queue.get_timestamp_period()))
     }
 
     /// Submits everything recorded so far (without waiting for it).

@@ -5,8 +5,10 @@ mod context;
 mod pipeline;
 mod plan;
 mod pool;
+mod profile;
 
 pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
 pub use context::{Gpu, Subgroups};
 pub use pipeline::{Access, Constants, Kernel, Shader};
 pub use pool::{BufferKind, PoolStats, PooledBuffer};
+pub use profile::{KernelTime, Profile};

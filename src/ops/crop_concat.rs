@@ -23,12 +23,10 @@ use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
-use super::WORKGROUP_SIZE;
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    /// Elements the launch covers: the part's crop window (place) or the part (take).
+    /// Rows the launch covers: of the part's crop window (place) or of the part (take).
     total: u32,
     part_c: u32,
     part_h: u32,
@@ -43,6 +41,9 @@ struct Params {
 }
 
 /// part -> its channels of out.
+/// Rows per workgroup (`ROWS` in the shader).
+const ROWS_PER_WORKGROUP: u32 = 8;
+
 const PLACE: Kernel = Kernel {
     shader: shader!("crop_concat.wgsl"),
     entry: "place",
@@ -100,10 +101,11 @@ impl Placement {
         Ok(placements)
     }
 
-    fn params(&self, total: usize) -> Params {
+    /// Params for a launch over `rows` rows (see `ROWS` in the shader).
+    fn params(&self, rows: usize) -> Params {
         let (part, out) = (self.part, self.out);
         Params {
-            total: total as u32,
+            total: rows as u32,
             part_c: part.c as u32,
             part_h: part.h as u32,
             part_w: part.w as u32,
@@ -124,13 +126,14 @@ pub fn forward_parts(gpu: &Gpu, parts: &[&Tensor], h: usize, w: usize) -> Result
     let placements = Placement::all("crop-concat", &shapes, h, w)?;
     let out = Tensor::empty(gpu, placements[0].out, "crop-concat out")?;
     for (part, placement) in parts.iter().zip(&placements) {
-        let window = placement.out.with_c(placement.part.c).numel();
+        let window = placement.out.with_c(placement.part.c);
+        let rows = window.n * window.c * window.h;
         gpu.dispatch(
             &PLACE,
             &[],
-            &placement.params(window),
+            &placement.params(rows),
             &[part.buffer(), out.buffer()],
-            gpu.grid_1d(window as u64, WORKGROUP_SIZE),
+            gpu.grid_1d(rows as u64, ROWS_PER_WORKGROUP),
         )?;
     }
     Ok(out)
@@ -156,12 +159,14 @@ pub fn backward_parts(gpu: &Gpu, dout: &Tensor, part_shapes: &[Shape]) -> Result
         .iter()
         .map(|placement| {
             let dpart = Tensor::empty(gpu, placement.part, "crop-concat dpart")?;
+            let part = placement.part;
+            let rows = part.n * part.c * part.h;
             gpu.dispatch(
                 &TAKE,
                 &[],
-                &placement.params(dpart.numel()),
+                &placement.params(rows),
                 &[dout.buffer(), dpart.buffer()],
-                gpu.grid_1d(dpart.numel() as u64, WORKGROUP_SIZE),
+                gpu.grid_1d(rows as u64, ROWS_PER_WORKGROUP),
             )?;
             Ok(dpart)
         })
