@@ -65,7 +65,7 @@ fn profile_steps(
 }
 
 /// Times `reps` training steps of `config` on `tile` x `tile` tiles, after one warm-up step;
-/// with `profile`, then times each kernel of one more step.
+/// with `profile`, then times each kernel over `reps` more steps.
 pub fn bench_step(
     gpu: &Gpu,
     name: &str,

@@ -46,17 +46,27 @@ impl Profile {
     /// Adds the passes of `other` (another stretch of work) to these.
     pub fn add(&mut self, other: &Profile) {
         for k in &other.kernels {
-            match self.kernels.iter_mut().find(|m| m.kernel == k.kernel) {
-                Some(mine) => {
-                    mine.passes += k.passes;
-                    mine.ms += k.ms;
-                }
-                None => self.kernels.push(k.clone()),
-            }
+            self.count(k);
         }
-        self.kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         self.total_ms += other.total_ms;
         self.untimed_passes += other.untimed_passes;
+        self.sort();
+    }
+
+    /// Adds `time` to its kernel's row (without re-sorting or touching the total).
+    fn count(&mut self, time: &KernelTime) {
+        match self.kernels.iter_mut().find(|k| k.kernel == time.kernel) {
+            Some(row) => {
+                row.passes += time.passes;
+                row.ms += time.ms;
+            }
+            None => self.kernels.push(time.clone()),
+        }
+    }
+
+    /// The most expensive kernel first.
+    fn sort(&mut self) {
+        self.kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     }
 }
 
@@ -107,16 +117,14 @@ impl Profiler {
         for (kernel, pass) in self.kernels.iter().zip(ticks.chunks_exact(2)) {
             // A device may report an end before its start for a pass too short to measure.
             let ms = pass[1].saturating_sub(pass[0]) as f64 * f64::from(ns_per_tick) * 1e-6;
-            profile.add(&Profile {
-                kernels: vec![KernelTime {
-                    kernel: kernel.clone(),
-                    passes: 1,
-                    ms,
-                }],
-                total_ms: ms,
-                untimed_passes: 0,
+            profile.count(&KernelTime {
+                kernel: kernel.clone(),
+                passes: 1,
+                ms,
             });
+            profile.total_ms += ms;
         }
+        profile.sort();
         profile
     }
 }
