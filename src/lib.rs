@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod infer;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The `unet` command line: demo, train, predict, eval, weightmap, bench, info. Each command
+//! The `unet` command line: demo, train, predict, eval, weightmap, bench, info, export. Each command
 //! lives in its own file under `cli/`; this file parses, runs and reports an error as one line.
 
 mod cli;

@@ -1,10 +1,13 @@
-//! Pictures and files a person looks at: the loss curve, prediction overlays, probability
-//! maps as 16-bit PNGs. Every file is written atomically (temporary file, then rename), so
-//! an interrupted run never leaves a half-written output over a good one.
+//! Pictures and files a person looks at: the training curves and every logged value,
+//! prediction overlays, probability maps as 16-bit PNGs. The figures with text (axes,
+//! legends) are drawn by [`plots`]. Every file is written atomically (temporary file, then
+//! rename), so an interrupted run never leaves a half-written output over a good one.
 
 use std::path::Path;
 
 use image::{ImageBuffer, Luma, Rgb, RgbImage};
+
+pub mod plots;
 
 use crate::data::{GrayImage, Grid};
 use crate::error::{Error, Result};
@@ -16,17 +19,27 @@ where
     [P::Subpixel]: image::EncodableLayout,
     C: std::ops::Deref<Target = [P::Subpixel]>,
 {
+    write_atomically(path, &png_bytes(image)?)
+}
+
+fn png_bytes<P, C>(image: &ImageBuffer<P, C>) -> Result<Vec<u8>>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+    C: std::ops::Deref<Target = [P::Subpixel]>,
+{
     let mut bytes = Vec::new();
     image
         .write_to(
             &mut std::io::Cursor::new(&mut bytes),
             image::ImageFormat::Png,
         )
-        .map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
-    write_atomically(path, &bytes)
+        .map_err(|e| Error::Config(format!("could not encode a PNG: {e}")))?;
+    Ok(bytes)
+}
+
+fn plot_error(e: String) -> Error {
+    Error::Config(format!("could not draw a figure: {e}"))
 }
 
 /// A probability map in [0, 1] as a 16-bit grayscale PNG (0..65535).
@@ -55,6 +68,7 @@ pub fn write_mask_png(path: &Path, map: &Grid<f32>, threshold: f32) -> Result<()
 
 /// The image in gray with the predicted background (prob <= threshold) tinted red and,
 /// if given, the true background outlined in green: mistakes stand out at a glance.
+/// Pixel for pixel the image's size, so it lies over the image and the probability map.
 pub fn write_overlay_png(
     path: &Path,
     image: &GrayImage,
@@ -62,6 +76,87 @@ pub fn write_overlay_png(
     threshold: f32,
     truth: Option<&Grid<u8>>,
 ) -> Result<()> {
+    encode_png(path, &overlay(image, prob, threshold, truth))
+}
+
+/// The overlay of [`write_overlay_png`], made to be looked at: a small image is enlarged
+/// (nearest neighbour, a whole factor, to at least 384 pixels on its longer side), and a
+/// legend below it says which colour means what.
+pub fn write_overlay_figure_png(
+    path: &Path,
+    image: &GrayImage,
+    prob: &Grid<f32>,
+    threshold: f32,
+    truth: Option<&Grid<u8>>,
+) -> Result<()> {
+    write_atomically(path, &overlay_png(image, prob, threshold, truth)?)
+}
+
+/// The figure of [`write_overlay_figure_png`] as PNG bytes.
+pub fn overlay_png(
+    image: &GrayImage,
+    prob: &Grid<f32>,
+    threshold: f32,
+    truth: Option<&Grid<u8>>,
+) -> Result<Vec<u8>> {
+    png_bytes(&overlay_figure(image, prob, threshold, truth)?)
+}
+
+/// The figure of [`write_overlay_figure_png`] as PNG bytes, centred on a white square
+/// (the BioImage Model Zoo asks for covers of aspect ratio 1:1 or 2:1).
+pub fn square_overlay_png(
+    image: &GrayImage,
+    prob: &Grid<f32>,
+    threshold: f32,
+    truth: Option<&Grid<u8>>,
+) -> Result<Vec<u8>> {
+    let figure = overlay_figure(image, prob, threshold, truth)?;
+    let side = figure.width().max(figure.height());
+    let mut square = RgbImage::from_pixel(side, side, Rgb([255, 255, 255]));
+    let (x, y) = ((side - figure.width()) / 2, (side - figure.height()) / 2);
+    image::imageops::overlay(&mut square, &figure, i64::from(x), i64::from(y));
+    png_bytes(&square)
+}
+
+fn overlay_figure(
+    image: &GrayImage,
+    prob: &Grid<f32>,
+    threshold: f32,
+    truth: Option<&Grid<u8>>,
+) -> Result<RgbImage> {
+    let small = overlay(image, prob, threshold, truth);
+    let scale = 384u32
+        .div_ceil(small.width().max(small.height()))
+        .clamp(1, 8);
+    let big = image::imageops::resize(
+        &small,
+        small.width() * scale,
+        small.height() * scale,
+        image::imageops::FilterType::Nearest,
+    );
+    let mut entries = vec![
+        (BACKGROUND_TINT, "predicted background".to_string()),
+        (
+            [200, 200, 200],
+            format!("predicted foreground (p > {threshold})"),
+        ),
+    ];
+    if truth.is_some() {
+        entries.push((TRUTH_EDGE, "true foreground's outline".to_string()));
+    }
+    plots::with_legend(&big, &entries).map_err(plot_error)
+}
+
+/// Predicted background: the gray value mixed half and half with red.
+const BACKGROUND_TINT: [u8; 3] = [191, 64, 64];
+const TRUTH_EDGE: [u8; 3] = [0, 220, 0];
+
+fn overlay(
+    image: &GrayImage,
+    prob: &Grid<f32>,
+    threshold: f32,
+    truth: Option<&Grid<u8>>,
+) -> RgbImage {
     let mut out = RgbImage::new(image.width as u32, image.height as u32);
     for (i, pixel) in out.pixels_mut().enumerate() {
         let g = (image.data[i].clamp(0.0, 1.0) * 255.0) as u8;
@@ -74,11 +169,11 @@ pub fn write_overlay_png(
         if let Some(truth) = truth {
             let (x, y) = (i % image.width, i / image.width);
             if is_class_edge(truth, x, y) {
-                *pixel = Rgb([0, 220, 0]);
+                *pixel = Rgb(TRUTH_EDGE);
             }
         }
     }
-    encode_png(path, &out)
+    out
 }
 
 /// Whether (x, y) is background with a foreground 4-neighbour.
@@ -97,77 +192,105 @@ fn is_class_edge(truth: &Grid<u8>, x: usize, y: usize) -> bool {
         .any(|&(nx, ny)| nx < truth.width && ny < truth.height && truth.get(nx, ny) != 0)
 }
 
-/// The mean of each point's window of `window` points ending at it.
-fn moving_average(points: &[(u64, f64)], window: usize) -> Vec<(u64, f64)> {
-    let mut sum = 0.0;
-    points
-        .iter()
-        .enumerate()
-        .map(|(i, &(step, value))| {
-            sum += value;
-            if i >= window {
-                sum -= points[i - window].1;
-            }
-            (step, sum / (i + 1).min(window) as f64)
-        })
-        .collect()
+/// One logged training step: the loss, the learning rate it was taken with, and the
+/// validation made after it, if one was.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepLog {
+    pub step: u64,
+    pub loss: f32,
+    /// The learning rate of the step, warm-up included (NaN where unknown: runs logged
+    /// before metrics.csv existed).
+    pub lr: f32,
+    pub val_pixel_error: Option<f64>,
+    pub val_iou: Option<f64>,
 }
 
-/// A loss curve: log10(loss) against step, light grid lines at each power of ten.
-/// The numbers themselves go into `loss.csv` beside it.
-pub fn write_loss_plot(path: &Path, losses: &[(u64, f32)]) -> Result<()> {
-    let (width, height, pad) = (640u32, 360u32, 20u32);
-    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let finite: Vec<(u64, f64)> = losses
-        .iter()
-        .filter(|(_, l)| l.is_finite() && *l > 0.0)
-        .map(|&(s, l)| (s, f64::from(l).log10()))
-        .collect();
-    if finite.len() >= 2 {
-        let (s0, s1) = (finite[0].0 as f64, finite[finite.len() - 1].0 as f64);
-        let lo = finite
-            .iter()
-            .map(|p| p.1)
-            .fold(f64::INFINITY, f64::min)
-            .floor();
-        let hi = finite
-            .iter()
-            .map(|p| p.1)
-            .fold(f64::NEG_INFINITY, f64::max)
-            .ceil()
-            .max(lo + 1.0);
-        let to_px = |s: f64, l: f64| {
-            let x = pad as f64 + (s - s0) / (s1 - s0).max(1.0) * f64::from(width - 2 * pad);
-            let y = pad as f64 + (hi - l) / (hi - lo) * f64::from(height - 2 * pad);
-            (x, y)
-        };
-        for decade in lo as i32..=hi as i32 {
-            let (_, y) = to_px(s0, f64::from(decade));
-            for x in pad..width - pad {
-                img.put_pixel(x, y as u32, Rgb([220, 220, 220]));
-            }
-        }
-        // The raw per-step losses in light blue, their moving average over 25 steps on top.
-        let smooth = moving_average(&finite, 25);
-        for (curve, colour) in [
-            (&finite, Rgb([170, 190, 235])),
-            (&smooth, Rgb([20, 60, 170])),
-        ] {
-            for pair in curve.windows(2) {
-                let a = to_px(pair[0].0 as f64, pair[0].1);
-                let b = to_px(pair[1].0 as f64, pair[1].1);
-                let steps = ((b.0 - a.0).abs().max((b.1 - a.1).abs()) as usize).max(1);
-                for k in 0..=steps {
-                    let t = k as f64 / steps as f64;
-                    let (x, y) = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
-                    img.put_pixel(x as u32, (y as u32).min(height - 1), colour);
-                }
-            }
+impl StepLog {
+    /// A step of which only the loss is known.
+    pub fn loss_only(step: u64, loss: f32) -> StepLog {
+        StepLog {
+            step,
+            loss,
+            lr: f32::NAN,
+            val_pixel_error: None,
+            val_iou: None,
         }
     }
-    encode_png(path, &img)?;
+}
+
+/// The header of `metrics.csv`.
+pub const METRICS_HEADER: &str = "step,loss,lr,val_pixel_error,val_iou";
+
+/// The training curves of `losses`: `path` (PNG), the same figure as SVG beside it, and the
+/// numbers in `loss.csv` (`step,loss`).
+pub fn write_loss_plot(path: &Path, losses: &[(u64, f32)]) -> Result<()> {
+    let log: Vec<StepLog> = losses
+        .iter()
+        .map(|&(step, loss)| StepLog::loss_only(step, loss))
+        .collect();
+    write_training_plots(path, &log)?;
+    write_loss_csv(&path.with_extension("csv"), losses)
+}
+
+/// `step,loss`, one line per step (what a resumed run reads back).
+pub fn write_loss_csv(path: &Path, losses: &[(u64, f32)]) -> Result<()> {
     let csv: String = std::iter::once("step,loss\n".to_string())
         .chain(losses.iter().map(|(s, l)| format!("{s},{l}\n")))
         .collect();
-    write_atomically(&path.with_extension("csv"), csv.as_bytes())
+    write_atomically(path, csv.as_bytes())
+}
+
+/// The training curves of `log` as a PNG at `path` and an SVG beside it: the loss (raw and
+/// its moving average) against the step, on a log scale where it spans a decade or more;
+/// the learning-rate schedule; and the validation figures when there are any.
+pub fn write_training_plots(path: &Path, log: &[StepLog]) -> Result<()> {
+    let (width, height) = plots::TRAINING_SIZE;
+    let figure = plots::training_png(log, width, height).map_err(plot_error)?;
+    encode_png(path, &figure)?;
+    let svg = plots::training_svg(log, width, height).map_err(plot_error)?;
+    write_atomically(&path.with_extension("svg"), svg.as_bytes())
+}
+
+/// Every logged value, one line per step: `step,loss,lr,val_pixel_error,val_iou` (empty
+/// where a step has no validation or its rate is unknown).
+pub fn write_metrics_csv(path: &Path, log: &[StepLog]) -> Result<()> {
+    let optional = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let csv: String = std::iter::once(format!("{METRICS_HEADER}\n"))
+        .chain(log.iter().map(|r| {
+            let lr = if r.lr.is_nan() {
+                String::new()
+            } else {
+                r.lr.to_string()
+            };
+            format!(
+                "{},{},{lr},{},{}\n",
+                r.step,
+                r.loss,
+                optional(r.val_pixel_error),
+                optional(r.val_iou)
+            )
+        }))
+        .collect();
+    write_atomically(path, csv.as_bytes())
+}
+
+/// Reads a `metrics.csv` written by [`write_metrics_csv`] (an unreadable line is skipped).
+pub fn read_metrics_csv(text: &str) -> Vec<StepLog> {
+    let field = |s: &str| s.parse::<f64>().ok();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 5 {
+                return None;
+            }
+            Some(StepLog {
+                step: f[0].parse().ok()?,
+                loss: f[1].parse().ok()?,
+                lr: f[2].parse().unwrap_or(f32::NAN),
+                val_pixel_error: field(f[3]),
+                val_iou: field(f[4]),
+            })
+        })
+        .collect()
 }

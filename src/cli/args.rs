@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use unet_wgpu::data::{MaskFormat, WeightMapConfig};
-use unet_wgpu::model::{Arch, UNetConfig};
+use unet_wgpu::model::{Arch, Heads, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::Result;
 
@@ -104,5 +104,22 @@ impl ArchArgs {
     /// network than its checkpoint's).
     pub fn given(&self) -> bool {
         self.arch.is_some() || self.padding.is_some() || self.no_deep_supervision
+    }
+}
+
+/// U-Net++ with deep supervision: which heads predict.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadsArg {
+    Last,
+    Average,
+}
+
+impl HeadsArg {
+    /// These heads of the network pruned to `prune` (or whole).
+    pub fn heads(self, prune: Option<usize>) -> Heads {
+        Heads {
+            prune,
+            average: self == HeadsArg::Average,
+        }
     }
 }

@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod demo;
 mod eval;
+mod export;
 mod info;
 mod predict;
 mod train;
@@ -24,6 +25,7 @@ use unet_wgpu::{AdapterChoice, Gpu, Result};
 use bench::BenchCommand;
 use demo::DemoArgs;
 use eval::EvalArgs;
+use export::ExportArgs;
 use info::InfoArgs;
 use predict::PredictArgs;
 use train::TrainArgs;
@@ -84,6 +86,17 @@ enum Command {
         after_help = "Examples:\n  unet info\n  unet info --config small --tile 188\n  unet info --adapter llvmpipe"
     )]
     Info(InfoArgs),
+    /// Export a checkpoint for other tools: an ONNX graph (probabilities out) or a
+    /// BioImage Model Zoo package (Fiji/deepImageJ, ilastik, QuPath, napari).
+    #[command(
+        after_help = "Examples:\n  unet export --checkpoint runs/isbi/checkpoint.safetensors \
+        --format onnx --out isbi.onnx\n  \
+        unet export --checkpoint runs/isbi/checkpoint.safetensors --format bioimageio \
+        --out isbi-unet.zip --author \"Ada Lovelace\"\n  \
+        unet export --checkpoint runs/pp/checkpoint.safetensors --format onnx --heads average \
+        --out pp.onnx"
+    )]
+    Export(ExportArgs),
 }
 
 /// The command line, or exit: help and version as clap prints them, a usage error as one
@@ -127,6 +140,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Weightmap(args) => weightmap::run(args),
         Command::Info(args) => info::run(choice, args),
         Command::Bench(command) => bench::run(choice, command),
+        Command::Export(args) => export::run(choice, args),
     }
 }
 

@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use unet_wgpu::data::read_image;
 use unet_wgpu::infer::{predict, TileOptions};
-use unet_wgpu::model::{Arch, Heads};
+use unet_wgpu::model::Arch;
 use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
 use unet_wgpu::train::checkpoint;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
+use super::args::HeadsArg;
 use super::{default_tile, open_gpu};
 
 #[derive(Args)]
@@ -47,12 +48,6 @@ pub struct PredictArgs {
     tta: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HeadsArg {
-    Last,
-    Average,
-}
-
 pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     let gpu = open_gpu(choice)?;
     let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
@@ -71,10 +66,7 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     if let Some(batch) = args.batch {
         options.batch = batch;
     }
-    options.heads = Heads {
-        prune: args.prune,
-        average: args.heads == HeadsArg::Average,
-    };
+    options.heads = args.heads.heads(args.prune);
     options.average_symmetries = args.tta;
     model.check_heads(options.heads)?;
     std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {

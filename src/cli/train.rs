@@ -9,7 +9,7 @@ use unet_wgpu::data::{synthetic_dataset, AugmentConfig, Dataset, Grid, SynthConf
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::report::write_overlay_png;
+use unet_wgpu::report::write_overlay_figure_png;
 use unet_wgpu::train::checkpoint;
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, RunOptions, RunSummary,
@@ -259,12 +259,13 @@ pub fn predict_dataset(
         .collect()
 }
 
-/// Overlays of the first validation images (predicted background red, true boundaries green).
+/// Overlays of the first validation images (predicted background red, true boundaries
+/// green), enlarged if small, with a legend.
 pub fn write_val_outputs(val: &Dataset, foreground: &[Grid<f32>], out: &Path) -> Result<()> {
     for (sample, prob) in val.samples().iter().zip(foreground).take(OVERLAYS) {
         let truth = sample.labels.map(|l| u8::from(l != 0));
         let path = out.join(format!("overlay_{}.png", sample.name));
-        write_overlay_png(&path, &sample.image, prob, 0.5, Some(&truth))?;
+        write_overlay_figure_png(&path, &sample.image, prob, 0.5, Some(&truth))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! an intensity image ([`RawPage::to_gray`]) or mask values ([`RawPage::to_mask_values`]).
 
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::{DataError, Result};
 use super::grid::{GrayImage, Grid, LabelImage};
@@ -336,31 +336,77 @@ pub fn write_label_png(path: &Path, labels: &LabelImage) -> Result<()> {
 /// `<f4` (little-endian f32), C order. `np.load(path)` reads it back.
 pub fn write_npy(path: &Path, grid: &Grid<f32>) -> Result<()> {
     let mut file = create_file(path)?;
-    let write = |file: &mut dyn Write, bytes: &[u8]| {
-        file.write_all(bytes).map_err(|source| DataError::Io {
-            action: "write",
-            path: PathBuf::from(path),
-            source,
-        })
-    };
-    write(&mut file, &npy_header(grid.height, grid.width))?;
-    let mut body = Vec::with_capacity(grid.data.len() * 4);
-    for v in &grid.data {
-        body.extend_from_slice(&v.to_le_bytes());
-    }
-    write(&mut file, &body)?;
-    file.flush().map_err(|source| DataError::Io {
+    let bytes = npy_bytes(&[grid.height, grid.width], &grid.data);
+    let io = |source| DataError::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
-    })
+    };
+    file.write_all(&bytes).map_err(io)?;
+    file.flush().map_err(io)
+}
+
+/// An f32 array of any `shape` (C order) as the bytes of a NumPy `.npy` file, format 1.0:
+/// the header (see [`npy_header`]), then the values as little-endian f32.
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape");
+    let mut bytes = npy_header(shape);
+    bytes.reserve(data.len() * 4);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+/// Reads the bytes of a `.npy` file that [`npy_bytes`] writes (format 1.0, `<f4`, C order):
+/// its shape and values; anything else is an error saying what it is.
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+    if bytes.len() < 10 || &bytes[..8] != b"\x93NUMPY\x01\x00" {
+        return Err("not a version 1.0 .npy file".into());
+    }
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let dict = bytes
+        .get(10..10 + len)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .ok_or("truncated .npy header")?;
+    if !dict.contains("'descr': '<f4'") || !dict.contains("'fortran_order': False") {
+        return Err(format!("not little-endian f32 in C order: {dict}"));
+    }
+    let shape_text = dict
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .ok_or("no shape in the .npy header")?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<usize>()
+                .map_err(|e| format!("shape {shape_text:?}: {e}"))
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()?;
+    let body = &bytes[10 + len..];
+    if body.len() != 4 * shape.iter().product::<usize>() {
+        return Err(format!("{} data bytes for shape {shape:?}", body.len()));
+    }
+    let data = body
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((shape, data))
 }
 
 /// The `.npy` v1.0 header: magic, version, header length (u16 LE), then a Python dict literal
 /// padded with spaces and a newline so that magic + length + dict is a multiple of 64 bytes.
-fn npy_header(height: usize, width: usize) -> Vec<u8> {
-    let dict =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+fn npy_header(shape: &[usize]) -> Vec<u8> {
+    // A Python tuple: `(5,)` for one dimension, `(2, 3)` for more.
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
     let unpadded = 10 + dict.len() + 1;
     let padding = (64 - unpadded % 64) % 64;
     let dict = format!("{dict}{}\n", " ".repeat(padding));

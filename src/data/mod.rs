@@ -26,8 +26,8 @@ pub use distance::{distance_transform, squared_distance_transform};
 pub use error::DataError;
 pub use grid::{GrayImage, Grid, LabelImage, Symmetry, WeightMap};
 pub use io::{
-    decode_pages, read_image, read_pages, read_stack, write_gray_png, write_label_png, write_npy,
-    RawPage,
+    decode_pages, npy_bytes, parse_npy, read_image, read_pages, read_stack, write_gray_png,
+    write_label_png, write_npy, RawPage,
 };
 pub use mask::{connected_components, foreground_classes, mask_to_labels, read_mask, MaskFormat};
 pub use mirror::{crop_mirrored, mirror_pad, reflect_index};

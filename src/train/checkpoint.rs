@@ -130,6 +130,18 @@ pub struct CheckpointFile<'a> {
     tensors: SafeTensors<'a>,
 }
 
+impl CheckpointFile<'_> {
+    /// The values of parameter `name` (e.g. `enc0.conv1.weight`), row-major in PyTorch's
+    /// layout; [`parse`] has checked that every parameter of the config is there.
+    pub fn param(&self, name: &str) -> Result<Vec<f32>> {
+        let view = self.tensors.tensor(name).map_err(|e| Error::Checkpoint {
+            path: String::new(),
+            msg: format!("`{name}`: {e} (not a parameter of this network)"),
+        })?;
+        Ok(bytemuck::pod_collect_to_vec(view.data()))
+    }
+}
+
 /// Reads a checkpoint written by [`save`] and rebuilds the trainer on `gpu`.
 pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {

@@ -19,10 +19,14 @@ use crate::infer::{predict, TileOptions};
 use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
 use crate::model::{Heads, Network, UNetConfig};
 use crate::ops::sgd::Sgd;
-use crate::report::write_loss_plot;
+use crate::report::{
+    read_metrics_csv, write_loss_csv, write_metrics_csv, write_training_plots, StepLog,
+};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LOSS_PLOT_FILE: &str = "loss.png";
+/// Every logged value of a run, one line per step (see [`crate::report::write_metrics_csv`]).
+pub const METRICS_FILE: &str = "metrics.csv";
 
 /// Everything a run needs besides its data.
 #[derive(Clone, Debug)]
@@ -63,6 +67,9 @@ pub struct Validation {
 pub struct RunSummary {
     pub trainer: Trainer,
     pub losses: Vec<(u64, f32)>,
+    /// Every step's loss, learning rate and validation (of a resumed run, its earlier
+    /// steps too).
+    pub log: Vec<StepLog>,
     pub validation: Option<Validation>,
     /// True when a stop signal ended the run before `steps`.
     pub interrupted: bool,
@@ -112,6 +119,11 @@ pub fn run(
         None => Vec::new(),
     };
     losses.retain(|&(s, _)| s < trainer.step);
+    let mut log = match &options.resume {
+        Some(folder) => earlier_log(folder, &losses),
+        None => Vec::new(),
+    };
+    log.retain(|r| r.step < trainer.step);
 
     let bar = progress_bar(options, trainer.step);
     let started = Instant::now();
@@ -144,13 +156,17 @@ pub fn run(
         trainer.lr_scale = warmup_factor(trainer.step, options.warmup);
         let loss = trainer.step(gpu, &step_batch)?;
         losses.push((trainer.step - 1, loss));
+        log.push(StepLog {
+            lr: trainer.sgd.lr * trainer.lr_scale,
+            ..StepLog::loss_only(trainer.step - 1, loss)
+        });
 
         let done = trainer.step - first_step;
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(trainer.step);
         bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
         if trainer.step % options.checkpoint_every.max(1) == 0 {
-            save_run(gpu, &trainer, &checkpoint_path, &losses, &options.out)?;
+            save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
             if bar.is_hidden() {
                 // No terminal to draw the bar on (output to a file): log a line instead.
                 eprintln!("step {}: loss {loss:.4}, {rate:.2} steps/s", trainer.step);
@@ -166,10 +182,14 @@ pub fn run(
                 )
             });
             validation = Some((trainer.step, v));
+            if let Some(row) = log.last_mut() {
+                row.val_pixel_error = Some(v.pixel_error);
+                row.val_iou = Some(v.iou);
+            }
         }
     }
     bar.finish_and_clear();
-    save_run(gpu, &trainer, &checkpoint_path, &losses, &options.out)?;
+    save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
     let validation = match (val, validation) {
         (Some(val), last) if last.is_none_or(|(step, _)| step != trainer.step) => {
             Some(validate(gpu, &trainer.model, val, options.tile)?)
@@ -179,6 +199,7 @@ pub fn run(
     Ok(RunSummary {
         trainer,
         losses,
+        log,
         validation,
         interrupted,
         checkpoint: checkpoint_path,
@@ -205,15 +226,34 @@ pub fn run_folder(resumed: &Path) -> PathBuf {
     }
 }
 
+/// The checkpoint, `loss.csv` (what a resumed run reads back), `metrics.csv` and the
+/// training figure (`loss.png` and `loss.svg`).
 fn save_run(
     gpu: &Gpu,
     trainer: &Trainer,
     checkpoint_path: &Path,
     losses: &[(u64, f32)],
+    log: &[StepLog],
     out: &Path,
 ) -> Result<()> {
     checkpoint::save(gpu, trainer, checkpoint_path)?;
-    write_loss_plot(&out.join(LOSS_PLOT_FILE), losses)
+    let plot = out.join(LOSS_PLOT_FILE);
+    write_loss_csv(&plot.with_extension("csv"), losses)?;
+    write_metrics_csv(&out.join(METRICS_FILE), log)?;
+    write_training_plots(&plot, log)
+}
+
+/// The log of the run being resumed: its `metrics.csv`, or for a run from before that
+/// file, its losses alone.
+fn earlier_log(folder: &Path, losses: &[(u64, f32)]) -> Vec<StepLog> {
+    let folder = run_folder(folder);
+    match std::fs::read_to_string(folder.join(METRICS_FILE)) {
+        Ok(text) => read_metrics_csv(&text),
+        Err(_) => losses
+            .iter()
+            .map(|&(step, loss)| StepLog::loss_only(step, loss))
+            .collect(),
+    }
 }
 
 /// The loss history of an earlier run (empty if there is none).
