@@ -1,8 +1,9 @@
 """Checks that PyTorch computes the same output as unet-wgpu for a checkpoint.
 
 Loads a checkpoint written by unet-wgpu (`checkpoint::save`, e.g. `runs/x/checkpoint.safetensors`)
-into the plain PyTorch U-Net of torch_unet.py, runs both on the same input in eval mode (no
-dropout) and compares the logits elementwise: |ours - torch| <= atol + rtol * |torch|.
+into the plain PyTorch U-Net or U-Net++ of torch_unet.py (strict names and shapes), runs both
+on the same input in eval mode (no dropout) and compares the logits elementwise (a U-Net++'s
+last head's, as the `forward` example writes them): |ours - torch| <= atol + rtol * |torch|.
 Prints the largest differences and exits 1 when any element is out of tolerance.
 
     python scripts/torch_check.py CHECKPOINT                      # a random input tile

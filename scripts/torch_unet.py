@@ -1,7 +1,8 @@
-"""The U-Net of unet-wgpu, written plainly in PyTorch.
+"""The U-Net and U-Net++ of unet-wgpu, written plainly in PyTorch.
 
-Parameter names and layouts are exactly those of `src/model/unet.rs`, so a unet-wgpu
-checkpoint loads with `load_state_dict` once its `optimizer.*` entries are dropped:
+Parameter names and layouts are exactly those of `src/model/unet.rs` and
+`src/model/unetpp.rs`, so a unet-wgpu checkpoint of either architecture loads with a strict
+`load_state_dict` once its `optimizer.*` entries are dropped. The U-Net's:
 
     enc{i}.conv1.weight  [C_i, C_in, 3, 3]   (i = 0 .. depth-1; the last level is the bottom)
     enc{i}.conv1.bias    [C_i]
@@ -19,11 +20,28 @@ output, then per level on the way up a 2x2 stride-2 up-convolution, a centre cro
 skip connection to the up-sampled size (window at ((Hs - H) // 2, (Ws - W) // 2)),
 concatenation [skip, up] on channels, two 3x3 convs with ReLU; a 1x1 conv gives the logits.
 
+The U-Net++'s (Zhou et al. 2018; `UNetPlusPlus` below) has one node X(i,j) per level i and
+column j, i + j < depth:
+
+    x{i}_0.conv1.*       [C_i, C_{i-1} (C_in for i = 0), 3, 3], [C_i]   the contracting path
+    x{i}_0.conv2.*       [C_i, C_i, 3, 3], [C_i]
+    x{i}_{j}.up.*        [C_{i+1}, C_i, 2, 2], [C_i]       (j >= 1: up-conv of X(i+1,j-1))
+    x{i}_{j}.conv1.*     [C_i, (j + 1) C_i, 3, 3], [C_i]   over [X(i,0..j-1), up]
+    x{i}_{j}.conv2.*     [C_i, C_i, 3, 3], [C_i]
+    x0_{j}.head.*        [classes, C_0, 1, 1], [classes]   j = 1..depth-1 with deep
+                                                           supervision, else only depth-1
+
+X(i,j) = two 3x3 convs with ReLU of the concatenation of X(i,0), ..., X(i,j-1) and the
+up-convolved X(i+1,j-1), each centre-cropped to the up-sampled size (with valid padding);
+dropout (training only) on the bottom node X(depth-1,0) as its consumers see it. Each head
+reads the centre of its top node at the full network's output size.
+
 Usage:
 
     from torch_unet import UNet, config_from_checkpoint, load_checkpoint
-    model = load_checkpoint("runs/x/checkpoint.safetensors")   # eval mode
+    model = load_checkpoint("runs/x/checkpoint.safetensors")   # eval mode, either arch
     logits = model(torch.from_numpy(tile))                     # tile: [N, C, H, W] f32
+    # U-Net++: model(x) is the last head's logits; model.forward_heads(x, top) every head's.
 """
 
 import json
@@ -37,9 +55,13 @@ class UNetConfig:
     """The fields of unet-wgpu's `UNetConfig` (as in a checkpoint's `config` metadata)."""
 
     def __init__(self, in_channels=1, classes=2, depth=5, base_channels=64,
-                 padding="valid", dropout=0.5):
+                 padding="valid", dropout=0.5, arch="unet", deep_supervision=False):
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', not {padding!r}")
+        if arch not in ("unet", "unetpp"):
+            raise ValueError(f"arch must be 'unet' or 'unetpp', not {arch!r}")
+        self.arch = arch
+        self.deep_supervision = deep_supervision
         self.in_channels = in_channels
         self.classes = classes
         self.depth = depth
@@ -54,13 +76,21 @@ class UNetConfig:
     def to_json(self):
         # Same keys and order as serde writes them for the Rust struct.
         return json.dumps({
+            "arch": self.arch,
             "in_channels": self.in_channels,
             "classes": self.classes,
             "depth": self.depth,
             "base_channels": self.base_channels,
             "padding": self.padding,
             "dropout": self.dropout,
+            "deep_supervision": self.deep_supervision,
         }, separators=(",", ":"))
+
+    def head_levels(self):
+        """The top nodes X(0,j) that carry a head: j = 1..depth-1 with deep supervision,
+        else only depth-1 (config.rs's `head_levels`)."""
+        last = self.depth - 1
+        return list(range(1, last + 1)) if self.deep_supervision else [last]
 
     def channels(self, level):
         return self.base_channels << level
@@ -173,6 +203,102 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def he_init(model, generator=None):
+    """He initialisation as in layers.rs (see UNet.reset_parameters)."""
+    for module in model.modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            fan_in = module.in_channels
+        elif isinstance(module, nn.Conv2d):
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            continue
+        with torch.no_grad():
+            module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+            module.bias.zero_()
+
+
+class Node(nn.Module):
+    """X(i,j): `up` (j >= 1: the 2x2 up-conv of X(i+1,j-1)), then `conv1` over the `cat`
+    channels and `conv2`, each 3x3 with ReLU."""
+
+    def __init__(self, c_in, c, padding, c_below=None):
+        super().__init__()
+        pad = 0 if padding == "valid" else 1
+        if c_below is not None:
+            self.up = nn.ConvTranspose2d(c_below, c, 2, stride=2)
+        self.conv1 = nn.Conv2d(c_in, c, 3, padding=pad)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=pad)
+
+    def forward(self, x):
+        return F.relu(self.conv2(F.relu(self.conv1(x))))
+
+
+class UNetPlusPlus(nn.Module):
+    """U-Net++ with unetpp.rs's names and order: the anti-diagonals i + j = 0, 1, ... in
+    turn; stopping after diagonal `top` leaves the sub-network of head X(0,top) (pruning)."""
+
+    def __init__(self, config):
+        super().__init__()
+        if config.depth < 2:
+            raise ValueError("U-Net++ needs depth 2 or more")
+        self.config = config
+        for d in range(config.depth):
+            c_in = config.in_channels if d == 0 else config.channels(d - 1)
+            self.add_module(f"x{d}_0", Node(c_in, config.channels(d), config.padding))
+            for j in range(1, d + 1):
+                i = d - j
+                c = config.channels(i)
+                self.add_module(f"x{i}_{j}", Node((j + 1) * c, c, config.padding,
+                                                  c_below=config.channels(i + 1)))
+        for j in config.head_levels():
+            # The head belongs to its top node: `x0_{j}.head.*`, as in unetpp.rs.
+            head = nn.Conv2d(config.channels(0), config.classes, 1)
+            getattr(self, f"x0_{j}").add_module("head", head)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+        he_init(self)
+
+    def forward_heads(self, x, top=None):
+        """The logits of every head on X(0,1..=top) (default: the whole network), in the
+        order of config.head_levels()."""
+        cfg = self.config
+        top = cfg.depth - 1 if top is None else top
+        if not 1 <= top <= cfg.depth - 1:
+            raise ValueError(f"cannot prune this U-Net++ to {top}: use 1..={cfg.depth - 1}")
+        if not any(j <= top for j in cfg.head_levels()):
+            raise ValueError("trained without deep supervision: only the full network "
+                             f"(top = {cfg.depth - 1}) has a head")
+        out_h, out_w = cfg.output_size(x.shape[-2]), cfg.output_size(x.shape[-1])
+        if out_h is None or out_w is None:
+            raise ValueError(f"tile {list(x.shape[-2:])} does not fit this network")
+        nodes = [[] for _ in range(cfg.depth)]
+
+        def seen(i, j):
+            # The bottom node as its consumers see it: after dropout.
+            x_ij = nodes[i][j]
+            return self.dropout(x_ij) if (i == cfg.depth - 1 and j == 0) else x_ij
+
+        for d in range(top + 1):
+            inp = x if d == 0 else F.max_pool2d(nodes[d - 1][0], 2)
+            nodes[d].append(getattr(self, f"x{d}_0")(inp))
+            for j in range(1, d + 1):
+                i = d - j
+                node = getattr(self, f"x{i}_{j}")
+                up = node.up(seen(i + 1, j - 1))
+                parts = [center_crop(p, up.shape[-2:]) for p in nodes[i]] + [up]
+                nodes[i].append(node(torch.cat(parts, dim=1)))
+        heads = []
+        for j in cfg.head_levels():
+            if j > top:
+                break
+            top_node = center_crop(nodes[0][j], (out_h, out_w))
+            heads.append(getattr(self, f"x0_{j}").head(top_node))
+        return heads
+
+    def forward(self, x, top=None):
+        """The last head's logits (what `examples/forward.rs` writes)."""
+        return self.forward_heads(x, top)[-1]
+
+
 def weighted_cross_entropy(logits, labels, weights):
     """unet-wgpu's loss (ops/loss.rs): the pixel-weighted cross-entropy averaged over all
     N*H*W pixels (not divided by the sum of the weights).
@@ -203,10 +329,11 @@ def config_from_checkpoint(path):
 
 
 def load_checkpoint(path):
-    """A UNet in eval mode holding the weights of a unet-wgpu checkpoint."""
+    """A UNet or UNetPlusPlus in eval mode holding the weights of a unet-wgpu checkpoint."""
     from safetensors.torch import load_file
 
-    model = UNet(config_from_checkpoint(path))
+    config = config_from_checkpoint(path)
+    model = (UNetPlusPlus if config.arch == "unetpp" else UNet)(config)
     state, _ = split_checkpoint(load_file(path))
     model.load_state_dict(state)  # strict: every name and shape must match
     return model.eval()
