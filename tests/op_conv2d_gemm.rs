@@ -211,10 +211,16 @@ fn gemm_matches_reference_and_direct() {
 #[test]
 fn other_tile_sizes_match_reference() {
     let gpu = gpu();
+    let Some(step) = GemmTiles::workgroup_step(&gpu) else {
+        eprintln!("no usable subgroups on this device: variant 2 cannot run here");
+        assert_refused(&gpu, GemmTiles::DEFAULT, "no usable subgroup");
+        return;
+    };
     // Tiles unlike the default: 3 channels per invocation, a 4 x 4 pixel forward tile,
-    // a 3 x 4 weight-gradient tile of 3 input channels, and many slices of the reduction.
+    // a 3 x 4 weight-gradient tile of 3 input channels, and many slices of the reduction,
+    // in the smallest workgroup the device allows.
     let tiles = GemmTiles {
-        wg: 8,
+        wg: step,
         mi: 3,
         rows: 4,
         quads: 1,
@@ -223,11 +229,22 @@ fn other_tile_sizes_match_reference() {
         bw_quads: 1,
         min_workgroups: 1000,
     };
-    assert!(tiles.fits(&gpu, 3));
+    assert!(tiles.fits(&gpu, 3), "{:?}", tiles.check(&gpu, 3));
     let algo = ConvAlgo::GemmTiled(tiles);
     for (seed, c) in cases().iter().enumerate().step_by(2) {
         check_against_reference_and_direct(&gpu, algo, c, 50 + seed as u64);
     }
+}
+
+/// Running a 3x3 conv with `tiles` is an error whose message contains `why`.
+fn assert_refused(gpu: &Gpu, tiles: GemmTiles, why: &str) {
+    let c = case(3, Padding::Valid, true, Shape::new(1, 2, 8, 8), 4);
+    let d = upload_case(gpu, &c, 1);
+    let algo = ConvAlgo::GemmTiled(tiles);
+    let err = conv2d::forward_with(gpu, algo, &c.conv, &d.inp, &d.weight, &d.bias)
+        .expect_err("tiles that do not fit must be refused");
+    let message = err.to_string();
+    assert!(message.contains(why), "{message}");
 }
 
 /// Finite differences of the f64 reference loss L = sum(out * g) on tiny shapes.
@@ -297,9 +314,17 @@ fn gemm_is_bit_reproducible_and_accumulates() {
 #[test]
 fn tiles_fit_the_device() {
     let gpu = gpu();
+    let Some(step) = GemmTiles::workgroup_step(&gpu) else {
+        // No usable subgroups (GL, browsers): every convolution runs variant 1.
+        for k in [1, 3, 5] {
+            assert_eq!(GemmTiles::for_device(&gpu, k), None);
+        }
+        return;
+    };
     for k in [1, 3, 5] {
         let tiles = GemmTiles::for_device(&gpu, k).expect("some tiles fit");
         assert!(tiles.fits(&gpu, k));
+        assert!(tiles.wg.is_multiple_of(step), "{tiles:?}, step {step}");
     }
     assert!(
         GemmTiles::for_device(&gpu, 7).is_none(),
@@ -310,6 +335,16 @@ fn tiles_fit_the_device() {
         ..GemmTiles::DEFAULT
     };
     assert!(!too_big.fits(&gpu, 3));
+    assert_refused(&gpu, too_big, "bw_ci = 9");
+    let part_of_a_subgroup = GemmTiles {
+        wg: step + 1,
+        ..GemmTiles::DEFAULT
+    };
+    assert_refused(
+        &gpu,
+        part_of_a_subgroup,
+        "not a multiple of the largest subgroup",
+    );
 }
 
 #[test]

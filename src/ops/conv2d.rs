@@ -26,6 +26,7 @@ use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
+use super::sum_splits::add_split_sums;
 use super::WORKGROUP_SIZE;
 
 /// Which implementation runs a convolution.
@@ -51,15 +52,21 @@ impl ConvAlgo {
         }
     }
 
-    /// The tiles to use for `conv`, or None where variant 1 must run.
-    fn tiles(&self, gpu: &Gpu, conv: &Conv2d) -> Option<GemmTiles> {
-        if conv.kernel > GemmTiles::MAX_KERNEL {
-            return None;
-        }
+    /// The tiles to use for `conv`, or None where variant 1 must run. Explicit tiles
+    /// that cannot run on `gpu` are an error.
+    fn tiles(&self, gpu: &Gpu, conv: &Conv2d) -> Result<Option<GemmTiles>> {
         match self {
-            ConvAlgo::Direct => None,
-            ConvAlgo::Gemm => GemmTiles::for_device(gpu, conv.kernel),
-            ConvAlgo::GemmTiled(tiles) => Some(*tiles),
+            ConvAlgo::Direct => Ok(None),
+            ConvAlgo::Gemm => Ok(GemmTiles::for_device(gpu, conv.kernel)),
+            ConvAlgo::GemmTiled(tiles) => match tiles.check(gpu, conv.kernel) {
+                Ok(()) => Ok(Some(*tiles)),
+                Err(why) => Err(Error::Config(format!(
+                    "conv2d: GEMM tiles {tiles:?} cannot run a {k}x{k} kernel on {}: {why}; \
+                     use ConvAlgo::Gemm for the device's default tiles",
+                    gpu.info().name,
+                    k = conv.kernel,
+                ))),
+            },
         }
     }
 }
@@ -68,8 +75,8 @@ impl ConvAlgo {
 /// pipeline cache keys on them). See `shaders/conv2d_gemm.wgsl` for what each one tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTiles {
-    /// Invocations per workgroup (all kernels; a multiple of 8, the SIMD width of
-    /// lavapipe, and of the device's largest subgroup; shrunk to fit the channel count).
+    /// Invocations per workgroup (all kernels): a multiple of the largest subgroup the
+    /// device may run ([`GemmTiles::workgroup_step`]); shrunk to fit the channel count.
     pub wg: u32,
     /// Forward/backward-input: grid channels per invocation (1 to 4).
     pub mi: u32,
@@ -103,58 +110,92 @@ impl GemmTiles {
     };
 
     /// The default tiles for `gpu`, or None where the GEMM kernels cannot run there (no
-    /// subgroup operations, or a workgroup too small for a whole subgroup).
+    /// usable subgroup operations, or a kernel larger than [`GemmTiles::MAX_KERNEL`]).
     pub fn for_device(gpu: &Gpu, kernel: usize) -> Option<GemmTiles> {
         let tiles = GemmTiles {
-            wg: Self::DEFAULT.wg.max(Self::lane_step(gpu)),
+            wg: Self::DEFAULT.wg.max(Self::workgroup_step(gpu)?),
             ..Self::DEFAULT
         };
-        tiles.fits(gpu, kernel).then_some(tiles)
+        tiles.check(gpu, kernel).is_ok().then_some(tiles)
     }
 
-    /// Workgroup sizes must be a multiple of this: whole subgroups (and whole lavapipe
-    /// SIMD registers of 8 lanes).
-    fn lane_step(gpu: &Gpu) -> u32 {
-        gpu.subgroups().map_or(8, |s| s.max.max(8))
+    /// Workgroup sizes must be a multiple of this: whole subgroups of the largest size the
+    /// device may run, so that no segment of lanes (see "Subgroups" in the shader) is cut
+    /// short. None where the device has no usable subgroups.
+    pub fn workgroup_step(gpu: &Gpu) -> Option<u32> {
+        gpu.subgroups().map(|s| s.max)
     }
 
     /// Whether these tiles run on `gpu` for a k x k kernel.
     pub fn fits(&self, gpu: &Gpu, kernel: usize) -> bool {
+        self.check(gpu, kernel).is_ok()
+    }
+
+    /// Why these tiles cannot run on `gpu` for a k x k kernel, if they cannot.
+    pub fn check(&self, gpu: &Gpu, kernel: usize) -> std::result::Result<(), String> {
         let Some(subgroups) = gpu.subgroups() else {
-            return false;
+            return Err("the device has no usable subgroup operations".into());
         };
         let limits = gpu.limits();
-        kernel <= Self::MAX_KERNEL
-            && subgroups.min >= 4
-            && self.wg > 0
-            && self.wg.is_multiple_of(Self::lane_step(gpu))
-            && self.wg <= limits.max_compute_invocations_per_workgroup
-            && self.wg <= limits.max_compute_workgroup_size_x
-            && (1..=4).contains(&self.mi)
-            && (1..=4).contains(&self.rows)
-            && (1..=4).contains(&self.quads)
-            && (1..=8).contains(&self.bw_ci)
-            && (1..=4).contains(&self.bw_rows)
-            && (1..=4).contains(&self.bw_quads)
+        let ranges = [
+            ("mi", self.mi, 4),
+            ("rows", self.rows, 4),
+            ("quads", self.quads, 4),
+            ("bw_ci", self.bw_ci, 8),
+            ("bw_rows", self.bw_rows, 4),
+            ("bw_quads", self.bw_quads, 4),
+        ];
+        if kernel > Self::MAX_KERNEL {
+            Err(format!(
+                "kernels larger than {} run variant 1",
+                Self::MAX_KERNEL
+            ))
+        } else if subgroups.min < 4 {
+            // The window loads are sized for segments of at least 4 lanes (MAX_ROUNDS).
+            Err(format!(
+                "subgroups of {} lanes are too small (4 at least)",
+                subgroups
+            ))
+        } else if self.wg == 0 || !self.wg.is_multiple_of(subgroups.max) {
+            Err(format!(
+                "wg {} is not a multiple of the largest subgroup ({} lanes)",
+                self.wg, subgroups.max
+            ))
+        } else if self.wg > limits.max_compute_invocations_per_workgroup
+            || self.wg > limits.max_compute_workgroup_size_x
+        {
+            Err(format!(
+                "wg {} exceeds the device's {} invocations per workgroup",
+                self.wg,
+                limits
+                    .max_compute_invocations_per_workgroup
+                    .min(limits.max_compute_workgroup_size_x)
+            ))
+        } else if let Some((name, value, max)) = ranges
+            .into_iter()
+            .find(|&(_, v, max)| !(1..=max).contains(&v))
+        {
+            Err(format!("{name} = {value} is outside 1..={max}"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Invocations per workgroup for `channels` grid channels, `per_invocation` each: whole
-    /// subgroups (and lavapipe SIMD registers) only.
+    /// subgroups only.
     fn wg_for(&self, gpu: &Gpu, channels: usize, per_invocation: u32) -> u32 {
-        let step = Self::lane_step(gpu);
+        let step = Self::workgroup_step(gpu).expect("GemmTiles::check found subgroups");
         let needed = (channels as u32).div_ceil(per_invocation);
         self.wg.min(needed.div_ceil(step) * step)
     }
 
-    /// The subgroup constants of the kernels (see "Subgroups" in the shader).
+    /// The subgroup constants of the kernels (see "Subgroups" in the shader): segments of
+    /// the smallest size any pipeline may get, and whether that size is the only one.
     fn subgroup_constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
-        let subgroups = gpu.subgroups().expect("GemmTiles::fits checked subgroups");
+        let subgroups = gpu.subgroups().expect("GemmTiles::check found subgroups");
         [
             ("SG", f64::from(subgroups.min)),
-            (
-                "SG_FIXED",
-                f64::from(u8::from(subgroups.min == subgroups.max)),
-            ),
+            ("SG_FIXED", f64::from(u8::from(subgroups.fixed()))),
         ]
     }
 }
@@ -319,11 +360,6 @@ const GEMM_ARRANGE_WEIGHT: Kernel = Kernel {
     entry: "arrange_weight",
     bindings: &[Read, ReadWrite], // weight, A
 };
-const GEMM_SUM_SPLITS: Kernel = Kernel {
-    shader: shader!("conv2d_gemm.wgsl"),
-    entry: "sum_splits",
-    bindings: &[Read, ReadWrite], // partial, dweight
-};
 const BACKWARD_BIAS: Kernel = Kernel {
     shader: shader!("conv2d.wgsl"),
     entry: "backward_bias",
@@ -402,7 +438,7 @@ pub fn forward_with(
     let out_shape = conv.check(inp, weight)?;
     check_len("bias", bias, out_shape.c)?;
     let out = Tensor::empty(gpu, out_shape, "conv2d out")?;
-    match algo.tiles(gpu, conv) {
+    match algo.tiles(gpu, conv)? {
         None => {
             let params = conv.params(inp.shape(), out_shape, out_shape.numel());
             let grid = gpu.grid_1d(out_shape.numel() as u64, WORKGROUP_SIZE);
@@ -440,7 +476,7 @@ pub fn backward_input_with(
 ) -> Result<Tensor> {
     let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
     let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
-    match algo.tiles(gpu, conv) {
+    match algo.tiles(gpu, conv)? {
         None => {
             let params = conv.params(inp_shape, out_shape, inp_shape.numel());
             let grid = gpu.grid_1d(inp_shape.numel() as u64, WORKGROUP_SIZE);
@@ -491,7 +527,7 @@ pub fn backward_params_with(
     check_same("dout", dout, out_shape)?;
 
     let params = conv.params(inp.shape(), out_shape, weight_shape.numel());
-    match algo.tiles(gpu, conv) {
+    match algo.tiles(gpu, conv)? {
         None => {
             // One workgroup per weight element.
             let grid = gpu.grid_1d(weight_shape.numel() as u64, 1);
@@ -731,8 +767,6 @@ fn gemm_backward_weight(
     params.tiles_x = tiles_x;
     params.tiles_y = tiles_y;
     params.per_split = per_split;
-    params.splits = splits;
-    params.count = count;
     let partial = Tensor::empty(
         gpu,
         Shape::new(splits as usize, 1, 1, count as usize),
@@ -751,11 +785,7 @@ fn gemm_backward_weight(
     ];
     let grid = [co_blocks, ci_blocks, splits];
     gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
-
-    let buffers = [partial.buffer(), dweight.buffer()];
-    let grid = gpu.grid_1d(u64::from(count), WORKGROUP_SIZE);
-    let constants = [("WG_SUM", f64::from(WORKGROUP_SIZE))];
-    gpu.dispatch(&GEMM_SUM_SPLITS, &constants, &params, &buffers, grid)
+    add_split_sums(gpu, &partial, splits as usize, dweight)
 }
 
 // ---- The up-convolution on the same kernels ---------------------------------------------
@@ -776,7 +806,7 @@ const UPCONV_GEMM: Conv2d = Conv2d {
 };
 
 /// The tiles to run the up-convolution with `algo`, or None where variant 1 must run.
-pub(crate) fn upconv_tiles(gpu: &Gpu, algo: ConvAlgo) -> Option<GemmTiles> {
+pub(crate) fn upconv_tiles(gpu: &Gpu, algo: ConvAlgo) -> Result<Option<GemmTiles>> {
     algo.tiles(gpu, &UPCONV_GEMM)
 }
 
@@ -862,7 +892,7 @@ struct GemmParams {
     c_grid_pad: u32,
     tiles_y: u32,
     per_split: u32,
-    splits: u32,
+    _pad0: u32,
     count: u32,
     tiles_x: u32,
     _pad: [u32; 2],
@@ -887,7 +917,7 @@ impl GemmParams {
             c_grid_pad: 0,
             tiles_y: 0,
             per_split: 0,
-            splits: 0,
+            _pad0: 0,
             count: 0,
             tiles_x: 0,
             _pad: [0; 2],
