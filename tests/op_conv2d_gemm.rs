@@ -330,15 +330,16 @@ fn tiles_fit_the_device() {
         GemmTiles::for_device(&gpu, 7).is_none(),
         "7x7 runs variant 1"
     );
+    let fitting = GemmTiles::for_device(&gpu, 3).unwrap();
     let too_big = GemmTiles {
         bw_ci: 9,
-        ..GemmTiles::DEFAULT
+        ..fitting
     };
     assert!(!too_big.fits(&gpu, 3));
     assert_refused(&gpu, too_big, "bw_ci = 9");
     let part_of_a_subgroup = GemmTiles {
         wg: step + 1,
-        ..GemmTiles::DEFAULT
+        ..fitting
     };
     assert_refused(
         &gpu,
