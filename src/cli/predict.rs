@@ -1,0 +1,116 @@
+//! `unet predict`: probability maps, masks and overlays of images of any size, tile by tile.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use unet_wgpu::data::read_image;
+use unet_wgpu::infer::{predict, TileOptions};
+use unet_wgpu::model::{Arch, Heads};
+use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
+use unet_wgpu::train::checkpoint;
+use unet_wgpu::{AdapterChoice, Error, Result};
+
+use super::{default_tile, open_gpu};
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Images to predict (PNG or TIFF, any size).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long, default_value = "predictions")]
+    out: PathBuf,
+    /// Input tile size (default: 572 for a depth-5 network, 188 otherwise).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Tiles per forward pass (default: as many as the device's limits allow, up to 8).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Foreground probability above which a pixel is a cell in the mask and overlay.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// The architecture the checkpoint must hold (it is read from the checkpoint anyway).
+    #[arg(long)]
+    arch: Option<Arch>,
+    /// U-Net++ with deep supervision: predict with the sub-network of head X(0,M) only.
+    #[arg(long, value_name = "M")]
+    prune: Option<usize>,
+    /// U-Net++ with deep supervision: last (the deepest head that runs) or average (the
+    /// mean of the probabilities of every head that runs).
+    #[arg(long, value_enum, default_value = "last")]
+    heads: HeadsArg,
+    /// Average the prediction over the image's 8 flips and quarter turns (test-time
+    /// augmentation: 8x the time, smoother maps; the paper's ISBI entry averaged 7
+    /// rotated versions).
+    #[arg(long)]
+    tta: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadsArg {
+    Last,
+    Average,
+}
+
+pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
+    let gpu = open_gpu(choice)?;
+    let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
+    let model = &trainer.model;
+    let config = model.config();
+    if let Some(arch) = args.arch.filter(|&arch| arch != config.arch) {
+        return Err(Error::Config(format!(
+            "{} holds a {} network, not {arch}: leave out --arch or pass --arch {}",
+            args.checkpoint.display(),
+            config.arch,
+            config.arch
+        )));
+    }
+    let tile = args.tile.unwrap_or_else(|| default_tile(config));
+    let mut options = TileOptions::fitting(&gpu, model, tile)?;
+    if let Some(batch) = args.batch {
+        options.batch = batch;
+    }
+    options.heads = Heads {
+        prune: args.prune,
+        average: args.heads == HeadsArg::Average,
+    };
+    options.average_symmetries = args.tta;
+    model.check_heads(options.heads)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    for input in &args.inputs {
+        let image = read_image(input)?;
+        let probs = predict(&gpu, model, &image, options)?;
+        let stem = input
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy());
+        write_probability_png(&args.out.join(format!("{stem}_prob.png")), &probs[1])?;
+        write_mask_png(
+            &args.out.join(format!("{stem}_mask.png")),
+            &probs[1],
+            args.threshold,
+        )?;
+        write_overlay_png(
+            &args.out.join(format!("{stem}_overlay.png")),
+            &image,
+            &probs[1],
+            args.threshold,
+            None,
+        )?;
+        println!(
+            "{} -> {}/{stem}_{{prob,mask,overlay}}.png",
+            input.display(),
+            args.out.display()
+        );
+    }
+    // Set by the tile size and batch, not the image size (a test checks it).
+    let peak = gpu.pool_stats().peak_bytes_held;
+    eprintln!(
+        "GPU memory: peak {:.1} MiB held by the engine ({peak} bytes)",
+        peak as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}

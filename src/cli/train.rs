@@ -1,0 +1,270 @@
+//! `unet train`: train (or resume) a run on a folder of images and masks or on synthetic
+//! cells; and what `demo` shares with it: the summary, validation predictions and overlays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use unet_wgpu::data::{synthetic_dataset, AugmentConfig, Dataset, Grid, SynthConfig};
+use unet_wgpu::infer::{predict, TileOptions};
+use unet_wgpu::model::UNetConfig;
+use unet_wgpu::ops::sgd::Sgd;
+use unet_wgpu::report::write_overlay_png;
+use unet_wgpu::train::checkpoint;
+use unet_wgpu::train::run::{
+    self as training, resume_checkpoint, run_folder, RunOptions, RunSummary,
+};
+use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
+
+use super::args::{ArchArgs, MaskArgs, WeightArgs};
+use super::{default_tile, open_gpu, stop_flag};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A folder with images/ and labels/ (matched by file stem), or `synthetic`.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<String>,
+    /// A validation folder like --data (or `synthetic`).
+    #[arg(long)]
+    val: Option<String>,
+    /// Hold out the last N images of --data (by file name) for validation.
+    #[arg(long, conflicts_with = "val")]
+    holdout: Option<usize>,
+    /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels)
+    /// [default: small; with --resume, the checkpoint's network]
+    #[arg(long)]
+    config: Option<String>,
+    /// Input tile size (default: 188 for small, 572 for paper).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Tiles per step.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Train until this many steps in all.
+    #[arg(long, default_value_t = 2000)]
+    steps: u64,
+    /// SGD learning rate; with momentum 0.99 a step moves about 100 x lr x gradient
+    /// [default: 0.001; with --resume, the checkpoint's, and a value given replaces it]
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Ramp the learning rate up linearly over the first N steps: lets small tiles or a
+    /// higher --lr train instead of collapsing to one class.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warmup: u64,
+    #[arg(long, default_value_t = 0.99)]
+    momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// The run folder (checkpoint, loss curve, overlays)
+    /// [default: runs/train; with --resume, the resumed run's folder]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder (or from this checkpoint file).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Turn data augmentation off.
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: u64,
+    #[arg(long, default_value_t = 200)]
+    validate_every: u64,
+    #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
+    masks: MaskArgs,
+    #[command(flatten)]
+    weights: WeightArgs,
+}
+
+/// The learning rate of a new training run: with momentum 0.99 a step moves about 0.1 x the
+/// gradient.
+const DEFAULT_LR: f32 = 0.001;
+
+fn load_dataset(
+    spec: &str,
+    masks: &MaskArgs,
+    weights: &WeightArgs,
+    seed: u64,
+    count: usize,
+) -> Result<Dataset> {
+    if spec == "synthetic" {
+        let data = synthetic_dataset(count, 256, 256, seed, &SynthConfig::default())?;
+        return Ok(data.with_weight_config(weights.config())?);
+    }
+    Ok(Dataset::open(Path::new(spec), masks.format())?.with_weight_config(weights.config())?)
+}
+
+pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
+    let sgd = Sgd {
+        lr: args.lr.unwrap_or(DEFAULT_LR),
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+    };
+    sgd.validate()?;
+    let asked = args.arch.apply(UNetConfig::preset(
+        args.config.as_deref().unwrap_or("small"),
+    )?)?;
+    let config = match args.resume.as_deref() {
+        Some(folder) => {
+            resumed_network(folder, &asked, args.config.is_some() || args.arch.given())?
+        }
+        None => asked,
+    };
+    let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
+    let mut train_set = load_dataset(&data_spec, &args.masks, &args.weights, args.seed, 20)?;
+    let val_set = match (&args.val, args.holdout) {
+        (Some(spec), _) => Some(load_dataset(
+            spec,
+            &args.masks,
+            &args.weights,
+            args.seed + 1_000_000,
+            4,
+        )?),
+        (None, Some(n)) => {
+            let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
+            train_set = train_part;
+            Some(held_out)
+        }
+        (None, None) => None,
+    };
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resumed)) => run_folder(resumed),
+        (None, None) => PathBuf::from("runs/train"),
+    };
+    let gpu = open_gpu(choice)?;
+    let options = RunOptions {
+        config,
+        tile: args.tile.unwrap_or_else(|| default_tile(&config)),
+        batch: args.batch,
+        steps: args.steps,
+        sgd,
+        seed: args.seed,
+        augment: if args.no_augment {
+            AugmentConfig::none()
+        } else {
+            AugmentConfig::default()
+        },
+        out: out.clone(),
+        checkpoint_every: args.checkpoint_every,
+        validate_every: args.validate_every,
+        resume: args.resume.clone(),
+        resume_lr: args.lr,
+        warmup: args.warmup,
+        progress: true,
+    };
+    let summary = training::run(
+        &gpu,
+        Arc::new(train_set),
+        val_set.as_ref(),
+        &options,
+        &stop_flag(),
+    )?;
+    report_run(&summary);
+    if let Some(val) = &val_set {
+        let foreground = predict_dataset(&gpu, &summary, val, options.tile, OVERLAYS)?;
+        write_val_outputs(val, &foreground, &out)?;
+    }
+    eprintln!("run folder: {}", out.display());
+    Ok(())
+}
+
+/// The network a resumed run trains: its checkpoint's (which also sets the default tile).
+/// Flags that ask for another one (`explicit`) are an error rather than silently ignored.
+fn resumed_network(folder: &Path, asked: &UNetConfig, explicit: bool) -> Result<UNetConfig> {
+    let path = resume_checkpoint(folder);
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let held = checkpoint::parse(&bytes, &path)?.config;
+    if !explicit || held == *asked {
+        return Ok(held);
+    }
+    let describe = |c: &UNetConfig| {
+        format!(
+            "{} of depth {} with {} channels and {} padding",
+            c.arch,
+            c.depth,
+            c.base_channels,
+            format!("{:?}", c.padding).to_lowercase()
+        )
+    };
+    Err(Error::Config(format!(
+        "{} holds a {}, but --config/--arch/--padding ask for a {}: leave them out to resume \
+         that network, or start a new run in another --out folder",
+        path.display(),
+        describe(&held),
+        describe(asked)
+    )))
+}
+
+/// Splits off the last `n` samples (in file-name order) as a validation set.
+fn split_last(data: Dataset, n: usize, weights: &WeightArgs) -> Result<(Dataset, Dataset)> {
+    let mut samples = data.samples().to_vec();
+    if n == 0 || n >= samples.len() {
+        return Err(Error::Config(format!(
+            "--holdout {n} must leave at least one of the {} images for training",
+            samples.len()
+        )));
+    }
+    let held_out = samples.split_off(samples.len() - n);
+    Ok((
+        Dataset::new(samples, weights.config())?,
+        Dataset::new(held_out, weights.config())?,
+    ))
+}
+
+pub fn report_run(summary: &RunSummary) {
+    let last = summary.losses.last().map_or(f32::NAN, |l| l.1);
+    let verb = if summary.interrupted {
+        "stopped"
+    } else {
+        "finished"
+    };
+    eprintln!(
+        "{verb} at step {}; last loss {last:.4}",
+        summary.trainer.step
+    );
+    if let Some(v) = summary.validation {
+        eprintln!(
+            "validation at threshold 0.5: pixel error {:.4}, IoU {:.4}",
+            v.pixel_error, v.iou
+        );
+    }
+    eprintln!("checkpoint: {}", summary.checkpoint.display());
+}
+
+/// Validation images drawn as overlays in the run folder.
+pub const OVERLAYS: usize = 4;
+
+/// The foreground probability maps of the first `limit` images of `data`.
+pub fn predict_dataset(
+    gpu: &Gpu,
+    summary: &RunSummary,
+    data: &Dataset,
+    tile: usize,
+    limit: usize,
+) -> Result<Vec<Grid<f32>>> {
+    let options = TileOptions::fitting(gpu, &summary.trainer.model, tile)?;
+    data.samples()
+        .iter()
+        .take(limit)
+        .map(|sample| {
+            Ok(predict(gpu, &summary.trainer.model, &sample.image, options)?.swap_remove(1))
+        })
+        .collect()
+}
+
+/// Overlays of the first validation images (predicted background red, true boundaries green).
+pub fn write_val_outputs(val: &Dataset, foreground: &[Grid<f32>], out: &Path) -> Result<()> {
+    for (sample, prob) in val.samples().iter().zip(foreground).take(OVERLAYS) {
+        let truth = sample.labels.map(|l| u8::from(l != 0));
+        let path = out.join(format!("overlay_{}.png", sample.name));
+        write_overlay_png(&path, &sample.image, prob, 0.5, Some(&truth))?;
+    }
+    Ok(())
+}
