@@ -134,6 +134,10 @@ pub fn run(cli: Cli) -> Result<()> {
 pub fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
     let gpu = Gpu::new(choice)?;
     eprintln!("GPU: {} ({:?})", gpu.info().name, gpu.info().backend);
+    // Said once, at start: a device without subgroups runs the slow convolutions.
+    if let Some(note) = gpu.slow_path_note() {
+        eprintln!("{note}");
+    }
     Ok(gpu)
 }
 
