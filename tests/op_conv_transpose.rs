@@ -104,7 +104,7 @@ fn upload_case(gpu: &unet_wgpu::Gpu, case: &Case) -> [Tensor; 4] {
 }
 
 /// Both variants: 1 (direct) and the default (the convolution's GEMM kernels).
-const ALGOS: [ConvAlgo; 2] = [ConvAlgo::Direct, ConvAlgo::Gemm];
+const ALGOS: [ConvAlgo; 3] = [ConvAlgo::Direct, ConvAlgo::Gemm, ConvAlgo::Tiled];
 
 fn check_against_reference(seed: u64, s: Shape, c_out: usize) {
     for algo in ALGOS {

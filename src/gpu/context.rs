@@ -231,8 +231,8 @@ impl Gpu {
         )
     }
 
-    /// Where the convolutions must run their slow path (no usable subgroup operations),
-    /// a note saying so and how to get a fast one; None where they run fast.
+    /// Where the convolutions must run without subgroup operations (none, or none that
+    /// work), a note saying so and how to get the fast kernels; None where they have them.
     pub fn slow_path_note(&self) -> Option<String> {
         if self.subgroups.is_some() {
             return None;
@@ -242,9 +242,10 @@ impl Gpu {
             None => "it has no subgroup operations".to_string(),
         };
         Some(format!(
-            "note: {} ({:?}): {why}, so convolutions run the slow direct kernels (variant 1, \
-             15 to 90x slower). For the fast ones use a Vulkan, Metal or DX12 driver; on \
-             Linux without a GPU, Mesa's `mesa-vulkan-drivers`",
+            "note: {} ({:?}): {why}, so convolutions run without them (variant 3, several \
+             times slower on a CPU device than the subgroup kernels). For the fast ones use \
+             a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's \
+             `mesa-vulkan-drivers`",
             self.info.name, self.info.backend
         ))
     }
@@ -254,7 +255,7 @@ impl Gpu {
     fn describe_subgroups(&self) -> String {
         let usable = self
             .subgroups
-            .map_or("none (convolutions run variant 1)".to_string(), |s| {
+            .map_or("none (convolutions run variant 3)".to_string(), |s| {
                 s.to_string()
             });
         match &self.subgroup_note {

@@ -152,8 +152,7 @@ pub fn forward_with(
     let c_out = check_weight(OP, inp.shape(), weight.shape())?;
     check_bias(OP, "bias", bias.shape(), c_out)?;
     let out = Tensor::empty(gpu, out_shape(inp.shape(), c_out), "conv-transpose out")?;
-    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo)? {
-        conv2d::upconv_forward(gpu, tiles, inp, weight, bias, &out)?;
+    if conv2d::upconv_forward(gpu, algo, inp, weight, bias, &out)? {
         return Ok(out);
     }
     gpu.dispatch(
@@ -214,8 +213,7 @@ pub fn backward_with(
     check_bias(OP, "dbias", dbias.shape(), c_out)?;
 
     let dinp = Tensor::empty(gpu, inp.shape(), "conv-transpose dinp")?;
-    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo)? {
-        conv2d::upconv_backward(gpu, tiles, inp, weight, dout, &dinp, dweight, dbias)?;
+    if conv2d::upconv_backward(gpu, algo, inp, weight, dout, &dinp, dweight, dbias)? {
         return Ok(dinp);
     }
     gpu.dispatch(

@@ -1,75 +1,19 @@
-//! 2-D convolution, k x k, stride 1, with bias and an optional fused ReLU.
-//!
-//! Weights are PyTorch's Conv2d layout `[C_out, C_in, k, k]`, bias `[C_out]`.
-//! The forward keeps nothing beyond its own output: with a fused ReLU, the backward reads
-//! the ReLU's derivative off `out` (out > 0), so the caller passes `out` back in.
-//!
-//! Backward is two launchers, so that a layer whose input needs no gradient (the first
-//! conv of the network) skips [`backward_input`]:
-//! - [`backward_input`] **writes** dinp;
-//! - [`backward_params`] **accumulates** into dweight and dbias.
-//!
-//! Two implementations ([`ConvAlgo`]) sit behind the same launchers:
-//! - variant 1, [`ConvAlgo::Direct`] (`shaders/conv2d.wgsl`): one invocation per output
-//!   value, the simple reference;
-//! - variant 2, [`ConvAlgo::Gemm`] (`shaders/conv2d_gemm.wgsl`): tiled implicit GEMM with
-//!   register tiles, whose subgroups load the shared operand cooperatively and pass it
-//!   round with subgroup shuffles; the default where the device has subgroup operations.
-//!   Its backward-weight splits the pixel reduction into slices whose partial sums a
-//!   second pass adds in a fixed order, so results are bit-identical run to run.
-//!
-//! [`forward`], [`backward_input`] and [`backward_params`] run the default; the `*_with`
-//! functions take the variant (benchmarks, tests).
+//! Variant 2: the subgroup implicit GEMM (`shaders/conv2d_gemm.wgsl`), tuned for CPU-like
+//! devices (lavapipe): register tiles, no workgroup memory, the lanes of a subgroup load
+//! the shared window cooperatively and pass it round with shuffles (the shader says why).
+//! Its backward-weight splits the pixel reduction into slices whose partial sums a second
+//! pass adds in a fixed order, so results are bit-identical run to run. It also runs the
+//! 2x2 up-convolution as three 1x1 GEMMs (see "The up-convolution" below).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
-use super::sum_splits::add_split_sums;
-use super::WORKGROUP_SIZE;
+use super::super::sum_splits::add_split_sums;
+use super::{Conv2d, UPCONV_GEMM};
 
-/// Which implementation runs a convolution.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ConvAlgo {
-    /// Variant 1: direct, one invocation per output value (`shaders/conv2d.wgsl`).
-    Direct,
-    /// Variant 2: tiled implicit GEMM (`shaders/conv2d_gemm.wgsl`) with the default tiles
-    /// for the device. Kernels larger than [`GemmTiles::MAX_KERNEL`], and devices without
-    /// subgroup operations, run variant 1.
-    #[default]
-    Gemm,
-    /// Variant 2 with explicit tile sizes (for tuning).
-    GemmTiled(GemmTiles),
-}
-
-impl ConvAlgo {
-    /// A short name for reports: "direct" or "gemm".
-    pub fn name(&self) -> &'static str {
-        match self {
-            ConvAlgo::Direct => "direct",
-            ConvAlgo::Gemm | ConvAlgo::GemmTiled(_) => "gemm",
-        }
-    }
-
-    /// The tiles to use for `conv`, or None where variant 1 must run. Explicit tiles
-    /// that cannot run on `gpu` are an error.
-    fn tiles(&self, gpu: &Gpu, conv: &Conv2d) -> Result<Option<GemmTiles>> {
-        match self {
-            ConvAlgo::Direct => Ok(None),
-            ConvAlgo::Gemm => Ok(GemmTiles::for_device(gpu, conv.kernel)),
-            ConvAlgo::GemmTiled(tiles) => match tiles.check(gpu, conv.kernel) {
-                Ok(()) => Ok(Some(*tiles)),
-                Err(why) => Err(Error::Config(format!(
-                    "conv2d: GEMM tiles {tiles:?} cannot run a {k}x{k} kernel on {}: {why}; \
-                     use ConvAlgo::Gemm for the device's default tiles",
-                    gpu.info().name,
-                    k = conv.kernel,
-                ))),
-            },
-        }
-    }
-}
+use Access::{Read, ReadWrite};
 
 /// Tile sizes of the implicit-GEMM kernels, passed to WGSL as `override` constants (so the
 /// pipeline cache keys on them). See `shaders/conv2d_gemm.wgsl` for what each one tiles.
@@ -200,145 +144,6 @@ impl GemmTiles {
     }
 }
 
-/// Zero padding of a convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Padding {
-    /// No padding: the output shrinks by k - 1 (the paper's U-Net).
-    Valid,
-    /// (k - 1) / 2 on every side: the output keeps the input's size (U-Net++).
-    Same,
-}
-
-/// A convolution's hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Conv2d {
-    pub kernel: usize,
-    pub padding: Padding,
-    /// Apply max(x, 0) to the output, and its derivative in the backward.
-    pub relu: bool,
-}
-
-impl Conv2d {
-    /// Zero padding on each side, in pixels.
-    pub fn pad(&self) -> usize {
-        match self.padding {
-            Padding::Valid => 0,
-            Padding::Same => (self.kernel - 1) / 2,
-        }
-    }
-
-    /// The output height for an input of height `h`, if there is one.
-    pub fn out_size(&self, size: usize) -> Option<usize> {
-        (size + 2 * self.pad() + 1)
-            .checked_sub(self.kernel)
-            .filter(|&s| s > 0)
-    }
-
-    /// The weight shape for `c_in` -> `c_out` channels: `[C_out, C_in, k, k]`.
-    pub fn weight_shape(&self, c_in: usize, c_out: usize) -> Shape {
-        Shape::new(c_out, c_in, self.kernel, self.kernel)
-    }
-
-    /// The output shape for `inp`, with `c_out` channels.
-    pub fn out_shape(&self, inp: Shape, c_out: usize) -> Result<Shape> {
-        match (self.out_size(inp.h), self.out_size(inp.w)) {
-            (Some(h), Some(w)) => Ok(Shape::new(inp.n, c_out, h, w)),
-            _ => Err(Error::shape(
-                "conv2d",
-                format!(
-                    "input {inp} is smaller than the {k}x{k} kernel with padding {p}",
-                    k = self.kernel,
-                    p = self.pad()
-                ),
-            )),
-        }
-    }
-
-    /// Multiply-adds of the forward pass (the backward's two passes cost the same each).
-    pub fn macs(&self, inp: Shape, c_out: usize) -> Result<u64> {
-        let out = self.out_shape(inp, c_out)?;
-        Ok((out.numel() * inp.c * self.kernel * self.kernel) as u64)
-    }
-
-    fn params(&self, inp: Shape, out: Shape, total: usize) -> Params {
-        Params {
-            n: inp.n as u32,
-            c_in: inp.c as u32,
-            h: inp.h as u32,
-            w: inp.w as u32,
-            c_out: out.c as u32,
-            k: self.kernel as u32,
-            pad: self.pad() as u32,
-            out_h: out.h as u32,
-            out_w: out.w as u32,
-            relu: u32::from(self.relu),
-            total: total as u32,
-            _pad0: 0,
-        }
-    }
-
-    /// Checks `weight` against `inp` and returns the output shape.
-    fn check(&self, inp: &Tensor, weight: &Tensor) -> Result<Shape> {
-        if self.kernel == 0 || (self.padding == Padding::Same && self.kernel.is_multiple_of(2)) {
-            return Err(Error::shape(
-                "conv2d",
-                format!(
-                    "kernel size {} with {:?} padding",
-                    self.kernel, self.padding
-                ),
-            ));
-        }
-        let c_out = weight.shape().n;
-        let expected = self.weight_shape(inp.shape().c, c_out);
-        if weight.shape() != expected {
-            return Err(Error::shape(
-                "conv2d",
-                format!(
-                    "weight {} does not fit input {} (expected {expected})",
-                    weight.shape(),
-                    inp.shape()
-                ),
-            ));
-        }
-        self.out_shape(inp.shape(), c_out)
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    k: u32,
-    pad: u32,
-    out_h: u32,
-    out_w: u32,
-    relu: u32,
-    total: u32,
-    _pad0: u32,
-}
-
-use Access::{Read, ReadWrite};
-
-const FORWARD: Kernel = Kernel {
-    shader: shader!("conv2d.wgsl"),
-    entry: "forward",
-    bindings: &[Read, Read, Read, ReadWrite], // inp, weight, bias, out
-};
-const BACKWARD_INPUT: Kernel = Kernel {
-    shader: shader!("conv2d.wgsl"),
-    entry: "backward_input",
-    bindings: &[Read, Read, Read, ReadWrite], // out, dout, weight, dinp
-};
-const BACKWARD_WEIGHT: Kernel = Kernel {
-    shader: shader!("conv2d.wgsl"),
-    entry: "backward_weight",
-    bindings: &[Read, Read, Read, ReadWrite], // out, dout, inp, dweight
-};
 const GEMM_CONV: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
     entry: "conv_gemm",
@@ -360,193 +165,76 @@ const GEMM_ARRANGE_WEIGHT: Kernel = Kernel {
     entry: "arrange_weight",
     bindings: &[Read, ReadWrite], // weight, A
 };
-const BACKWARD_BIAS: Kernel = Kernel {
-    shader: shader!("conv2d.wgsl"),
-    entry: "backward_bias",
-    bindings: &[Read, Read, ReadWrite], // out, dout, dbias
-};
 
-fn check_len(what: &str, t: &Tensor, len: usize) -> Result<()> {
-    if t.numel() != len {
-        return Err(Error::shape(
-            "conv2d",
-            format!(
-                "{what} has shape {} but {len} elements are needed",
-                t.shape()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// out = conv(inp, weight) + bias, then ReLU if fused. Runs the default variant.
-pub fn forward(
+/// out = conv(inp) + bias (ReLU if fused):
+/// out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix].
+pub(super) fn forward(
     gpu: &Gpu,
+    tiles: GemmTiles,
     conv: &Conv2d,
     inp: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-) -> Result<Tensor> {
-    forward_with(gpu, ConvAlgo::default(), conv, inp, weight, bias)
+    out: &Tensor,
+) -> Result<()> {
+    let pass = GemmPass {
+        conv: *conv,
+        src: Operand::plain(inp),
+        pad: conv.pad() as u32,
+        weight,
+        flip: false,
+        bias,
+        dst: out,
+        grid: out.shape(),
+        epilogue: Epilogue::Forward,
+    };
+    gemm_conv(gpu, tiles, &pass)
 }
 
-/// The gradient with respect to the input. Writes dinp. Runs the default variant.
-pub fn backward_input(
+/// dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full" convolution of
+/// g = dout * relu'(out) with the transposed, flipped weight.
+pub(super) fn backward_input(
     gpu: &Gpu,
+    tiles: GemmTiles,
     conv: &Conv2d,
-    inp_shape: Shape,
     weight: &Tensor,
     out: &Tensor,
     dout: &Tensor,
-) -> Result<Tensor> {
-    backward_input_with(gpu, ConvAlgo::default(), conv, inp_shape, weight, out, dout)
+    dinp: &Tensor,
+) -> Result<()> {
+    let pass = GemmPass {
+        conv: *conv,
+        src: Operand {
+            relu_of: conv.relu.then_some(out),
+            ..Operand::plain(dout)
+        },
+        pad: (conv.kernel - 1 - conv.pad()) as u32,
+        weight,
+        flip: true,
+        bias: weight,
+        dst: dinp,
+        grid: dinp.shape(),
+        epilogue: Epilogue::BackwardInput,
+    };
+    gemm_conv(gpu, tiles, &pass)
 }
 
-/// The gradients with respect to weight and bias. Accumulates into dweight and dbias.
-/// Runs the default variant.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_params(
+/// dweight += G[co, pix] x X[(ci,ky,kx), pix]^T.
+pub(super) fn backward_weight(
     gpu: &Gpu,
+    tiles: GemmTiles,
     conv: &Conv2d,
     inp: &Tensor,
     out: &Tensor,
     dout: &Tensor,
     dweight: &Tensor,
-    dbias: &Tensor,
 ) -> Result<()> {
-    backward_params_with(
-        gpu,
-        ConvAlgo::default(),
-        conv,
-        inp,
-        out,
-        dout,
-        dweight,
-        dbias,
-    )
-}
-
-/// [`forward`] with the variant `algo`.
-pub fn forward_with(
-    gpu: &Gpu,
-    algo: ConvAlgo,
-    conv: &Conv2d,
-    inp: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-) -> Result<Tensor> {
-    let out_shape = conv.check(inp, weight)?;
-    check_len("bias", bias, out_shape.c)?;
-    let out = Tensor::empty(gpu, out_shape, "conv2d out")?;
-    match algo.tiles(gpu, conv)? {
-        None => {
-            let params = conv.params(inp.shape(), out_shape, out_shape.numel());
-            let grid = gpu.grid_1d(out_shape.numel() as u64, WORKGROUP_SIZE);
-            let buffers = [inp.buffer(), weight.buffer(), bias.buffer(), out.buffer()];
-            gpu.dispatch(&FORWARD, &[], &params, &buffers, grid)?;
-        }
-        Some(tiles) => {
-            // GEMM: out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix] (+ bias, ReLU).
-            let pass = GemmPass {
-                conv: *conv,
-                src: Operand::plain(inp),
-                pad: conv.pad() as u32,
-                weight,
-                flip: false,
-                bias,
-                dst: &out,
-                grid: out.shape(),
-                epilogue: Epilogue::Forward,
-            };
-            gemm_conv(gpu, tiles, &pass)?;
-        }
-    }
-    Ok(out)
-}
-
-/// [`backward_input`] with the variant `algo`.
-pub fn backward_input_with(
-    gpu: &Gpu,
-    algo: ConvAlgo,
-    conv: &Conv2d,
-    inp_shape: Shape,
-    weight: &Tensor,
-    out: &Tensor,
-    dout: &Tensor,
-) -> Result<Tensor> {
-    let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
-    let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
-    match algo.tiles(gpu, conv)? {
-        None => {
-            let params = conv.params(inp_shape, out_shape, inp_shape.numel());
-            let grid = gpu.grid_1d(inp_shape.numel() as u64, WORKGROUP_SIZE);
-            let buffers = [out.buffer(), dout.buffer(), weight.buffer(), dinp.buffer()];
-            gpu.dispatch(&BACKWARD_INPUT, &[], &params, &buffers, grid)?;
-        }
-        Some(tiles) => {
-            // GEMM: dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full"
-            // convolution of g = dout * relu'(out) with the transposed, flipped weight.
-            let pass = GemmPass {
-                conv: *conv,
-                src: Operand {
-                    relu_of: conv.relu.then_some(out),
-                    ..Operand::plain(dout)
-                },
-                pad: (conv.kernel - 1 - conv.pad()) as u32,
-                weight,
-                flip: true,
-                bias: weight,
-                dst: &dinp,
-                grid: dinp.shape(),
-                epilogue: Epilogue::BackwardInput,
-            };
-            gemm_conv(gpu, tiles, &pass)?;
-        }
-    }
-    Ok(dinp)
-}
-
-/// [`backward_params`] with the variant `algo`.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_params_with(
-    gpu: &Gpu,
-    algo: ConvAlgo,
-    conv: &Conv2d,
-    inp: &Tensor,
-    out: &Tensor,
-    dout: &Tensor,
-    dweight: &Tensor,
-    dbias: &Tensor,
-) -> Result<()> {
-    let c_out = out.shape().c;
-    let weight_shape = conv.weight_shape(inp.shape().c, c_out);
-    check_len("dweight", dweight, weight_shape.numel())?;
-    check_len("dbias", dbias, c_out)?;
-    let out_shape = conv.out_shape(inp.shape(), c_out)?;
-    check_same("out", out, out_shape)?;
-    check_same("dout", dout, out_shape)?;
-
-    let params = conv.params(inp.shape(), out_shape, weight_shape.numel());
-    match algo.tiles(gpu, conv)? {
-        None => {
-            // One workgroup per weight element.
-            let grid = gpu.grid_1d(weight_shape.numel() as u64, 1);
-            let buffers = [out.buffer(), dout.buffer(), inp.buffer(), dweight.buffer()];
-            gpu.dispatch(&BACKWARD_WEIGHT, &[], &params, &buffers, grid)?;
-        }
-        Some(tiles) => {
-            let g = Operand {
-                relu_of: conv.relu.then_some(out),
-                ..Operand::plain(dout)
-            };
-            let pad = conv.pad() as u32;
-            gemm_backward_weight(gpu, conv, tiles, g, Operand::plain(inp), pad, dweight)?
-        }
-    }
-
-    // dbias is a plain reduction over pixels for both variants: one workgroup per channel.
-    let buffers = [out.buffer(), dout.buffer(), dbias.buffer()];
-    gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, [c_out as u32, 1, 1])
+    let g = Operand {
+        relu_of: conv.relu.then_some(out),
+        ..Operand::plain(dout)
+    };
+    let pad = conv.pad() as u32;
+    gemm_backward_weight(gpu, conv, tiles, g, Operand::plain(inp), pad, dweight)
 }
 
 /// An image as a GEMM operand reads it.
@@ -798,20 +486,8 @@ fn gemm_backward_weight(
 // where dout_s2d[m = 4 co + 2 a + b, y, x] = dout[co, 2y + a, 2x + b] and W[ci, m] is the
 // [C_in, C_out, 2, 2] weight read as a C_in x 4 C_out matrix.
 
-/// The up-convolution's GEMMs as convolutions: 1x1, no padding, no ReLU.
-const UPCONV_GEMM: Conv2d = Conv2d {
-    kernel: 1,
-    padding: Padding::Valid,
-    relu: false,
-};
-
-/// The tiles to run the up-convolution with `algo`, or None where variant 1 must run.
-pub(crate) fn upconv_tiles(gpu: &Gpu, algo: ConvAlgo) -> Result<Option<GemmTiles>> {
-    algo.tiles(gpu, &UPCONV_GEMM)
-}
-
 /// out = up-conv(inp) + bias, `out` of shape [N, C_out, 2H, 2W].
-pub(crate) fn upconv_forward(
+pub(super) fn upconv_forward(
     gpu: &Gpu,
     tiles: GemmTiles,
     inp: &Tensor,
@@ -835,9 +511,8 @@ pub(crate) fn upconv_forward(
     gemm_conv(gpu, tiles, &pass)
 }
 
-/// Writes dinp and accumulates dweight and dbias of the up-convolution.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn upconv_backward(
+/// Writes dinp and accumulates dweight of the up-convolution.
+pub(super) fn upconv_backward(
     gpu: &Gpu,
     tiles: GemmTiles,
     inp: &Tensor,
@@ -845,7 +520,6 @@ pub(crate) fn upconv_backward(
     dout: &Tensor,
     dinp: &Tensor,
     dweight: &Tensor,
-    dbias: &Tensor,
 ) -> Result<()> {
     let dout_s2d = Operand {
         space_to_depth: true,
@@ -865,12 +539,7 @@ pub(crate) fn upconv_backward(
     gemm_conv(gpu, tiles, &pass)?;
     // The weight gradient's rows run over ci: the GEMM's "g" is the input.
     let g = Operand::plain(inp);
-    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight)?;
-    // dbias[co] += sum of dout over its pixels: the conv's bias reduction, without ReLU.
-    let params = UPCONV_GEMM.params(inp.shape(), dout.shape(), dbias.numel());
-    let buffers = [dout.buffer(), dout.buffer(), dbias.buffer()];
-    let groups = [dout.shape().c as u32, 1, 1];
-    gpu.dispatch(&BACKWARD_BIAS, &[], &params, &buffers, groups)
+    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight)
 }
 
 /// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
@@ -923,37 +592,4 @@ impl GemmParams {
             _pad: [0; 2],
         }
     }
-}
-
-fn check_same(what: &str, t: &Tensor, shape: Shape) -> Result<()> {
-    if t.shape() != shape {
-        return Err(Error::shape(
-            "conv2d backward",
-            format!(
-                "{what} has shape {} but the forward's output is {shape}",
-                t.shape()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_backward(
-    conv: &Conv2d,
-    inp_shape: Shape,
-    weight: &Tensor,
-    out: &Tensor,
-    dout: &Tensor,
-) -> Result<Shape> {
-    let c_out = weight.shape().n;
-    if weight.shape() != conv.weight_shape(inp_shape.c, c_out) {
-        return Err(Error::shape(
-            "conv2d backward",
-            format!("weight {} does not fit input {inp_shape}", weight.shape()),
-        ));
-    }
-    let out_shape = conv.out_shape(inp_shape, c_out)?;
-    check_same("out", out, out_shape)?;
-    check_same("dout", dout, out_shape)?;
-    Ok(out_shape)
 }
