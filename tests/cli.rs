@@ -242,7 +242,8 @@ fn bench_step_profiles_the_kernels() {
     if out.contains("timestamps: true") {
         for kernel in [
             "max_pool.wgsl::forward",
-            "loss.wgsl::xent_forward_backward",
+            "loss.wgsl::xent_gradient",
+            "loss.wgsl::xent_partials",
             "sgd.wgsl::sgd_step",
         ] {
             assert!(out.contains(kernel), "{kernel} missing:\n{out}");

@@ -91,7 +91,7 @@ impl GemmTiles {
         ];
         if kernel > Self::MAX_KERNEL {
             Err(format!(
-                "kernels larger than {} run variant 1",
+                "variant 2 handles kernels up to {}x{0}",
                 Self::MAX_KERNEL
             ))
         } else if subgroups.min < 4 {
