@@ -95,7 +95,12 @@ fn is_png(bytes: &[u8]) -> bool {
 }
 
 fn is_tiff(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*")
+    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") || is_big_tiff(bytes)
+}
+
+/// BigTIFF (64-bit offsets, for files over 4 GiB), as `unet predict` writes large outputs.
+fn is_big_tiff(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"II+\0") || bytes.starts_with(b"MM\0+")
 }
 
 /// Reads every page of a PNG (always one page) or TIFF (one or more pages) file.
@@ -211,8 +216,11 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
 /// limit. Such a file is corrupt, and the `tiff` crate (0.11.3) reports that case with a
 /// stray `dbg!` line on stderr before its error (found by the `image_loader` fuzz target),
 /// which would break the program's one-line error. Walks the chain of image directories
-/// of a classic TIFF; anything malformed is left for the decoder to report.
+/// of a classic TIFF (not a BigTIFF); anything malformed is left for the decoder to report.
 fn check_tiff_text_entries(path: &Path, bytes: &[u8]) -> Result<()> {
+    if is_big_tiff(bytes) {
+        return Ok(()); // its directories have another layout; left to the decoder
+    }
     const ASCII: u16 = 2;
     const ENTRY_BYTES: usize = 12;
     let limit = bytes
