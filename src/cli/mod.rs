@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod info;
 mod predict;
+mod predict_batch;
 mod train;
 mod weightmap;
 
