@@ -172,7 +172,17 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
     use tiff::ColorType;
 
     check_tiff_text_entries(path, bytes)?;
-    let mut decoder = Decoder::new(Cursor::new(bytes)).map_err(|e| decode_error(path, e))?;
+    // The decoder refuses pages over 256 MiB by default (a 16,384 x 16,384 8-bit page is
+    // 256 MiB): allow pages up to 16 times the file, which an uncompressed or ordinarily
+    // compressed image never exceeds, while a corrupt header claiming a huge page is
+    // still refused before it is allocated.
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = limits
+        .decoding_buffer_size
+        .max(bytes.len().saturating_mul(16));
+    let mut decoder = Decoder::new(Cursor::new(bytes))
+        .map_err(|e| decode_error(path, e))?
+        .with_limits(limits);
     let mut pages = Vec::new();
     loop {
         let (width, height) = decoder.dimensions().map_err(|e| decode_error(path, e))?;
