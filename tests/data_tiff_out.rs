@@ -4,8 +4,12 @@
 use unet_wgpu::data::read_pages;
 use unet_wgpu::data::tiff_out::{Samples, TiledTiffWriter, TILE};
 
+fn scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("unet-tiff-out-{}", std::process::id()))
+}
+
 fn write_and_read(samples: Samples, force_big: bool) {
-    let dir = std::env::temp_dir().join(format!("unet-tiff-out-{}", std::process::id()));
+    let dir = scratch();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{samples:?}-{force_big}.tif"));
     // Sizes that do not divide the tile, and one under a tile, in bands of 1..=37 rows.
@@ -58,4 +62,5 @@ fn classic_and_big_tiled_tiffs_read_back_exactly() {
             write_and_read(samples, big);
         }
     }
+    std::fs::remove_dir(scratch()).unwrap();
 }
