@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod info;
 mod predict;
+mod predict_batch;
 mod train;
 mod weightmap;
 
@@ -63,7 +64,9 @@ enum Command {
     #[command(
         after_help = "Examples:\n  unet predict --checkpoint runs/isbi/checkpoint.safetensors \
         ../shared/data/isbi2012/test/images/*.png --out predictions\n  \
-        unet predict --checkpoint runs/isbi/checkpoint.safetensors --tta image.png --out pred"
+        unet predict --checkpoint runs/isbi/checkpoint.safetensors --tta image.png --out pred\n  \
+        unet predict --checkpoint model.safetensors \"/shared/images/*.tif\" --out /shared/preds --shard-from-env\n  \
+        unet predict --merge-report /shared/preds"
     )]
     Predict(PredictArgs),
     /// The ISBI 2012 metrics (pixel, Rand and warping error) and IoU of probability maps.
