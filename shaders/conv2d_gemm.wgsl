@@ -14,7 +14,7 @@
 //                     with W'[ci, co, ky, kx] = W[co, ci, k-1-ky, k-1-kx] (transposed, flipped)
 //                     and padding k-1-pad, G = dout * relu'(out)
 //   backward-weight:  dW[co, (ci,ky,kx)] = G[co, pix] x X[(ci,ky,kx), pix]^T   (reduced over
-//                     all N * H_out * W_out pixels, split into slices summed by sum_splits)
+//                     all N * H_out * W_out pixels, split into slices summed by sum_splits.wgsl)
 // where X[(ci,ky,kx), (n,y,x)] = inp[n, ci, y + ky - pad, x + kx - pad] (zero outside).
 //
 // Why this shape: it is tuned for lavapipe/llvmpipe, which runs 8 invocations as the 8
@@ -38,10 +38,13 @@
 //     tiles (pad_source), and rearrange the weight so that one invocation's taps of one
 //     channel are 16-byte aligned vec4s (arrange_weight).
 //
-// Subgroups: SG is the smallest subgroup size of the device. Lanes are taken in segments of
-// SG (the whole subgroup where its size is fixed, SG_FIXED), and each segment loads its own
-// copy of a window, so the kernels are right for any subgroup size that is a multiple of SG
-// (all of them: sizes are powers of two) as long as the workgroup size is too.
+// Subgroups: SG is the smallest subgroup size any pipeline of the device may get, as
+// measured when the device opens (src/gpu/subgroups.rs: a driver may run smaller
+// subgroups than it reports). Lanes are taken in segments of SG consecutive lane ids (the
+// whole subgroup where its size is fixed, SG_FIXED), and each segment loads its own copy of
+// a window, so the kernels are right for any subgroup size that is a multiple of SG (all of
+// them: sizes are powers of two) as long as the workgroup size is a multiple of the largest
+// size, so that no segment is cut short.
 
 struct Params {
     // The source image of a pad_source copy, or the unpadded patch source.
@@ -64,10 +67,10 @@ struct Params {
     c_grid_pad: u32,
     // conv_gemm: rows of pixel tiles per image.
     tiles_y: u32,
-    // backward_weight: pixel tiles of the reduction per split; sum_splits: the split count.
+    // backward_weight: pixel tiles of the reduction per split.
     per_split: u32,
-    splits: u32,
-    // sum_splits, pad_source, arrange_weight: elements (vec4s for pad_source) to write.
+    _pad0: u32,
+    // pad_source, arrange_weight: elements (vec4s for pad_source) to write.
     count: u32,
     // backward_weight: columns of pixel tiles per image.
     tiles_x: u32,
@@ -342,7 +345,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // per tile a lane loads BW_ROWS x BW_QUADS g vec4s and its share (BW_ROUNDS vec4s) of the
 // BW_CI windows of (BW_ROWS + K - 1) x (BW_QUADS + 1) vec4s, and does BW_CI x K x K x
 // BW_ROWS x 4 BW_QUADS FMAs. The tiles are split into `splits` slices (grid z), each
-// writing its own partial dW, which sum_splits adds up in a fixed order.
+// writing its own partial dW, which sum_splits.wgsl adds up in a fixed order.
 //
 // Both operands are zero-padded copies made by pad_source, so no load needs a bounds check:
 // g = dout * relu'(out) as [n, c_grid_pad, tiles_y * BW_ROWS, tiles_x * 4 BW_QUADS], and
@@ -446,25 +449,4 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-}
-
-// ---- backward-weight, second pass: dweight += the splits' partial sums, in split order --
-// Deterministic (no atomics): every run adds the same numbers in the same order.
-override WG_SUM: u32 = 256u;
-
-@group(0) @binding(1) var<storage, read> ss_partial: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ss_dweight: array<f32>;
-
-@compute @workgroup_size(WG_SUM)
-fn sum_splits(@builtin(global_invocation_id) gid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * WG_SUM;
-    if (e >= p.count) {
-        return;
-    }
-    var total = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        total += ss_partial[s * p.count + e];
-    }
-    ss_dweight[e] += total;
 }

@@ -7,13 +7,14 @@
 //     out[n, co, 2i+a, 2j+b] = bias[co] + sum_ci inp[n, ci, i, j] * w[ci, co, a, b]
 //   backward_input, one thread per input element:
 //     dinp[n, ci, i, j] = sum_co sum_(a,b) dout[n, co, 2i+a, 2j+b] * w[ci, co, a, b]
-//   backward_weight, one invocation per block of 4 input x 4 output channels, which also
-//   sums dbias in the same pass over dout:
+//   backward_weight, one invocation per block of 4 input x 4 output channels and slice of
+//   input rows, which also sums dbias in the same pass over dout:
 //     dweight[ci, co, a, b] += sum_(n,i,j) inp[n, ci, i, j] * dout[n, co, 2i+a, 2j+b]
 //     dbias[co]             += sum_(n,y,x) dout[n, co, y, x]
 //
-// The reductions are deterministic: each invocation sums its pixels itself in a fixed
-// order, with no float atomics, so results are bit-identical from run to run.
+// The reductions are deterministic: each invocation sums its slice's pixels itself in a
+// fixed order, and sum_splits.wgsl adds the slices in order, with no float atomics, so
+// results are bit-identical from run to run.
 
 struct Params {
     // What the launch covers: output elements (forward), input elements (backward_input)
@@ -25,6 +26,9 @@ struct Params {
     // The input's H and W; the output is 2H x 2W.
     h: u32,
     w: u32,
+    // backward_weight: input rows (of all N * H) per slice of the reduction.
+    rows_per_split: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -111,12 +115,12 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     bin_dinp[e] = acc;
 }
 
-// backward_weight bindings. dweight is read as vec4s: w[ci, co, :, :] is the vec4 at
-// ci * C_out + co.
+// backward_weight bindings. The partial sums of slice s: pw[s * C_in * C_out + ci * C_out
+// + co] = the vec4 (a, b) of dweight[ci, co, :, :], pb[s * C_out + co] of dbias[co].
 @group(0) @binding(1) var<storage, read> bw_inp: array<f32>;
 @group(0) @binding(2) var<storage, read> bw_dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bw_dweight: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> bw_dbias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bw_pw: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> bw_pb: array<f32>;
 
 // Input and output channels per invocation of backward_weight.
 const BW_CI: u32 = 4u;
@@ -124,13 +128,13 @@ const BW_CO: u32 = 4u;
 // Invocations per workgroup of backward_weight (lanes run over output-channel blocks).
 override WG_BW: u32 = 32;
 
-// One invocation per block of BW_CI input x BW_CO output channels; it sums every pixel
-// itself, in order, so the result is the same on every run without a reduction tree:
-//   dweight[ci, co, a, b] += sum_(n,i,j) inp[n, ci, i, j] * dout[n, co, 2i+a, 2j+b]
+// One invocation per block of BW_CI input x BW_CO output channels (grid x, y) and slice of
+// rows_per_split input rows of the N * H (grid z); it sums its slice's pixels in order:
+//   pw[s, ci, co, a, b] = sum_((n,i) in slice s, j) inp[n, ci, i, j] * dout[n, co, 2i+a, 2j+b]
 // Per pixel it loads BW_CI input values and BW_CO 2x2 dout blocks (20 values) for
 // BW_CI * BW_CO * 4 = 64 multiply-adds. The invocations of the first input-channel block
 // also sum the dout blocks for the bias, in the same pass over dout:
-//   dbias[co] += sum_(n,y,x) dout[n, co, y, x]
+//   pb[s, co] = sum_((n,i) in slice s, j) sum_(a,b) dout[n, co, 2i+a, 2j+b]
 // Channels past C_in or C_out (the last block's tail) load a valid channel and are not
 // written.
 @compute @workgroup_size(WG_BW)
@@ -140,40 +144,41 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>,
     if (t >= p.total) {
         return;
     }
+    let split = gid.z;
     let co_blocks = (p.c_out + BW_CO - 1u) / BW_CO;
     let ci0 = (t / co_blocks) * BW_CI;
     let co0 = (t % co_blocks) * BW_CO;
     let hw = p.h * p.w;
     let ow = out_w();
     let out_plane = out_h() * ow;
+    let first = split * p.rows_per_split;
+    let last = min(first + p.rows_per_split, p.n * p.h);
 
     var acc: array<vec4<f32>, 16>; // [a * BW_CO + c], a over input, c over output channels
     var bsum: array<vec4<f32>, 4>;
-    for (var n = 0u; n < p.n; n++) {
+    for (var row = first; row < last; row++) {
+        let n = row / p.h;
+        let i = row % p.h;
         var inp_at: array<u32, 4>;
         var dout_at: array<u32, 4>;
         for (var a = 0u; a < BW_CI; a++) {
-            inp_at[a] = (n * p.c_in + min(ci0 + a, p.c_in - 1u)) * hw;
+            inp_at[a] = (n * p.c_in + min(ci0 + a, p.c_in - 1u)) * hw + i * p.w;
         }
         for (var c = 0u; c < BW_CO; c++) {
-            dout_at[c] = (n * p.c_out + min(co0 + c, p.c_out - 1u)) * out_plane;
+            dout_at[c] = (n * p.c_out + min(co0 + c, p.c_out - 1u)) * out_plane + 2u * i * ow;
         }
-        for (var i = 0u; i < p.h; i++) {
-            for (var j = 0u; j < p.w; j++) {
-                let pix = i * p.w + j;
-                let top = 2u * i * ow + 2u * j;
-                var x: array<f32, 4>;
+        for (var j = 0u; j < p.w; j++) {
+            var x: array<f32, 4>;
+            for (var a = 0u; a < BW_CI; a++) {
+                x[a] = bw_inp[inp_at[a] + j];
+            }
+            for (var c = 0u; c < BW_CO; c++) {
+                let at = dout_at[c] + 2u * j;
+                let block = vec4<f32>(bw_dout[at], bw_dout[at + 1u],
+                                      bw_dout[at + ow], bw_dout[at + ow + 1u]);
+                bsum[c] += block;
                 for (var a = 0u; a < BW_CI; a++) {
-                    x[a] = bw_inp[inp_at[a] + pix];
-                }
-                for (var c = 0u; c < BW_CO; c++) {
-                    let at = dout_at[c] + top;
-                    let block = vec4<f32>(bw_dout[at], bw_dout[at + 1u],
-                                          bw_dout[at + ow], bw_dout[at + ow + 1u]);
-                    bsum[c] += block;
-                    for (var a = 0u; a < BW_CI; a++) {
-                        acc[a * BW_CO + c] += x[a] * block;
-                    }
+                    acc[a * BW_CO + c] += x[a] * block;
                 }
             }
         }
@@ -186,12 +191,12 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>,
         for (var a = 0u; a < BW_CI; a++) {
             let ci = ci0 + a;
             if (ci < p.c_in) {
-                bw_dweight[ci * p.c_out + co] += acc[a * BW_CO + c];
+                bw_pw[(split * p.c_in + ci) * p.c_out + co] = acc[a * BW_CO + c];
             }
         }
         if (ci0 == 0u) {
             let b = bsum[c];
-            bw_dbias[co] += (b.x + b.y) + (b.z + b.w);
+            bw_pb[split * p.c_out + co] = (b.x + b.y) + (b.z + b.w);
         }
     }
 }

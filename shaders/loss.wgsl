@@ -11,13 +11,17 @@
 //   loss          = (1/P) * sum_x term(x)
 //   dloss/dz_k(x) = w(x)/P * (p_k(x) - [k == l(x)])
 //
-// A label that is not an integer in 0..K makes its pixel's term and gradients NaN, so
-// the loss is NaN (see `loss.rs`).
+// A label that is not an integer in 0..K is detected explicitly (bit tests and
+// comparisons, no reliance on NaN, which fast-math compilers such as Metal's need not
+// keep): its pixel adds nothing to the loss and gets zero gradients, and it is counted, so
+// that the caller can refuse the batch (see `loss.rs`).
 //
-// The sum over pixels is deterministic, with no atomics: `xent_forward_backward` reduces
-// each workgroup's terms with a fixed tree in workgroup memory and writes one partial sum
-// per workgroup; `xent_reduce` (one workgroup) sums the partials in a fixed order and
-// scales by 1/P.
+// The loss is two passes over the pixels, so that neither binds more than the 4 storage
+// buffers WebGPU and GLES 3.1 guarantee: `xent_gradient` writes dlogits, and
+// `xent_partials` sums the terms (and the invalid labels) of each workgroup with a fixed
+// tree in workgroup memory, one partial sum per workgroup; `xent_reduce` (one workgroup)
+// sums the partials in a fixed order and scales by 1/P. No atomics: the sum is
+// deterministic.
 
 struct Params {
     // P = N*H*W.
@@ -37,7 +41,8 @@ struct Params {
 // A power of two: the tree reductions halve it.
 override WG: u32 = 256;
 
-var<workgroup> scratch: array<f32, WG>;
+// (loss term, invalid labels) of each invocation, for the tree reductions.
+var<workgroup> scratch: array<vec2<f32>, WG>;
 
 fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -48,10 +53,6 @@ fn logit_index(i: u32, k: u32) -> u32 {
     let n = i / p.plane;
     let s = i - n * p.plane;
     return (n * p.classes + k) * p.plane + s;
-}
-
-fn quiet_nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
 }
 
 // Sums scratch[0..WG) into scratch[0] with a fixed tree: the same order on every run.
@@ -99,48 +100,68 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// xent_forward_backward bindings: logits (above) and
+// xent_gradient and xent_partials bindings: logits (above) and
 // labels [N,1,H,W]: the class index of each pixel, as an f32;
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
-// weights [N,1,H,W]: w(x);
+// weights [N,1,H,W]: w(x).
 @group(0) @binding(3) var<storage, read> weights: array<f32>;
-// dlogits [N,K,H,W]: written;
-@group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
-// partials, one per workgroup of the grid: the sum of its pixels' terms (not yet divided by P).
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
-// One invocation per pixel: its loss term into the workgroup's partial sum, and its K
-// gradients into dlogits.
+// The class of pixel i, or K where its label is not an integer in 0..K: infinities and
+// NaN are caught by their exponent bits, before any comparison.
+fn class_of(i: u32) -> u32 {
+    let label = labels[i];
+    let finite = (bitcast<u32>(label) & 0x7f800000u) != 0x7f800000u;
+    if (finite && label >= 0.0 && label < f32(p.classes) && floor(label) == label) {
+        return u32(label);
+    }
+    return p.classes;
+}
+
+// xent_gradient: dlogits [N,K,H,W], written.
+@group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
+
+// One invocation per pixel: its K gradients w/P * (p_k - [k == l]); zero for an invalid
+// label.
 @compute @workgroup_size(WG)
-fn xent_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>,
-                         @builtin(local_invocation_index) lid: u32,
-                         @builtin(workgroup_id) wid: vec3<u32>,
-                         @builtin(num_workgroups) nwg: vec3<u32>) {
+fn xent_gradient(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
-    var term = 0.0;
+    if (i >= p.pixels) {
+        return;
+    }
+    let l = class_of(i);
+    let lse = log_sum_exp(i);
+    let g = select(0.0, weights[i] * p.inv_pixels, l < p.classes);
+    for (var k = 0u; k < p.classes; k++) {
+        let j = logit_index(i, k);
+        let onehot = select(0.0, 1.0, k == l);
+        dlogits[j] = g * (exp(logits[j] - lse) - onehot);
+    }
+}
+
+// xent_partials: one (sum of terms, invalid labels) per workgroup of the grid (the terms
+// not yet divided by P).
+@group(0) @binding(4) var<storage, read_write> partials: array<vec2<f32>>;
+
+// One invocation per pixel: its loss term w (lse - z_l), or an invalid label counted,
+// into the workgroup's partial sums.
+@compute @workgroup_size(WG)
+fn xent_partials(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    var mine = vec2<f32>(0.0);
     // No early return: every invocation must reach the barriers of the reduction.
     if (i < p.pixels) {
-        let lse = log_sum_exp(i);
-
-        let label = labels[i];
-        let valid = label >= 0.0 && label < f32(p.classes) && floor(label) == label;
-        let l = select(p.classes, u32(label), valid);
-        let w = weights[i];
-        let g = w * p.inv_pixels;
-        for (var k = 0u; k < p.classes; k++) {
-            let j = logit_index(i, k);
-            let z = logits[j];
-            let onehot = select(0.0, 1.0, k == l);
-            dlogits[j] = select(quiet_nan(), g * (exp(z - lse) - onehot), valid);
-            if (k == l) {
-                term = w * (lse - z);
-            }
-        }
-        if (!valid) {
-            term = quiet_nan();
+        let l = class_of(i);
+        if (l < p.classes) {
+            mine.x = weights[i] * (log_sum_exp(i) - logits[logit_index(i, l)]);
+        } else {
+            mine.y = 1.0;
         }
     }
-    scratch[lid] = term;
+    scratch[lid] = mine;
     reduce_scratch(lid);
     if (lid == 0u) {
         partials[wid.x + wid.y * nwg.x] = scratch[0];
@@ -148,21 +169,22 @@ fn xent_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // xent_reduce bindings.
-@group(0) @binding(1) var<storage, read> red_partials: array<f32>;
-// Shape::vector(1): the loss.
+@group(0) @binding(1) var<storage, read> red_partials: array<vec2<f32>>;
+// Shape::vector(2): the loss and the number of pixels with an invalid label.
 @group(0) @binding(2) var<storage, read_write> red_loss: array<f32>;
 
 // One workgroup: invocation t sums partials t, t + WG, t + 2 WG, ... in order, then the
 // tree adds the WG sums; loss = total / P.
 @compute @workgroup_size(WG)
 fn xent_reduce(@builtin(local_invocation_index) lid: u32) {
-    var sum = 0.0;
+    var sum = vec2<f32>(0.0);
     for (var j = lid; j < p.partials; j += WG) {
         sum += red_partials[j];
     }
     scratch[lid] = sum;
     reduce_scratch(lid);
     if (lid == 0u) {
-        red_loss[0] = scratch[0] * p.inv_pixels;
+        red_loss[0] = scratch[0].x * p.inv_pixels;
+        red_loss[1] = scratch[0].y;
     }
 }

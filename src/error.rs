@@ -40,6 +40,12 @@ pub enum Error {
     Diverged { step: u64, loss: f32 },
 
     #[error(
+        "{pixels} pixels of the batch at step {step} have labels that are not class indices \
+         0..K-1: check the masks (and --classes / --foreground) and start again"
+    )]
+    InvalidLabels { step: u64, pixels: u64 },
+
+    #[error(
         "parameter `{name}` is no longer finite at step {step}: training diverged, so no \
          checkpoint was written over the last good one. Lower the learning rate (--lr) and \
          resume from it"

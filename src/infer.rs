@@ -5,8 +5,14 @@
 //! Tile origins sit on multiples of 2^(depth-1), the network's total pooling stride, so
 //! every tile sees the same max-pool grid as one pass over the whole (mirror-padded) image
 //! would: with valid convolutions the stitched map equals that one pass exactly.
+//!
+//! A large image is predicted in bands of tile rows ([`predict_bands`]): only the tiles of
+//! one batch are cut out (mirrored where they leave the image) and sent to the GPU, and
+//! only one band of probabilities is held before it is handed on, so GPU memory is set by
+//! the tile and batch, and host memory by the image itself (4 bytes per pixel as f32)
+//! plus one band.
 
-use crate::data::{GrayImage, Grid, Symmetry, TilePlan, TileSpec};
+use crate::data::{GrayImage, Grid, PlannedTile, Symmetry, TilePlan, TileSpec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::{Heads, Network};
@@ -91,40 +97,107 @@ pub fn predict(
     Ok(sums.into_iter().map(|sum| sum.map(|s| s / count)).collect())
 }
 
-/// [`predict`] of one orientation: overlap-tile prediction, stitched.
+/// [`predict`] of one orientation: overlap-tile prediction, stitched (one band holding
+/// every tile row, so the tiles are batched exactly as a single pass over the plan).
 fn predict_tiles(
     gpu: &Gpu,
     model: &Network,
     image: &GrayImage,
     options: TileOptions,
 ) -> Result<Vec<Grid<f32>>> {
+    let mut maps = Vec::new();
+    predict_bands(gpu, model, image, options, usize::MAX, |band| {
+        maps = band.maps;
+        Ok(())
+    })?;
+    Ok(maps)
+}
+
+/// Rows `y .. y + height` of an image's class probabilities: `classes` planes of the
+/// image's width and the band's height.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Band {
+    pub y: usize,
+    pub height: usize,
+    pub maps: Vec<Grid<f32>>,
+}
+
+/// How many tile rows a band needs so that one band fills at least one batch of tiles:
+/// `batch / columns`, rounded up, and at least one.
+pub fn band_tile_rows(plan: &TilePlan, batch: usize) -> usize {
+    batch.max(1).div_ceil(plan_columns(plan)).max(1)
+}
+
+/// Tiles per tile row of `plan` (its tiles are stored row by row).
+fn plan_columns(plan: &TilePlan) -> usize {
+    let first_row = plan.tiles[0].out_y;
+    plan.tiles
+        .iter()
+        .take_while(|t| t.out_y == first_row)
+        .count()
+}
+
+/// Overlap-tile prediction of `image` in bands of `tile_rows` tile rows, top to bottom,
+/// each handed to `emit` as soon as it is stitched (one orientation: no test-time
+/// augmentation). The GPU holds one batch of tiles at a time and the host one band of
+/// probabilities (`classes` x 4 bytes per pixel of the band) beside the image, so neither
+/// grows with the image's height. Each tile is predicted exactly as by [`predict`], which
+/// is this with a single band, so the bands stitched together equal its result bit for bit
+/// (the kernels compute each tile of a batch on its own, whatever the batch holds).
+pub fn predict_bands(
+    gpu: &Gpu,
+    model: &Network,
+    image: &GrayImage,
+    options: TileOptions,
+    tile_rows: usize,
+    mut emit: impl FnMut(Band) -> Result<()>,
+) -> Result<()> {
     let plan = plan(model, image.width, image.height, options.tile)?;
     let (tile_in, tile_out) = (plan.spec.tile_in, plan.spec.tile_out);
     let config = model.config();
     let classes = config.classes;
-    let mut maps = vec![Grid::filled(image.width, image.height, 0.0f32); classes];
-    for chunk in plan.tiles.chunks(options.batch.max(1)) {
-        let mut input = Vec::with_capacity(chunk.len() * tile_in * tile_in);
-        for tile in chunk {
-            input.extend_from_slice(&plan.extract_tile(image, tile)?.data);
-        }
-        let shape = Shape::new(chunk.len(), config.in_channels, tile_in, tile_in);
-        let input = Tensor::from_slice(gpu, shape, &input, "prediction tiles")?;
-        let probs = model
-            .probabilities(gpu, input, options.heads)?
-            .to_vec(gpu)?;
-        let plane = tile_out * tile_out;
-        for (i, tile) in chunk.iter().enumerate() {
-            for (class, map) in maps.iter_mut().enumerate() {
-                let start = (i * classes + class) * plane;
-                let prediction = Grid {
-                    width: tile_out,
-                    height: tile_out,
-                    data: probs[start..start + plane].to_vec(),
-                };
-                plan.stitch(map, tile, &prediction)?;
+    let band_tiles = plan_columns(&plan).saturating_mul(tile_rows.max(1));
+    for band_plan in plan.tiles.chunks(band_tiles) {
+        let y = band_plan[0].out_y;
+        let last = band_plan[band_plan.len() - 1];
+        let height = last.out_y + last.out_height - y;
+        let mut maps = vec![Grid::filled(image.width, height, 0.0f32); classes];
+        for chunk in band_plan.chunks(options.batch.max(1)) {
+            let mut input = Vec::with_capacity(chunk.len() * tile_in * tile_in);
+            for tile in chunk {
+                input.extend_from_slice(&plan.extract_tile(image, tile)?.data);
+            }
+            let shape = Shape::new(chunk.len(), config.in_channels, tile_in, tile_in);
+            let input = Tensor::from_slice(gpu, shape, &input, "prediction tiles")?;
+            let probs = model
+                .probabilities(gpu, input, options.heads)?
+                .to_vec(gpu)?;
+            let plane = tile_out * tile_out;
+            for (i, tile) in chunk.iter().enumerate() {
+                for (class, map) in maps.iter_mut().enumerate() {
+                    let start = (i * classes + class) * plane;
+                    stitch_into_band(map, y, tile, &probs[start..start + plane], tile_out);
+                }
             }
         }
+        emit(Band { y, height, maps })?;
     }
-    Ok(maps)
+    Ok(())
+}
+
+/// Writes the part of a `tile_out x tile_out` prediction that `tile` owns into `band`, a
+/// plane of the image's width whose first row is image row `band_y`.
+fn stitch_into_band(
+    band: &mut Grid<f32>,
+    band_y: usize,
+    tile: &PlannedTile,
+    prediction: &[f32],
+    tile_out: usize,
+) {
+    for dy in 0..tile.out_height {
+        let src = (tile.offset_y + dy) * tile_out + tile.offset_x;
+        let dst = (tile.out_y - band_y + dy) * band.width + tile.out_x;
+        band.data[dst..dst + tile.out_width]
+            .copy_from_slice(&prediction[src..src + tile.out_width]);
+    }
 }

@@ -5,6 +5,7 @@
 //! Nothing below calls back up: [`ops`] knows nothing of U-Net, the model knows nothing
 //! of files.
 
+pub mod batch;
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -242,7 +242,8 @@ fn bench_step_profiles_the_kernels() {
     if out.contains("timestamps: true") {
         for kernel in [
             "max_pool.wgsl::forward",
-            "loss.wgsl::xent_forward_backward",
+            "loss.wgsl::xent_gradient",
+            "loss.wgsl::xent_partials",
             "sgd.wgsl::sgd_step",
         ] {
             assert!(out.contains(kernel), "{kernel} missing:\n{out}");
@@ -360,4 +361,28 @@ fn unetpp_trains_and_predicts_pruned_or_averaged() {
         "{table}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_device_without_subgroups_is_named_once_at_start() {
+    // wgpu's GL backend has no subgroup operations: the convolutions run without them.
+    let args = ["bench", "kernels", "--conv", "1,2,8,8,2", "--backend"];
+    let gl = unet(&[&args[..], &["gl"]].concat());
+    let stderr = text(&gl.stderr);
+    if stderr.contains("none on the gl backend") {
+        eprintln!("no GL adapter here (CI installs Mesa's llvmpipe): nothing to check");
+        return;
+    }
+    assert!(gl.status.success(), "{stderr}");
+    let notes = stderr.matches("convolutions run without them").count();
+    assert_eq!(notes, 1, "one note at start:\n{stderr}");
+    assert!(stderr.contains("mesa-vulkan-drivers"), "{stderr}");
+
+    let vulkan = unet(&[&args[..], &["vulkan"]].concat());
+    let stderr = text(&vulkan.stderr);
+    assert!(vulkan.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("convolutions run without them"),
+        "{stderr}"
+    );
 }

@@ -92,8 +92,10 @@ fn every_shader_validates_with_naga() {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
         // The GEMM convolutions need subgroup operations (and only run where the device
-        // has them); nothing else may.
-        let capabilities = if path.ends_with("conv2d_gemm.wgsl") {
+        // has them), and so does the probe that measures them; nothing else may.
+        let needs_subgroups =
+            path.ends_with("conv2d_gemm.wgsl") || path.ends_with("subgroup_probe.wgsl");
+        let capabilities = if needs_subgroups {
             naga::valid::Capabilities::SUBGROUP
         } else {
             naga::valid::Capabilities::empty()
@@ -105,6 +107,20 @@ fn every_shader_validates_with_naga() {
         validator
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+        // Binding 0 is the params uniform and 1.. the storage buffers: no kernel may bind
+        // more than WebGPU and GLES 3.1 guarantee.
+        for (_, global) in module.global_variables.iter() {
+            if let Some(binding) = &global.binding {
+                assert!(
+                    binding.binding <= unet_wgpu::gpu::MAX_STORAGE_BINDINGS,
+                    "{}: {:?} binds storage buffer {} (at most {} per kernel)",
+                    path.display(),
+                    global.name,
+                    binding.binding,
+                    unet_wgpu::gpu::MAX_STORAGE_BINDINGS
+                );
+            }
+        }
         checked += 1;
     }
     assert!(
@@ -244,4 +260,23 @@ fn profiling_times_every_pass_by_kernel() {
     );
     // Profiling is off again: nothing more is timed.
     assert!(gpu.finish_profiling().unwrap().kernels.is_empty());
+}
+
+#[test]
+fn subgroup_sizes_are_measured_not_assumed() {
+    let gpu = gpu();
+    let described = gpu.describe();
+    let Some(s) = gpu.subgroups() else {
+        assert!(described.contains("subgroups: none"), "{described}");
+        return;
+    };
+    // The kernels rely on segments of s.min lanes inside workgroups of whole s.max
+    // subgroups: never more than the driver reports as its smallest size, a power of two.
+    assert!(s.min.is_power_of_two() && s.min <= s.max, "{s:?}");
+    assert!(s.min <= gpu.info().subgroup_min_size, "{s:?}");
+    assert!(s.max >= gpu.info().subgroup_max_size, "{s:?}");
+    assert!(
+        described.contains(&format!("subgroups: {s}")),
+        "{described}"
+    );
 }

@@ -19,7 +19,11 @@ use unet_wgpu::train::{checkpoint, Trainer};
 fn checkpoint_bytes(config: UNetConfig) -> Vec<u8> {
     let gpu = common::gpu();
     let model = Network::new(&gpu, config, 3).unwrap();
-    let path = std::env::temp_dir().join(format!("unet-fuzz-ckpt-{}", std::process::id()));
+    // Tests run in parallel threads of one process: each call gets its own file.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("unet-fuzz-ckpt-{}-{call}", std::process::id());
+    let path = std::env::temp_dir().join(name);
     checkpoint::save(&gpu, &Trainer::new(model, Sgd::default(), 3), &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();

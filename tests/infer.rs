@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use unet_wgpu::data::{crop_mirrored, Grid, Symmetry};
-use unet_wgpu::infer::{predict, TileOptions};
+use unet_wgpu::infer::{predict, predict_bands, TileOptions};
 use unet_wgpu::model::{Arch, Heads, Network, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::Shape;
@@ -134,4 +134,49 @@ fn automatic_batch_fits_the_device() {
     // counted generously as 16 x 188 x 188) fits one storage binding.
     let largest_per_tile = 16 * 188 * 188 * 4;
     assert!(options.batch as u64 * largest_per_tile <= gpu.max_tensor_bytes());
+}
+
+/// The large-image path: bands of one tile row, stitched, equal the whole-image
+/// prediction bit for bit, and cover every row once, top to bottom.
+#[test]
+fn bands_of_one_tile_row_equal_the_whole_image_prediction() {
+    let gpu = gpu();
+    let model = Network::new(&gpu, TINY, 3).unwrap();
+    let (w, h) = (53, 71);
+    let image = Grid {
+        width: w,
+        height: h,
+        data: random_vec(&mut rng(4), w * h),
+    };
+    let options = TileOptions {
+        tile: TINY.input_size_for(16),
+        batch: 3,
+        heads: Heads::default(),
+        average_symmetries: false,
+    };
+    let whole = predict(&gpu, &model, &image, options).unwrap();
+    let mut stitched = vec![Grid::filled(w, h, f32::NAN); 2];
+    let mut next_row = 0;
+    let mut bands = 0;
+    predict_bands(&gpu, &model, &image, options, 1, |band| {
+        assert_eq!(band.y, next_row, "bands come top to bottom, each row once");
+        next_row += band.height;
+        bands += 1;
+        for (map, part) in stitched.iter_mut().zip(&band.maps) {
+            assert_eq!((part.width, part.height), (w, band.height));
+            map.data[band.y * w..(band.y + band.height) * w].copy_from_slice(&part.data);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(next_row, h);
+    assert!(bands >= 4, "a tiny band makes several bands: {bands}");
+    for (class, (got, want)) in stitched.iter().zip(&whole).enumerate() {
+        let same = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "class {class}: the bands differ from the whole image");
+    }
 }

@@ -293,3 +293,20 @@ fn warm_steps_allocate_nothing() {
         "a warm step built a pipeline"
     );
 }
+
+#[test]
+fn a_batch_with_invalid_labels_is_refused() {
+    let gpu = gpu();
+    let mut trainer = small_trainer(&gpu, 1);
+    let mut tiles = DiskTiles::new(1);
+    // Three pixels whose labels are no class index of the 2 classes.
+    for (i, bad) in [(3, 2.0), (40, -1.0), (77, 0.5)] {
+        tiles.labels[i] = bad;
+    }
+    let err = trainer.step(&gpu, &tiles.batch()).unwrap_err();
+    assert!(
+        matches!(err, unet_wgpu::Error::InvalidLabels { pixels: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not class indices"), "{err}");
+}

@@ -1,11 +1,12 @@
-//! conv2d variant 2 (tiled implicit GEMM) against the f64 CPU reference, against variant 1
-//! (direct), against finite differences, and run to run (bit-identical).
+//! conv2d variants 2 (subgroup implicit GEMM) and 3 (workgroup-tiled implicit GEMM) against
+//! the f64 CPU reference, against variant 1 (direct), against finite differences, and run
+//! to run (bit-identical).
 
 mod common;
 
 use common::reference::{self, Host};
 use common::*;
-use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding};
+use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding, TiledTiles};
 use unet_wgpu::{Gpu, Shape, Tensor};
 
 /// The reference forward in f64, from the shared reference ops (after ReLU if fused).
@@ -211,10 +212,16 @@ fn gemm_matches_reference_and_direct() {
 #[test]
 fn other_tile_sizes_match_reference() {
     let gpu = gpu();
+    let Some(step) = GemmTiles::workgroup_step(&gpu) else {
+        eprintln!("no usable subgroups on this device: variant 2 cannot run here");
+        assert_refused(&gpu, GemmTiles::DEFAULT, "no usable subgroup");
+        return;
+    };
     // Tiles unlike the default: 3 channels per invocation, a 4 x 4 pixel forward tile,
-    // a 3 x 4 weight-gradient tile of 3 input channels, and many slices of the reduction.
+    // a 3 x 4 weight-gradient tile of 3 input channels, and many slices of the reduction,
+    // in the smallest workgroup the device allows.
     let tiles = GemmTiles {
-        wg: 8,
+        wg: step,
         mi: 3,
         rows: 4,
         quads: 1,
@@ -223,10 +230,57 @@ fn other_tile_sizes_match_reference() {
         bw_quads: 1,
         min_workgroups: 1000,
     };
-    assert!(tiles.fits(&gpu, 3));
+    assert!(tiles.fits(&gpu, 3), "{:?}", tiles.check(&gpu, 3));
     let algo = ConvAlgo::GemmTiled(tiles);
     for (seed, c) in cases().iter().enumerate().step_by(2) {
         check_against_reference_and_direct(&gpu, algo, c, 50 + seed as u64);
+    }
+}
+
+/// Running a 3x3 conv with `tiles` is an error whose message contains `why`.
+fn assert_refused(gpu: &Gpu, tiles: GemmTiles, why: &str) {
+    let c = case(3, Padding::Valid, true, Shape::new(1, 2, 8, 8), 4);
+    let d = upload_case(gpu, &c, 1);
+    let algo = ConvAlgo::GemmTiled(tiles);
+    let err = conv2d::forward_with(gpu, algo, &c.conv, &d.inp, &d.weight, &d.bias)
+        .expect_err("tiles that do not fit must be refused");
+    let message = err.to_string();
+    assert!(message.contains(why), "{message}");
+}
+
+#[test]
+fn tiled_matches_reference_and_direct() {
+    let gpu = gpu();
+    for (seed, c) in cases().iter().enumerate() {
+        check_against_reference_and_direct(&gpu, ConvAlgo::Tiled, c, 70 + seed as u64);
+    }
+}
+
+#[test]
+fn other_tiled_tile_sizes_match_reference() {
+    let gpu = gpu();
+    // The presets on shapes they were not chosen for, and tiles whose sizes do not divide
+    // the layers' (8 values of K per step, 32 invocations).
+    let tilings = [
+        TiledTiles::LARGE,
+        TiledTiles::SMALL,
+        TiledTiles {
+            bm: 16,
+            bn: 32,
+            bk: 8,
+        },
+    ];
+    for (t, tiles) in tilings.into_iter().enumerate() {
+        assert_eq!(tiles.check(&gpu), Ok(()));
+        let algo = ConvAlgo::TiledWith(tiles);
+        for (seed, c) in cases().iter().enumerate().skip(t).step_by(3) {
+            check_against_reference_and_direct(&gpu, algo, c, 90 + seed as u64);
+        }
+    }
+    for bad in [(64, 64, 32), (8, 64, 16), (32, 6, 16), (16, 32, 7)] {
+        let (bm, bn, bk) = bad;
+        let tiles = TiledTiles { bm, bn, bk };
+        assert!(tiles.check(&gpu).is_err(), "{tiles:?}");
     }
 }
 
@@ -239,15 +293,22 @@ fn gemm_backward_matches_finite_differences() {
         case(3, Padding::Same, true, Shape::new(2, 3, 5, 4), 2),
         case(1, Padding::Valid, true, Shape::new(2, 3, 4, 3), 5),
     ];
-    for (seed, c) in tiny.iter().enumerate() {
+    let runs = [ConvAlgo::Gemm, ConvAlgo::Tiled]
+        .into_iter()
+        .flat_map(|algo| {
+            tiny.iter()
+                .enumerate()
+                .map(move |(seed, c)| (algo, seed, c))
+        });
+    for (algo, seed, c) in runs {
         let d = upload_case(&gpu, c, 20 + seed as u64);
-        let [_, dinp, dweight, dbias] = run_all(&gpu, ConvAlgo::Gemm, c, &d);
+        let [_, dinp, dweight, dbias] = run_all(&gpu, algo, c, &d);
         let (x, w, b, g) = (to_f64(&d.x), to_f64(&d.w), to_f64(&d.b), to_f64(&d.g));
         let loss = |x: &[f64], w: &[f64], b: &[f64]| {
             dot(&reference_forward(&c.conv, c.inp, x, w, b, c.c_out), &g)
         };
         let eps = 1e-4;
-        let what = format!("{:?} on {}", c.conv, c.inp);
+        let what = format!("{algo:?} {:?} on {}", c.conv, c.inp);
         let want = numeric_grad(|v| loss(v, &w, &b), &x, eps);
         assert_close(&format!("dinp {what}"), &dinp, &want, 1e-3, 1e-3);
         let want = numeric_grad(|v| loss(&x, v, &b), &w, eps);
@@ -262,15 +323,19 @@ fn gemm_is_bit_reproducible_and_accumulates() {
     let gpu = gpu();
     let c = case(3, Padding::Valid, true, Shape::new(2, 16, 30, 29), 24);
     let d = upload_case(&gpu, &c, 5);
-    let first = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
-    let second = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
-    for (pass, (a, b)) in ["forward", "dinp", "dweight", "dbias"]
-        .iter()
-        .zip(first.iter().zip(&second))
-    {
-        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{pass}: two runs differ");
+    for algo in [ConvAlgo::Tiled, ConvAlgo::Gemm] {
+        let first = run_all(&gpu, algo, &c, &d);
+        let second = run_all(&gpu, algo, &c, &d);
+        for (pass, (a, b)) in ["forward", "dinp", "dweight", "dbias"]
+            .iter()
+            .zip(first.iter().zip(&second))
+        {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{algo:?} {pass}: two runs differ");
+        }
     }
+    // The default variant, which backward_params below runs.
+    let first = run_all(&gpu, ConvAlgo::Auto, &c, &d);
     assert!(
         first[2].iter().any(|&v| v != 0.0),
         "dweight must not be trivially zero"
@@ -297,19 +362,38 @@ fn gemm_is_bit_reproducible_and_accumulates() {
 #[test]
 fn tiles_fit_the_device() {
     let gpu = gpu();
+    let Some(step) = GemmTiles::workgroup_step(&gpu) else {
+        // No usable subgroups (GL, browsers): every convolution runs variant 1.
+        for k in [1, 3, 5] {
+            assert_eq!(GemmTiles::for_device(&gpu, k), None);
+        }
+        return;
+    };
     for k in [1, 3, 5] {
         let tiles = GemmTiles::for_device(&gpu, k).expect("some tiles fit");
         assert!(tiles.fits(&gpu, k));
+        assert!(tiles.wg.is_multiple_of(step), "{tiles:?}, step {step}");
     }
     assert!(
         GemmTiles::for_device(&gpu, 7).is_none(),
         "7x7 runs variant 1"
     );
+    let fitting = GemmTiles::for_device(&gpu, 3).unwrap();
     let too_big = GemmTiles {
         bw_ci: 9,
-        ..GemmTiles::DEFAULT
+        ..fitting
     };
     assert!(!too_big.fits(&gpu, 3));
+    assert_refused(&gpu, too_big, "bw_ci = 9");
+    let part_of_a_subgroup = GemmTiles {
+        wg: step + 1,
+        ..fitting
+    };
+    assert_refused(
+        &gpu,
+        part_of_a_subgroup,
+        "not a multiple of the largest subgroup",
+    );
 }
 
 #[test]
@@ -347,13 +431,23 @@ fn benchmark_layers_and_a_tiny_run() {
         ..BenchOptions::default()
     };
     let reports = kernels::bench_conv_spec(&gpu, "2,5,13,11,6", &opts).unwrap();
-    assert_eq!(reports.len(), 6, "3 passes x 2 variants");
+    // Variant 2 only where the device has subgroups.
+    let variants = if GemmTiles::workgroup_step(&gpu).is_some() {
+        3
+    } else {
+        2
+    };
+    assert_eq!(
+        reports.len(),
+        3 * variants,
+        "3 passes x {variants} variants"
+    );
     assert!(reports
         .iter()
         .all(|r| r.ms > 0.0 && r.gflops.is_some_and(|g| g > 0.0)));
-    let gemm_weight = reports
+    let tiled_weight = reports
         .iter()
-        .find(|r| r.pass == Pass::BackwardWeight && r.variant == "gemm")
+        .find(|r| r.pass == Pass::BackwardWeight && r.variant == "tiled")
         .unwrap();
-    assert!(gemm_weight.speedup.is_some());
+    assert!(tiled_weight.speedup.is_some());
 }

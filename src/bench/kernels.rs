@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::conv2d::{self, Conv2d, ConvAlgo, Padding};
+use crate::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding};
 use crate::tensor::{Shape, Tensor};
 
 /// Side of the crop on which a layer too large for variant 1 is checked.
@@ -200,7 +200,7 @@ impl Default for BenchOptions {
         BenchOptions {
             reps: 5,
             warmup: 1,
-            variants: vec![ConvAlgo::Direct, ConvAlgo::Gemm],
+            variants: vec![ConvAlgo::Direct, ConvAlgo::Gemm, ConvAlgo::Tiled],
             direct_limit_gflop: f64::INFINITY,
             check: true,
         }
@@ -393,6 +393,10 @@ pub fn bench_conv_layer(gpu: &Gpu, layer: &ConvLayer, opts: &BenchOptions) -> Re
     for pass in Pass::ALL {
         let mut direct_ms = None;
         for &algo in &opts.variants {
+            if algo == ConvAlgo::Gemm && GemmTiles::for_device(gpu, 3).is_none() {
+                // Without subgroups variant 2 would only run variant 1 again.
+                continue;
+            }
             if algo != ConvAlgo::Direct {
                 if opts.check {
                     check(gpu, &check_layer, pass, algo)?;

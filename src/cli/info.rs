@@ -31,6 +31,9 @@ pub fn run(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
     }
     let gpu = Gpu::new(choice)?;
     println!("chosen:\n  {}\n", gpu.describe().replace('\n', "\n  "));
+    if let Some(note) = gpu.slow_path_note() {
+        eprintln!("{note}\n");
+    }
 
     let config = args.arch.apply(UNetConfig::preset(&args.config)?)?;
     let tile = args.tile.unwrap_or_else(|| default_tile(&config));

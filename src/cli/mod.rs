@@ -10,6 +10,7 @@ mod eval;
 mod export;
 mod info;
 mod predict;
+mod predict_batch;
 mod train;
 mod weightmap;
 
@@ -65,7 +66,9 @@ enum Command {
     #[command(
         after_help = "Examples:\n  unet predict --checkpoint runs/isbi/checkpoint.safetensors \
         ../shared/data/isbi2012/test/images/*.png --out predictions\n  \
-        unet predict --checkpoint runs/isbi/checkpoint.safetensors --tta image.png --out pred"
+        unet predict --checkpoint runs/isbi/checkpoint.safetensors --tta image.png --out pred\n  \
+        unet predict --checkpoint model.safetensors \"/shared/images/*.tif\" --out /shared/preds --shard-from-env\n  \
+        unet predict --merge-report /shared/preds"
     )]
     Predict(PredictArgs),
     /// The ISBI 2012 metrics (pixel, Rand and warping error) and IoU of probability maps.
@@ -148,6 +151,10 @@ pub fn run(cli: Cli) -> Result<()> {
 pub fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
     let gpu = Gpu::new(choice)?;
     eprintln!("GPU: {} ({:?})", gpu.info().name, gpu.info().backend);
+    // Said once, at start: a device without subgroups runs the slow convolutions.
+    if let Some(note) = gpu.slow_path_note() {
+        eprintln!("{note}");
+    }
     Ok(gpu)
 }
 

@@ -3,22 +3,22 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use unet_wgpu::data::read_image;
-use unet_wgpu::infer::{predict, TileOptions};
+use unet_wgpu::infer::TileOptions;
 use unet_wgpu::model::Arch;
-use unet_wgpu::report::{write_mask_png, write_overlay_png, write_probability_png};
 use unet_wgpu::train::checkpoint;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::HeadsArg;
+use super::predict_batch::{self, BatchArgs};
 use super::{default_tile, open_gpu};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Images to predict (PNG or TIFF, any size).
-    #[arg(required = true)]
+    #[arg(long, required_unless_present = "merge_report")]
+    checkpoint: Option<PathBuf>,
+    /// Images to predict (PNG or TIFF, any size, multi-page stacks page by page), folders
+    /// holding them, or quoted globs ("data/**/*.tif").
+    #[arg(required_unless_present = "merge_report")]
     inputs: Vec<PathBuf>,
     #[arg(long, default_value = "predictions")]
     out: PathBuf,
@@ -46,17 +46,24 @@ pub struct PredictArgs {
     /// rotated versions).
     #[arg(long)]
     tta: bool,
+    /// Many images, shards, reruns and manifests (issue 19).
+    #[command(flatten)]
+    many: BatchArgs,
 }
 
 pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
+    if !args.many.merge_report.is_empty() {
+        return predict_batch::merge_report(&args.many.merge_report);
+    }
+    let checkpoint_path = args.checkpoint.clone().expect("clap requires --checkpoint");
     let gpu = open_gpu(choice)?;
-    let trainer = checkpoint::load(&gpu, &args.checkpoint)?;
+    let trainer = checkpoint::load(&gpu, &checkpoint_path)?;
     let model = &trainer.model;
     let config = model.config();
     if let Some(arch) = args.arch.filter(|&arch| arch != config.arch) {
         return Err(Error::Config(format!(
             "{} holds a {} network, not {arch}: leave out --arch or pass --arch {}",
-            args.checkpoint.display(),
+            checkpoint_path.display(),
             config.arch,
             config.arch
         )));
@@ -69,35 +76,16 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     options.heads = args.heads.heads(args.prune);
     options.average_symmetries = args.tta;
     model.check_heads(options.heads)?;
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
-        path: args.out.display().to_string(),
-        source,
-    })?;
-    for input in &args.inputs {
-        let image = read_image(input)?;
-        let probs = predict(&gpu, model, &image, options)?;
-        let stem = input
-            .file_stem()
-            .map_or("image".into(), |s| s.to_string_lossy());
-        write_probability_png(&args.out.join(format!("{stem}_prob.png")), &probs[1])?;
-        write_mask_png(
-            &args.out.join(format!("{stem}_mask.png")),
-            &probs[1],
-            args.threshold,
-        )?;
-        write_overlay_png(
-            &args.out.join(format!("{stem}_overlay.png")),
-            &image,
-            &probs[1],
-            args.threshold,
-            None,
-        )?;
-        println!(
-            "{} -> {}/{stem}_{{prob,mask,overlay}}.png",
-            input.display(),
-            args.out.display()
-        );
-    }
+    predict_batch::run(
+        &gpu,
+        model,
+        options,
+        &args.many,
+        checkpoint_path,
+        &args.inputs,
+        args.out.clone(),
+        args.threshold,
+    )?;
     // Set by the tile size and batch, not the image size (a test checks it).
     let peak = gpu.pool_stats().peak_bytes_held;
     eprintln!(

@@ -95,7 +95,12 @@ fn is_png(bytes: &[u8]) -> bool {
 }
 
 fn is_tiff(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*")
+    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") || is_big_tiff(bytes)
+}
+
+/// BigTIFF (64-bit offsets, for files over 4 GiB), as `unet predict` writes large outputs.
+fn is_big_tiff(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"II+\0") || bytes.starts_with(b"MM\0+")
 }
 
 /// Reads every page of a PNG (always one page) or TIFF (one or more pages) file.
@@ -167,7 +172,17 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
     use tiff::ColorType;
 
     check_tiff_text_entries(path, bytes)?;
-    let mut decoder = Decoder::new(Cursor::new(bytes)).map_err(|e| decode_error(path, e))?;
+    // The decoder refuses pages over 256 MiB by default (a 16,384 x 16,384 8-bit page is
+    // 256 MiB): allow pages up to 16 times the file, which an uncompressed or ordinarily
+    // compressed image never exceeds, while a corrupt header claiming a huge page is
+    // still refused before it is allocated.
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = limits
+        .decoding_buffer_size
+        .max(bytes.len().saturating_mul(16));
+    let mut decoder = Decoder::new(Cursor::new(bytes))
+        .map_err(|e| decode_error(path, e))?
+        .with_limits(limits);
     let mut pages = Vec::new();
     loop {
         let (width, height) = decoder.dimensions().map_err(|e| decode_error(path, e))?;
@@ -211,8 +226,11 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
 /// limit. Such a file is corrupt, and the `tiff` crate (0.11.3) reports that case with a
 /// stray `dbg!` line on stderr before its error (found by the `image_loader` fuzz target),
 /// which would break the program's one-line error. Walks the chain of image directories
-/// of a classic TIFF; anything malformed is left for the decoder to report.
+/// of a classic TIFF (not a BigTIFF); anything malformed is left for the decoder to report.
 fn check_tiff_text_entries(path: &Path, bytes: &[u8]) -> Result<()> {
+    if is_big_tiff(bytes) {
+        return Ok(()); // its directories have another layout; left to the decoder
+    }
     const ASCII: u16 = 2;
     const ENTRY_BYTES: usize = 12;
     let limit = bytes

@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod plan;
 pub mod stream;
 pub mod synth;
+pub mod tiff_out;
 pub mod tiles;
 pub mod weights;
 

@@ -22,8 +22,12 @@ use super::adapter::{choose_adapter, AdapterChoice};
 use super::pipeline::{Constants, Kernel, PipelineCache};
 use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
 use super::profile::{Profile, Profiler};
+use super::subgroups::{self, Probe, Subgroups};
 use crate::error::{Error, Result};
 
+/// The most storage buffers a kernel binds: what WebGPU and GLES 3.1 guarantee (a test
+/// checks every shader against it). A device that offers fewer is refused when it opens.
+pub const MAX_STORAGE_BINDINGS: u32 = 4;
 /// Dispatches recorded before the recorder submits on its own.
 const ARENA_SLOTS: u64 = 1024;
 /// Default wait for one submission before giving up (overridden by `UNET_GPU_TIMEOUT_S`).
@@ -35,6 +39,11 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: wgpu::Features,
+    /// The subgroup sizes the kernels may rely on (measured: see [`super::subgroups`]),
+    /// or None where they run without subgroup operations.
+    subgroups: Option<Subgroups>,
+    /// What the subgroup probe found where it differs from the adapter's report.
+    subgroup_note: Option<String>,
     pipelines: PipelineCache,
     pool: Rc<BufferPool>,
     recorder: RefCell<Recorder>,
@@ -56,14 +65,6 @@ pub struct Gpu {
     lose_device_at: Option<u64>,
 }
 
-/// The sizes a subgroup (the lanes that run in lockstep: a SIMD register on a CPU device,
-/// a warp or wave on a GPU) may have on a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Subgroups {
-    pub min: u32,
-    pub max: u32,
-}
-
 /// Commands recorded and not yet submitted.
 struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -81,6 +82,15 @@ impl Gpu {
         let adapter = choose_adapter(&choice.or(AdapterChoice::from_env()))?;
         let info = adapter.get_info();
         let offered = adapter.limits();
+        if offered.max_storage_buffers_per_shader_stage < MAX_STORAGE_BINDINGS {
+            return Err(Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: format!(
+                    "it binds at most {} storage buffers per shader, the kernels need {}",
+                    offered.max_storage_buffers_per_shader_stage, MAX_STORAGE_BINDINGS
+                ),
+            });
+        }
         let limits = required_limits(&offered);
         // Subgroup operations let the convolution kernels share loads across lanes.
         let features =
@@ -121,12 +131,14 @@ impl Gpu {
             .ok()
             .and_then(|s| s.parse().ok());
         let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment);
-        Ok(Gpu {
+        let mut gpu = Gpu {
             device,
             queue,
             info,
             limits,
             features,
+            subgroups: None,
+            subgroup_note: None,
             pipelines: PipelineCache::default(),
             pool: Rc::new(BufferPool::default()),
             recorder: RefCell::new(recorder),
@@ -139,7 +151,21 @@ impl Gpu {
             memory_limit,
             submissions: Cell::new(0),
             lose_device_at,
-        })
+        };
+        if features.contains(wgpu::Features::SUBGROUP) {
+            let reported = Subgroups {
+                min: gpu.info.subgroup_min_size,
+                max: gpu.info.subgroup_max_size,
+            };
+            match subgroups::probe(&gpu, reported)? {
+                Probe::Usable(usable, note) => {
+                    gpu.subgroups = Some(usable);
+                    gpu.subgroup_note = note;
+                }
+                Probe::Broken(why) => gpu.subgroup_note = Some(format!("unusable: {why}")),
+            }
+        }
+        Ok(gpu)
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -157,14 +183,10 @@ impl Gpu {
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
-    /// The subgroup sizes the shaders may see, if the device runs subgroup operations.
+    /// The subgroup sizes the shaders may see, if the device runs subgroup operations
+    /// (and they pass the probe when the device opens: see [`super::subgroups`]).
     pub fn subgroups(&self) -> Option<Subgroups> {
-        self.features
-            .contains(wgpu::Features::SUBGROUP)
-            .then_some(Subgroups {
-                min: self.info.subgroup_min_size,
-                max: self.info.subgroup_max_size,
-            })
+        self.subgroups
     }
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
@@ -205,15 +227,41 @@ impl Gpu {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroup_storage_size >> 10,
             self.has_timestamps(),
-            self.subgroups()
-                .map_or("none (convolutions run variant 1)".to_string(), |s| {
-                    if s.min == s.max {
-                        format!("{} lanes", s.min)
-                    } else {
-                        format!("{} to {} lanes", s.min, s.max)
-                    }
-                }),
+            self.describe_subgroups(),
         )
+    }
+
+    /// Where the convolutions must run without subgroup operations (none, or none that
+    /// work), a note saying so and how to get the fast kernels; None where they have them.
+    pub fn slow_path_note(&self) -> Option<String> {
+        if self.subgroups.is_some() {
+            return None;
+        }
+        let why = match &self.subgroup_note {
+            Some(note) => format!("its subgroup operations are {note}"),
+            None => "it has no subgroup operations".to_string(),
+        };
+        Some(format!(
+            "note: {} ({:?}): {why}, so convolutions run without them (variant 3, several \
+             times slower on a CPU device than the subgroup kernels). For the fast ones use \
+             a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's \
+             `mesa-vulkan-drivers`",
+            self.info.name, self.info.backend
+        ))
+    }
+
+    /// "32 lanes", or "none (...)", with what the probe found where it differs from the
+    /// adapter's report.
+    fn describe_subgroups(&self) -> String {
+        let usable = self
+            .subgroups
+            .map_or("none (convolutions run variant 3)".to_string(), |s| {
+                s.to_string()
+            });
+        match &self.subgroup_note {
+            Some(note) => format!("{usable} ({note})"),
+            None => usable,
+        }
     }
 
     /// The largest buffer a tensor may have on this device. Kernels index elements with

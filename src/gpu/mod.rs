@@ -6,9 +6,11 @@ mod pipeline;
 mod plan;
 mod pool;
 mod profile;
+mod subgroups;
 
 pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
-pub use context::{Gpu, Subgroups};
+pub use context::{Gpu, MAX_STORAGE_BINDINGS};
 pub use pipeline::{Access, Constants, Kernel, Shader};
 pub use pool::{BufferKind, PoolStats, PooledBuffer};
 pub use profile::{KernelTime, Profile};
+pub use subgroups::Subgroups;

@@ -14,7 +14,8 @@
 //! Two implementations, chosen like the convolution's ([`ConvAlgo`]):
 //! - variant 1 (`shaders/conv_transpose.wgsl`): one invocation per output value (forward)
 //!   or input value (backward-input), and one per block of 4 input x 4 output channels
-//!   summing every pixel in order for the weight and bias gradients;
+//!   and slice of rows summing its pixels in order for the weight and bias gradients
+//!   (the slices then added in order);
 //! - the default: the convolution's implicit-GEMM kernels, which run the up-convolution as
 //!   three 1x1 GEMMs (see "The up-convolution on the same kernels" in `conv2d.rs`).
 //!
@@ -26,6 +27,7 @@ use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
 use super::conv2d::{self, ConvAlgo};
+use super::sum_splits::add_split_sums;
 use super::WORKGROUP_SIZE;
 
 #[repr(C)]
@@ -41,6 +43,9 @@ struct Params {
     /// The input's H and W; the output is 2H x 2W.
     h: u32,
     w: u32,
+    /// backward_weight: input rows (of all N * H) per slice of the reduction.
+    rows_per_split: u32,
+    _pad: u32,
 }
 
 impl Params {
@@ -52,6 +57,8 @@ impl Params {
             c_out: c_out as u32,
             h: inp.h as u32,
             w: inp.w as u32,
+            rows_per_split: 0,
+            _pad: 0,
         }
     }
 }
@@ -68,7 +75,7 @@ const BACKWARD_INPUT: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
-/// inp, dout -> dweight, dbias (both accumulated).
+/// inp, dout -> partial sums of dweight and dbias, one per slice of rows.
 const BACKWARD_WEIGHT: Kernel = Kernel {
     shader: shader!("conv_transpose.wgsl"),
     entry: "backward_weight",
@@ -86,6 +93,10 @@ const BW_BLOCK: usize = 4;
 /// Invocations per workgroup of backward_weight (`WG_BW`): few, so that the small
 /// layers' few channel blocks still spread over several workgroups.
 const BW_WORKGROUP: u32 = 32;
+/// About this many input pixels per invocation of backward_weight: the reduction is cut
+/// into slices of whole rows, so that no invocation walks a whole large image (GPU
+/// watchdogs end dispatches that run for seconds) and more workgroups share the work.
+const BW_PIXELS_PER_SLICE: usize = 4096;
 
 /// The output shape for input `inp` and `c_out` output channels: [N, C_out, 2H, 2W].
 pub fn out_shape(inp: Shape, c_out: usize) -> Shape {
@@ -141,8 +152,7 @@ pub fn forward_with(
     let c_out = check_weight(OP, inp.shape(), weight.shape())?;
     check_bias(OP, "bias", bias.shape(), c_out)?;
     let out = Tensor::empty(gpu, out_shape(inp.shape(), c_out), "conv-transpose out")?;
-    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo) {
-        conv2d::upconv_forward(gpu, tiles, inp, weight, bias, &out)?;
+    if conv2d::upconv_forward(gpu, algo, inp, weight, bias, &out)? {
         return Ok(out);
     }
     gpu.dispatch(
@@ -203,8 +213,7 @@ pub fn backward_with(
     check_bias(OP, "dbias", dbias.shape(), c_out)?;
 
     let dinp = Tensor::empty(gpu, inp.shape(), "conv-transpose dinp")?;
-    if let Some(tiles) = conv2d::upconv_tiles(gpu, algo) {
-        conv2d::upconv_backward(gpu, tiles, inp, weight, dout, &dinp, dweight, dbias)?;
+    if conv2d::upconv_backward(gpu, algo, inp, weight, dout, &dinp, dweight, dbias)? {
         return Ok(dinp);
     }
     gpu.dispatch(
@@ -214,19 +223,42 @@ pub fn backward_with(
         &[dout.buffer(), weight.buffer(), dinp.buffer()],
         gpu.grid_1d(dinp.numel() as u64, WORKGROUP_SIZE),
     )?;
-    // One invocation per block of 4 x 4 (ci, co) channels; dbias in the same pass.
-    let blocks = inp.shape().c.div_ceil(BW_BLOCK) * c_out.div_ceil(BW_BLOCK);
+    // One invocation per block of 4 x 4 (ci, co) channels and slice of rows; dbias in the
+    // same pass. Then the slices' partial sums are added in order.
+    let i = inp.shape();
+    let rows = i.n * i.h;
+    let max_splits = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    let rows_per_split = (BW_PIXELS_PER_SLICE / i.w)
+        .max(rows.div_ceil(max_splits))
+        .clamp(1, rows);
+    let splits = rows.div_ceil(rows_per_split);
+    let partial_w = Tensor::empty(
+        gpu,
+        Shape::new(splits, 1, 1, dweight.numel()),
+        "conv-transpose dweight partial sums",
+    )?;
+    let partial_b = Tensor::empty(
+        gpu,
+        Shape::new(splits, 1, 1, c_out),
+        "conv-transpose dbias partial sums",
+    )?;
+    let blocks = i.c.div_ceil(BW_BLOCK) * c_out.div_ceil(BW_BLOCK);
+    let mut params = Params::new(i, c_out, blocks);
+    params.rows_per_split = rows_per_split as u32;
+    let [x, y, _] = gpu.grid_1d(blocks as u64, BW_WORKGROUP);
     gpu.dispatch(
         &BACKWARD_WEIGHT,
         &[("WG_BW", f64::from(BW_WORKGROUP))],
-        &Params::new(inp.shape(), c_out, blocks),
+        &params,
         &[
             inp.buffer(),
             dout.buffer(),
-            dweight.buffer(),
-            dbias.buffer(),
+            partial_w.buffer(),
+            partial_b.buffer(),
         ],
-        gpu.grid_1d(blocks as u64, BW_WORKGROUP),
+        [x, y, splits as u32],
     )?;
+    add_split_sums(gpu, &partial_w, splits, dweight)?;
+    add_split_sums(gpu, &partial_b, splits, dbias)?;
     Ok(dinp)
 }

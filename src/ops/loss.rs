@@ -13,9 +13,15 @@
 //! compared with it directly.
 //!
 //! **Labels** are class indices stored as f32 (integer-valued, in 0..K). A label that is
-//! not an integer in 0..K makes its pixel's loss term and its K gradients NaN, so the loss
-//! is NaN and a training loop that looks at it stops: corrupt labels never train silently.
-//! The data module validates labels on the host before upload; this is the backstop.
+//! not an integer in 0..K is detected explicitly in the kernel (not through NaN, which
+//! fast-math compilers such as Metal's need not keep): its pixel adds nothing to the loss
+//! and gets zero gradients, and it is counted in the loss tensor's second element, which
+//! [`crate::train::Trainer::step`] checks: corrupt labels never train silently. The data
+//! module validates labels on the host before upload; this is the backstop.
+//!
+//! **Two passes** over the pixels (gradient, then the partial sums) rather than one fused
+//! kernel, so that no kernel binds more than the 4 storage buffers WebGPU and GLES 3.1
+//! guarantee.
 //!
 //! **Determinism.** The pixel sum uses no atomics: each workgroup of the first pass
 //! reduces its terms with a fixed tree and writes one partial sum, and a second pass of
@@ -50,17 +56,18 @@ const SOFTMAX: Kernel = Kernel {
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
-/// logits, labels, weights -> dlogits, partials.
-const XENT_FORWARD_BACKWARD: Kernel = Kernel {
+/// logits, labels, weights -> dlogits.
+const XENT_GRADIENT: Kernel = Kernel {
     shader: shader!("loss.wgsl"),
-    entry: "xent_forward_backward",
-    bindings: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
+    entry: "xent_gradient",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+/// logits, labels, weights -> partials (per workgroup: sum of terms, invalid labels).
+const XENT_PARTIALS: Kernel = Kernel {
+    shader: shader!("loss.wgsl"),
+    entry: "xent_partials",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
 /// partials -> loss.
@@ -73,8 +80,9 @@ const XENT_REDUCE: Kernel = Kernel {
 /// The loss and its gradient, both left on the GPU.
 #[derive(Debug)]
 pub struct LossOutput {
-    /// `Shape::vector(1)`: the mean weighted cross-entropy. Reading it back (which waits
-    /// for the GPU) is the caller's choice.
+    /// `Shape::vector(2)`: the mean weighted cross-entropy, and the number of pixels
+    /// whose label is not a class index (0 for valid labels; see the module docs).
+    /// Reading it back (which waits for the GPU) is the caller's choice.
     pub loss: Tensor,
     /// [N, K, H, W]: dloss/dlogits, written (not accumulated).
     pub dlogits: Tensor,
@@ -177,19 +185,22 @@ pub fn softmax_cross_entropy_scaled(
     params.partials = workgroups as u32;
 
     let dlogits = Tensor::empty(gpu, shape, "loss dlogits")?;
-    let partials = Tensor::empty(gpu, Shape::vector(workgroups), "loss partial sums")?;
-    let loss = Tensor::empty(gpu, Shape::vector(1), "loss")?;
+    // (sum of terms, invalid labels) per workgroup.
+    let partials = Tensor::empty(gpu, Shape::vector(2 * workgroups), "loss partial sums")?;
+    let loss = Tensor::empty(gpu, Shape::vector(2), "loss")?;
+    let (z, l, w) = (logits.buffer(), labels.buffer(), weights.buffer());
     gpu.dispatch(
-        &XENT_FORWARD_BACKWARD,
+        &XENT_GRADIENT,
         &[],
         &params,
-        &[
-            logits.buffer(),
-            labels.buffer(),
-            weights.buffer(),
-            dlogits.buffer(),
-            partials.buffer(),
-        ],
+        &[z, l, w, dlogits.buffer()],
+        grid,
+    )?;
+    gpu.dispatch(
+        &XENT_PARTIALS,
+        &[],
+        &params,
+        &[z, l, w, partials.buffer()],
         grid,
     )?;
     gpu.dispatch(

@@ -29,6 +29,7 @@ pub mod fill;
 pub mod loss;
 pub mod max_pool;
 pub mod sgd;
+mod sum_splits;
 
 /// Threads per workgroup of the element-wise kernels.
 pub const WORKGROUP_SIZE: u32 = 256;

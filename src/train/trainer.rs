@@ -47,10 +47,19 @@ impl Trainer {
         }
     }
 
-    /// Trains on one batch and returns its loss (the one value read back per step).
+    /// Trains on one batch and returns its loss (the one value read back per step). A
+    /// batch with labels that are no class index is an error (the loss kernel counts them).
     pub fn step(&mut self, gpu: &Gpu, batch: &Batch) -> Result<f32> {
         let loss = self.step_deferred(gpu, batch)?;
-        let value = loss.to_vec(gpu)?[0];
+        let [value, invalid_labels] = loss.to_vec(gpu)?[..] else {
+            unreachable!("the loss tensor holds (loss, invalid labels)");
+        };
+        if invalid_labels > 0.0 {
+            return Err(Error::InvalidLabels {
+                step: self.step,
+                pixels: invalid_labels as u64,
+            });
+        }
         if !value.is_finite() {
             return Err(Error::Diverged {
                 step: self.step,

@@ -1,0 +1,595 @@
+//! Variant 2: the subgroup implicit GEMM (`shaders/conv2d_gemm.wgsl`), tuned for CPU-like
+//! devices (lavapipe): register tiles, no workgroup memory, the lanes of a subgroup load
+//! the shared window cooperatively and pass it round with shuffles (the shader says why).
+//! Its backward-weight splits the pixel reduction into slices whose partial sums a second
+//! pass adds in a fixed order, so results are bit-identical run to run. It also runs the
+//! 2x2 up-convolution as three 1x1 GEMMs (see "The up-convolution" below).
+
+use crate::error::Result;
+use crate::gpu::{Access, Gpu, Kernel};
+use crate::shader;
+use crate::tensor::{Shape, Tensor};
+
+use super::super::sum_splits::add_split_sums;
+use super::{Conv2d, UPCONV_GEMM};
+
+use Access::{Read, ReadWrite};
+
+/// Tile sizes of the implicit-GEMM kernels, passed to WGSL as `override` constants (so the
+/// pipeline cache keys on them). See `shaders/conv2d_gemm.wgsl` for what each one tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTiles {
+    /// Invocations per workgroup (all kernels): a multiple of the largest subgroup the
+    /// device may run ([`GemmTiles::workgroup_step`]); shrunk to fit the channel count.
+    pub wg: u32,
+    /// Forward/backward-input: grid channels per invocation (1 to 4).
+    pub mi: u32,
+    /// Forward/backward-input: pixel tile of `rows` x `4 * quads`, held by every invocation
+    /// (1 to 4 each).
+    pub rows: u32,
+    pub quads: u32,
+    /// Backward-weight: input channels per workgroup (1 to 8), the same for all its lanes.
+    pub bw_ci: u32,
+    /// Backward-weight: pixel tile of `bw_rows` x `4 * bw_quads` (1 to 4 each).
+    pub bw_rows: u32,
+    pub bw_quads: u32,
+    /// Backward-weight: aim for at least this many workgroups when splitting the reduction.
+    pub min_workgroups: u32,
+}
+
+impl GemmTiles {
+    /// The largest kernel size the GEMM kernels handle (the halo fits one extra vec4).
+    pub const MAX_KERNEL: usize = 5;
+
+    /// Tuned on lavapipe (see docs/kernel-benchmarks.md).
+    pub const DEFAULT: GemmTiles = GemmTiles {
+        wg: 32,
+        mi: 1,
+        rows: 3,
+        quads: 2,
+        bw_ci: 3,
+        bw_rows: 2,
+        bw_quads: 2,
+        min_workgroups: 64,
+    };
+
+    /// The default tiles for `gpu`, or None where the GEMM kernels cannot run there (no
+    /// usable subgroup operations, or a kernel larger than [`GemmTiles::MAX_KERNEL`]).
+    pub fn for_device(gpu: &Gpu, kernel: usize) -> Option<GemmTiles> {
+        let tiles = GemmTiles {
+            wg: Self::DEFAULT.wg.max(Self::workgroup_step(gpu)?),
+            ..Self::DEFAULT
+        };
+        tiles.check(gpu, kernel).is_ok().then_some(tiles)
+    }
+
+    /// Workgroup sizes must be a multiple of this: whole subgroups of the largest size the
+    /// device may run, so that no segment of lanes (see "Subgroups" in the shader) is cut
+    /// short. None where the device has no usable subgroups.
+    pub fn workgroup_step(gpu: &Gpu) -> Option<u32> {
+        gpu.subgroups().map(|s| s.max)
+    }
+
+    /// Whether these tiles run on `gpu` for a k x k kernel.
+    pub fn fits(&self, gpu: &Gpu, kernel: usize) -> bool {
+        self.check(gpu, kernel).is_ok()
+    }
+
+    /// Why these tiles cannot run on `gpu` for a k x k kernel, if they cannot.
+    pub fn check(&self, gpu: &Gpu, kernel: usize) -> std::result::Result<(), String> {
+        let Some(subgroups) = gpu.subgroups() else {
+            return Err("the device has no usable subgroup operations".into());
+        };
+        let limits = gpu.limits();
+        let ranges = [
+            ("mi", self.mi, 4),
+            ("rows", self.rows, 4),
+            ("quads", self.quads, 4),
+            ("bw_ci", self.bw_ci, 8),
+            ("bw_rows", self.bw_rows, 4),
+            ("bw_quads", self.bw_quads, 4),
+        ];
+        if kernel > Self::MAX_KERNEL {
+            Err(format!(
+                "variant 2 handles kernels up to {}x{0}",
+                Self::MAX_KERNEL
+            ))
+        } else if subgroups.min < 4 {
+            // The window loads are sized for segments of at least 4 lanes (MAX_ROUNDS).
+            Err(format!(
+                "subgroups of {} lanes are too small (4 at least)",
+                subgroups
+            ))
+        } else if self.wg == 0 || !self.wg.is_multiple_of(subgroups.max) {
+            Err(format!(
+                "wg {} is not a multiple of the largest subgroup ({} lanes)",
+                self.wg, subgroups.max
+            ))
+        } else if self.wg > limits.max_compute_invocations_per_workgroup
+            || self.wg > limits.max_compute_workgroup_size_x
+        {
+            Err(format!(
+                "wg {} exceeds the device's {} invocations per workgroup",
+                self.wg,
+                limits
+                    .max_compute_invocations_per_workgroup
+                    .min(limits.max_compute_workgroup_size_x)
+            ))
+        } else if let Some((name, value, max)) = ranges
+            .into_iter()
+            .find(|&(_, v, max)| !(1..=max).contains(&v))
+        {
+            Err(format!("{name} = {value} is outside 1..={max}"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Invocations per workgroup for `channels` grid channels, `per_invocation` each: whole
+    /// subgroups only.
+    fn wg_for(&self, gpu: &Gpu, channels: usize, per_invocation: u32) -> u32 {
+        let step = Self::workgroup_step(gpu).expect("GemmTiles::check found subgroups");
+        let needed = (channels as u32).div_ceil(per_invocation);
+        self.wg.min(needed.div_ceil(step) * step)
+    }
+
+    /// The subgroup constants of the kernels (see "Subgroups" in the shader): segments of
+    /// the smallest size any pipeline may get, and whether that size is the only one.
+    fn subgroup_constants(gpu: &Gpu) -> [(&'static str, f64); 2] {
+        let subgroups = gpu.subgroups().expect("GemmTiles::check found subgroups");
+        [
+            ("SG", f64::from(subgroups.min)),
+            ("SG_FIXED", f64::from(u8::from(subgroups.fixed()))),
+        ]
+    }
+}
+
+const GEMM_CONV: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "conv_gemm",
+    // forward: padded inp, A, bias, out; backward-input: padded g, A, (unused), dinp.
+    bindings: &[Read, Read, Read, ReadWrite],
+};
+const GEMM_BACKWARD_WEIGHT: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "backward_weight",
+    bindings: &[Read, Read, ReadWrite], // padded g, padded inp, partial
+};
+const GEMM_PAD_SOURCE: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "pad_source",
+    bindings: &[Read, Read, ReadWrite], // src, aux (relu mask), padded copy
+};
+const GEMM_ARRANGE_WEIGHT: Kernel = Kernel {
+    shader: shader!("conv2d_gemm.wgsl"),
+    entry: "arrange_weight",
+    bindings: &[Read, ReadWrite], // weight, A
+};
+
+/// out = conv(inp) + bias (ReLU if fused):
+/// out[co, pix] = W[co, (ci,ky,kx)] x X[(ci,ky,kx), pix].
+pub(super) fn forward(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    conv: &Conv2d,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let pass = GemmPass {
+        conv: *conv,
+        src: Operand::plain(inp),
+        pad: conv.pad() as u32,
+        weight,
+        flip: false,
+        bias,
+        dst: out,
+        grid: out.shape(),
+        epilogue: Epilogue::Forward,
+    };
+    gemm_conv(gpu, tiles, &pass)
+}
+
+/// dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full" convolution of
+/// g = dout * relu'(out) with the transposed, flipped weight.
+pub(super) fn backward_input(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    conv: &Conv2d,
+    weight: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    dinp: &Tensor,
+) -> Result<()> {
+    let pass = GemmPass {
+        conv: *conv,
+        src: Operand {
+            relu_of: conv.relu.then_some(out),
+            ..Operand::plain(dout)
+        },
+        pad: (conv.kernel - 1 - conv.pad()) as u32,
+        weight,
+        flip: true,
+        bias: weight,
+        dst: dinp,
+        grid: dinp.shape(),
+        epilogue: Epilogue::BackwardInput,
+    };
+    gemm_conv(gpu, tiles, &pass)
+}
+
+/// dweight += G[co, pix] x X[(ci,ky,kx), pix]^T.
+pub(super) fn backward_weight(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    conv: &Conv2d,
+    inp: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+) -> Result<()> {
+    let g = Operand {
+        relu_of: conv.relu.then_some(out),
+        ..Operand::plain(dout)
+    };
+    let pad = conv.pad() as u32;
+    gemm_backward_weight(gpu, conv, tiles, g, Operand::plain(inp), pad, dweight)
+}
+
+/// An image as a GEMM operand reads it.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    tensor: &'a Tensor,
+    /// Zero the values where this tensor (the forward's out) is <= 0: g = dout * relu'(out).
+    relu_of: Option<&'a Tensor>,
+    /// Read [N, C, 2H, 2W] as [N, 4C, H, W], channel 4c + 2a + b holding pixels
+    /// (2y + a, 2x + b) of channel c (the up-convolution's dout).
+    space_to_depth: bool,
+}
+
+impl<'a> Operand<'a> {
+    fn plain(tensor: &'a Tensor) -> Operand<'a> {
+        Operand {
+            tensor,
+            relu_of: None,
+            space_to_depth: false,
+        }
+    }
+
+    /// The image the GEMM sees.
+    fn shape(&self) -> Shape {
+        let s = self.tensor.shape();
+        if self.space_to_depth {
+            Shape::new(s.n, 4 * s.c, s.h / 2, s.w / 2)
+        } else {
+            s
+        }
+    }
+}
+
+/// What `conv_gemm`'s epilogue does with the sums.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Epilogue {
+    /// Add the bias, apply the ReLU if the conv has one.
+    Forward,
+    /// Store as they are (dinp).
+    BackwardInput,
+    /// Add bias[m / 4] and scatter channel m = 4 co + 2 a + b to pixel (2y + a, 2x + b)
+    /// of channel co (the up-convolution's forward).
+    UpConv,
+}
+
+/// One `conv_gemm` launch: dst (seen as `grid`) = A x windows of the padded `src`.
+struct GemmPass<'a> {
+    /// The kernel size and ReLU of the pass.
+    conv: Conv2d,
+    src: Operand<'a>,
+    /// Zero padding on the top and left of `src`.
+    pad: u32,
+    /// A = the weight arranged by `arrange_weight` (`flip`: transposed and flipped).
+    weight: &'a Tensor,
+    flip: bool,
+    bias: &'a Tensor,
+    dst: &'a Tensor,
+    grid: Shape,
+    epilogue: Epilogue,
+}
+
+/// Prepares the padded patch source and the A matrix, then runs `conv_gemm`.
+fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
+    let k = pass.conv.kernel as u32;
+    let patch = pass.src.shape();
+    let grid = pass.grid;
+    let wg = tiles.wg_for(gpu, grid.c, tiles.mi);
+    let block = wg * tiles.mi;
+    let c_grid_pad = (grid.c as u32).div_ceil(block) * block;
+    let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
+    let tiles_y = (grid.h as u32).div_ceil(tiles.rows);
+    // The tiles read source rows y0 .. y0 + rows + k - 2 and columns x0 .. x0 + 4 quads + 3.
+    let padded = Shape::new(
+        patch.n,
+        patch.c,
+        (tiles_y * tiles.rows + k - 1) as usize,
+        (4 * (tiles_x * tiles.quads + 1)) as usize,
+    );
+    let s = pad_source(gpu, &pass.conv, pass.src, pass.pad, padded)?;
+    let a = arrange_weight(
+        gpu,
+        &pass.conv,
+        pass.weight,
+        grid.c,
+        patch.c,
+        c_grid_pad,
+        pass.flip,
+    )?;
+
+    let mut params = GemmParams::new(&pass.conv, patch, grid, pass.pad, padded);
+    params.c_grid_pad = c_grid_pad;
+    params.tiles_y = tiles_y;
+    let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
+    let flag = |on: bool| f64::from(u8::from(on));
+    let constants = [
+        ("K", f64::from(k)),
+        ("WG", f64::from(wg)),
+        ("MI", f64::from(tiles.mi)),
+        ("ROWS", f64::from(tiles.rows)),
+        ("QUADS", f64::from(tiles.quads)),
+        (
+            "BACKWARD_INPUT",
+            flag(pass.epilogue == Epilogue::BackwardInput),
+        ),
+        ("UPCONV", flag(pass.epilogue == Epilogue::UpConv)),
+        sg,
+        sg_fixed,
+    ];
+    let workgroups = [c_grid_pad / block, tiles_x, grid.n as u32 * tiles_y];
+    let buffers = [
+        s.buffer(),
+        a.buffer(),
+        pass.bias.buffer(),
+        pass.dst.buffer(),
+    ];
+    gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, workgroups)
+}
+
+/// A zero-padded copy of `src` (as the GEMM sees it) of shape `padded` (whole vec4 rows):
+/// shifted by `pad` down and right, masked by relu' where the operand says so.
+fn pad_source(gpu: &Gpu, conv: &Conv2d, src: Operand, pad: u32, padded: Shape) -> Result<Tensor> {
+    let dst = Tensor::empty(gpu, padded, "conv2d padded source")?;
+    let mut params = GemmParams::new(conv, src.shape(), src.shape(), pad, padded);
+    params.relu = u32::from(src.relu_of.is_some());
+    let quads = (padded.numel() / 4) as u32;
+    params.count = quads;
+    let constants = [
+        ("MASK", f64::from(u8::from(src.relu_of.is_some()))),
+        ("SPACE_TO_DEPTH", f64::from(u8::from(src.space_to_depth))),
+    ];
+    let aux = src.relu_of.unwrap_or(src.tensor);
+    let buffers = [src.tensor.buffer(), aux.buffer(), dst.buffer()];
+    let grid = gpu.grid_1d(u64::from(quads), PREP_WORKGROUP);
+    gpu.dispatch(&GEMM_PAD_SOURCE, &constants, &params, &buffers, grid)?;
+    Ok(dst)
+}
+
+/// The weight as the GEMM's A matrix `[C_patch, c_grid_pad, 4 KV]` (see `arrange_weight`
+/// in the shader); `flip`: transposed and flipped for backward-input.
+fn arrange_weight(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    weight: &Tensor,
+    c_grid: usize,
+    c_patch: usize,
+    c_grid_pad: u32,
+    flip: bool,
+) -> Result<Tensor> {
+    let taps = 4 * (conv.kernel * conv.kernel).div_ceil(4);
+    let shape = Shape::new(1, 1, c_patch, c_grid_pad as usize * taps);
+    let a = Tensor::empty(gpu, shape, "conv2d weight matrix")?;
+    let mut params = GemmParams::new(conv, shape, shape, 0, shape);
+    params.c_patch = c_patch as u32;
+    params.c_grid = c_grid as u32;
+    params.c_grid_pad = c_grid_pad;
+    params.count = shape.numel() as u32;
+    let constants = [
+        ("K", conv.kernel as f64),
+        ("FLIP", f64::from(u8::from(flip))),
+    ];
+    let buffers = [weight.buffer(), a.buffer()];
+    let grid = gpu.grid_1d(shape.numel() as u64, PREP_WORKGROUP);
+    gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)?;
+    Ok(a)
+}
+
+/// Workgroup size of the preparation passes (`WG_PREP` in the shader).
+const PREP_WORKGROUP: u32 = 64;
+
+/// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
+/// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
+/// slice order (deterministic, no atomics). Both operands are first copied into
+/// zero-padded buffers that cover whole tiles: g (for a conv, dout * relu'(out)) and x
+/// (the input, padded by `pad`).
+fn gemm_backward_weight(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    tiles: GemmTiles,
+    g: Operand,
+    x: Operand,
+    pad: u32,
+    dweight: &Tensor,
+) -> Result<()> {
+    let x_shape = x.shape();
+    let g_shape = g.shape();
+    let k = conv.kernel as u32;
+    let wg = tiles.wg_for(gpu, g_shape.c, 1);
+    let co_blocks = (g_shape.c as u32).div_ceil(wg);
+    let ci_blocks = (x_shape.c as u32).div_ceil(tiles.bw_ci);
+    let tiles_x = (g_shape.w as u32).div_ceil(4 * tiles.bw_quads);
+    let tiles_y = (g_shape.h as u32).div_ceil(tiles.bw_rows);
+    let pixel_tiles = g_shape.n as u32 * tiles_x * tiles_y;
+    // Enough slices to give the device min_workgroups workgroups, but none empty and
+    // never more than the per-dimension limit.
+    let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
+    let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
+    let per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
+    let splits = pixel_tiles.div_ceil(per_split);
+
+    let g_padded = Shape::new(
+        g_shape.n,
+        (co_blocks * wg) as usize,
+        (tiles_y * tiles.bw_rows) as usize,
+        (tiles_x * 4 * tiles.bw_quads) as usize,
+    );
+    let g = pad_source(gpu, conv, g, 0, g_padded)?;
+    let x_padded = Shape::new(
+        x_shape.n,
+        (ci_blocks * tiles.bw_ci) as usize,
+        (tiles_y * tiles.bw_rows + k - 1) as usize,
+        (4 * (tiles_x * tiles.bw_quads + 1)) as usize,
+    );
+    let x = pad_source(gpu, conv, x, pad, x_padded)?;
+
+    let count = dweight.numel() as u32;
+    let mut params = GemmParams::new(conv, x_shape, g_shape, pad, x_padded);
+    params.c_grid_pad = co_blocks * wg;
+    params.tiles_x = tiles_x;
+    params.tiles_y = tiles_y;
+    params.per_split = per_split;
+    let partial = Tensor::empty(
+        gpu,
+        Shape::new(splits as usize, 1, 1, count as usize),
+        "conv2d dweight partial sums",
+    )?;
+    let buffers = [g.buffer(), x.buffer(), partial.buffer()];
+    let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
+    let constants = [
+        ("K", f64::from(k)),
+        ("WG", f64::from(wg)),
+        ("BW_CI", f64::from(tiles.bw_ci)),
+        ("BW_ROWS", f64::from(tiles.bw_rows)),
+        ("BW_QUADS", f64::from(tiles.bw_quads)),
+        sg,
+        sg_fixed,
+    ];
+    let grid = [co_blocks, ci_blocks, splits];
+    gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
+    add_split_sums(gpu, &partial, splits as usize, dweight)
+}
+
+// ---- The up-convolution on the same kernels ---------------------------------------------
+//
+// The 2x2 stride-2 transposed convolution (`ops::conv_transpose`) is three k = 1 GEMMs over
+// the input's pixels, with the 2x2 output block folded into channels (m = 4 co + 2 a + b):
+//   forward:          out block[m, pix] = W[ci, m]^T x inp[ci, pix]   (UPCONV epilogue)
+//   backward-input:   dinp[ci, pix] = W[ci, m] x dout_s2d[m, pix]    (space-to-depth read)
+//   backward-weight:  dW[ci, m] = inp[ci, pix] x dout_s2d[m, pix]^T
+// where dout_s2d[m = 4 co + 2 a + b, y, x] = dout[co, 2y + a, 2x + b] and W[ci, m] is the
+// [C_in, C_out, 2, 2] weight read as a C_in x 4 C_out matrix.
+
+/// out = up-conv(inp) + bias, `out` of shape [N, C_out, 2H, 2W].
+pub(super) fn upconv_forward(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let (i, c_out) = (inp.shape(), out.shape().c);
+    let pass = GemmPass {
+        conv: UPCONV_GEMM,
+        src: Operand::plain(inp),
+        pad: 0,
+        weight,
+        // arrange_weight's transposed read of a 1x1 weight [C_in, 4 C_out] is W[ci, m]^T.
+        flip: true,
+        bias,
+        dst: out,
+        grid: Shape::new(i.n, 4 * c_out, i.h, i.w),
+        epilogue: Epilogue::UpConv,
+    };
+    gemm_conv(gpu, tiles, &pass)
+}
+
+/// Writes dinp and accumulates dweight of the up-convolution.
+pub(super) fn upconv_backward(
+    gpu: &Gpu,
+    tiles: GemmTiles,
+    inp: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    dinp: &Tensor,
+    dweight: &Tensor,
+) -> Result<()> {
+    let dout_s2d = Operand {
+        space_to_depth: true,
+        ..Operand::plain(dout)
+    };
+    let pass = GemmPass {
+        conv: UPCONV_GEMM,
+        src: dout_s2d,
+        pad: 0,
+        weight,
+        flip: false,
+        bias: weight,
+        dst: dinp,
+        grid: dinp.shape(),
+        epilogue: Epilogue::BackwardInput,
+    };
+    gemm_conv(gpu, tiles, &pass)?;
+    // The weight gradient's rows run over ci: the GEMM's "g" is the input.
+    let g = Operand::plain(inp);
+    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight)
+}
+
+/// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    n: u32,
+    c_patch: u32,
+    h_patch: u32,
+    w_patch: u32,
+    c_grid: u32,
+    h_grid: u32,
+    w_grid: u32,
+    pad: u32,
+    relu: u32,
+    c_src: u32,
+    h_src: u32,
+    w_src: u32,
+    c_grid_pad: u32,
+    tiles_y: u32,
+    per_split: u32,
+    _pad0: u32,
+    count: u32,
+    tiles_x: u32,
+    _pad: [u32; 2],
+}
+
+impl GemmParams {
+    /// Params for windows cut from `patch`, padded by `pad` into `padded`, onto `grid`.
+    fn new(conv: &Conv2d, patch: Shape, grid: Shape, pad: u32, padded: Shape) -> GemmParams {
+        GemmParams {
+            n: patch.n as u32,
+            c_patch: patch.c as u32,
+            h_patch: patch.h as u32,
+            w_patch: patch.w as u32,
+            c_grid: grid.c as u32,
+            h_grid: grid.h as u32,
+            w_grid: grid.w as u32,
+            pad,
+            relu: u32::from(conv.relu),
+            c_src: padded.c as u32,
+            h_src: padded.h as u32,
+            w_src: padded.w as u32,
+            c_grid_pad: 0,
+            tiles_y: 0,
+            per_split: 0,
+            _pad0: 0,
+            count: 0,
+            tiles_x: 0,
+            _pad: [0; 2],
+        }
+    }
+}
