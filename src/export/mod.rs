@@ -53,19 +53,6 @@ pub fn read_checkpoint(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Checks that `heads` makes sense for `config` (as `Network::check_heads` does for a
-/// network on the GPU), before any file is written.
-pub fn check_heads(config: &UNetConfig, heads: Heads) -> Result<()> {
-    match (config.arch, heads.prune, heads.average) {
-        (Arch::UNet, None, false) => Ok(()),
-        (Arch::UNet, ..) => Err(Error::Config(
-            "pruning and averaging heads apply to U-Net++ (--arch unetpp) only".into(),
-        )),
-        (Arch::UNetPlusPlus, Some(m), _) => config.check_prune(m),
-        (Arch::UNetPlusPlus, None, _) => Ok(()),
-    }
-}
-
 /// The heads of `config` that predict under `heads`, as top-node levels j of X(0,j):
 /// every head up to the pruned level when averaging, the deepest of them otherwise.
 pub fn predicting_heads(config: &UNetConfig, heads: Heads) -> Vec<usize> {

@@ -30,7 +30,7 @@ use onnx_protobuf::{
 };
 use protobuf::MessageField;
 
-use super::{check_heads, describe, predicting_heads, read_checkpoint, Geometry};
+use super::{describe, predicting_heads, read_checkpoint, Geometry};
 use crate::error::{Error, Result};
 use crate::model::{Arch, Heads, UNetConfig};
 use crate::ops::conv2d::Padding;
@@ -67,7 +67,7 @@ pub fn export_onnx(checkpoint: &Path, heads: Heads, out: &Path) -> Result<OnnxMo
 /// The ONNX model of a parsed checkpoint, predicting with `heads`.
 pub fn onnx_model(file: &CheckpointFile, heads: Heads) -> Result<OnnxModel> {
     let config = file.config;
-    check_heads(&config, heads)?;
+    heads.check(&config)?;
     let geometry = Geometry::of(&config);
     let mut graph = Builder::new(file, geometry)?;
     let input = graph.input();

@@ -28,6 +28,21 @@ pub struct Heads {
     pub average: bool,
 }
 
+impl Heads {
+    /// Checks that these heads make sense for a network of `config` (also before one
+    /// exists, as the export does).
+    pub fn check(&self, config: &UNetConfig) -> Result<()> {
+        match (config.arch, self.prune, self.average) {
+            (Arch::UNet, None, false) => Ok(()),
+            (Arch::UNet, ..) => Err(Error::Config(
+                "pruning and averaging heads apply to U-Net++ (--arch unetpp) only".into(),
+            )),
+            (Arch::UNetPlusPlus, Some(m), _) => config.check_prune(m),
+            (Arch::UNetPlusPlus, None, _) => Ok(()),
+        }
+    }
+}
+
 impl Network {
     /// A freshly initialised network of `config.arch`, drawn from `seed`.
     pub fn new(gpu: &Gpu, config: UNetConfig, seed: u64) -> Result<Network> {
@@ -122,15 +137,7 @@ impl Network {
 
     /// Checks that `heads` makes sense for this network before any work is done.
     pub fn check_heads(&self, heads: Heads) -> Result<()> {
-        let config = self.config();
-        match (config.arch, heads.prune, heads.average) {
-            (Arch::UNet, None, false) => Ok(()),
-            (Arch::UNet, ..) => Err(Error::Config(
-                "pruning and averaging heads apply to U-Net++ (--arch unetpp) only".into(),
-            )),
-            (Arch::UNetPlusPlus, Some(m), _) => config.check_prune(m),
-            (Arch::UNetPlusPlus, None, _) => Ok(()),
-        }
+        heads.check(self.config())
     }
 }
 
