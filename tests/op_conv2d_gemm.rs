@@ -110,6 +110,9 @@ fn cases() -> Vec<Case> {
         case(3, Valid, true, Shape::new(1, 16, 35, 41), 8),
         case(3, Same, true, Shape::new(2, 11, 19, 70), 17),
         case(3, Valid, true, Shape::new(1, 1, 44, 45), 12),
+        // 2 x 138 x 138 = 38,088 output pixels: variant 2's weight gradient cuts them into
+        // slices of at most 16,384 pixels (3 slices), variant 3's into 8,192 (5).
+        case(3, Valid, true, Shape::new(2, 2, 140, 140), 3),
     ]
 }
 

@@ -401,6 +401,9 @@ fn arrange_weight(
     Ok(a)
 }
 
+/// The most pixels one slice of the weight gradient's reduction covers.
+const MAX_PIXELS_PER_SLICE: u32 = 16384;
+
 /// Workgroup size of the preparation passes (`WG_PREP` in the shader).
 const PREP_WORKGROUP: u32 = 64;
 
@@ -427,11 +430,17 @@ fn gemm_backward_weight(
     let tiles_x = (g_shape.w as u32).div_ceil(4 * tiles.bw_quads);
     let tiles_y = (g_shape.h as u32).div_ceil(tiles.bw_rows);
     let pixel_tiles = g_shape.n as u32 * tiles_x * tiles_y;
-    // Enough slices to give the device min_workgroups workgroups, but none empty and
-    // never more than the per-dimension limit.
+    // Enough slices to give the device min_workgroups workgroups, and slices of at most
+    // MAX_PIXELS_PER_SLICE pixels, so that no invocation walks a whole large image (GPU
+    // watchdogs end long dispatches); none empty, never more than the per-dimension limit.
     let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
     let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
-    let per_split = pixel_tiles.div_ceil(wanted.clamp(1, max_splits));
+    let tile_pixels = tiles.bw_rows * 4 * tiles.bw_quads;
+    let longest = (MAX_PIXELS_PER_SLICE / tile_pixels).max(1);
+    let per_split = pixel_tiles
+        .div_ceil(wanted.clamp(1, max_splits))
+        .min(longest)
+        .max(pixel_tiles.div_ceil(max_splits));
     let splits = pixel_tiles.div_ceil(per_split);
 
     let g_padded = Shape::new(
