@@ -140,17 +140,18 @@ const MAX_K_PER_SLICE: u32 = 8192;
 const MIN_WORKGROUPS: u32 = 128;
 
 /// One launch of the tiled GEMM: `pass` over `params` (whose GEMM sizes are set), binding
-/// `inputs` and `dst`. Weight-gradient passes write `splits` partial sums of M x N into a
+/// `inputs` and `dst`, with `tiles` or the default for the GEMM's rows. Weight-gradient passes write `splits` partial sums of M x N into a
 /// temporary and add them into `dst` in order; the others write `dst` directly.
 pub(crate) fn run(
     gpu: &Gpu,
-    tiles: TiledTiles,
+    tiles: Option<TiledTiles>,
     pass: TiledPass,
     kernel: u32,
     mut params: TiledParams,
     inputs: [&Tensor; 3],
     dst: &Tensor,
 ) -> Result<()> {
+    let tiles = tiles.unwrap_or_else(|| TiledTiles::for_rows(params.gemm_m as usize));
     let max = gpu.limits().max_compute_workgroups_per_dimension;
     let m_tiles = params.gemm_m.div_ceil(tiles.bm);
     let n_tiles = params.gemm_n.div_ceil(tiles.bn);
@@ -220,11 +221,6 @@ fn conv_params(conv: &Conv2d, inp: Shape, out: Shape) -> TiledParams {
     }
 }
 
-/// `tiles`, or the default for a GEMM of `m` rows.
-fn or_default(tiles: Option<TiledTiles>, m: u32) -> TiledTiles {
-    tiles.unwrap_or_else(|| TiledTiles::for_rows(m as usize))
-}
-
 /// out = conv(inp) + bias (ReLU if fused): pass 0, M = C_out, N = pixels, K = taps.
 pub(super) fn forward(
     gpu: &Gpu,
@@ -240,7 +236,6 @@ pub(super) fn forward(
     params.gemm_m = o.c as u32;
     params.gemm_n = (o.n * o.h * o.w) as u32;
     params.gemm_k = (i.c * conv.kernel * conv.kernel) as u32;
-    let tiles = or_default(tiles, params.gemm_m);
     let k = conv.kernel as u32;
     run(
         gpu,
@@ -268,7 +263,6 @@ pub(super) fn backward_input(
     params.gemm_m = i.c as u32;
     params.gemm_n = (i.n * i.h * i.w) as u32;
     params.gemm_k = (o.c * conv.kernel * conv.kernel) as u32;
-    let tiles = or_default(tiles, params.gemm_m);
     let k = conv.kernel as u32;
     run(
         gpu,
@@ -296,7 +290,6 @@ pub(super) fn backward_weight(
     params.gemm_m = o.c as u32;
     params.gemm_n = (i.c * conv.kernel * conv.kernel) as u32;
     params.gemm_k = (o.n * o.h * o.w) as u32;
-    let tiles = or_default(tiles, params.gemm_m);
     let k = conv.kernel as u32;
     run(
         gpu,
@@ -337,7 +330,6 @@ pub(super) fn upconv_forward(
     params.gemm_m = 4 * out.shape().c as u32;
     params.gemm_n = (i.n * i.h * i.w) as u32;
     params.gemm_k = i.c as u32;
-    let tiles = or_default(tiles, params.gemm_m);
     run(
         gpu,
         tiles,
@@ -365,11 +357,10 @@ pub(super) fn upconv_backward(
     params.gemm_m = i.c as u32;
     params.gemm_n = (i.n * i.h * i.w) as u32;
     params.gemm_k = 4 * c_out as u32;
-    let pass_tiles = or_default(tiles, params.gemm_m);
     // Binding 3 is unused by these passes; any tensor fills it.
     run(
         gpu,
-        pass_tiles,
+        tiles,
         TiledPass::UpBackwardInput,
         1,
         params,
@@ -380,7 +371,7 @@ pub(super) fn upconv_backward(
     params.gemm_k = (i.n * i.h * i.w) as u32;
     run(
         gpu,
-        pass_tiles,
+        tiles,
         TiledPass::UpBackwardWeight,
         1,
         params,
