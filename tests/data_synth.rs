@@ -135,3 +135,69 @@ fn tile_stream_is_deterministic_given_the_seed() {
     // Tiles differ from one another (random windows and transforms).
     assert_ne!(first[0].image, first[1].image);
 }
+
+#[test]
+fn every_style_draws_the_same_cells_in_its_own_look() {
+    use unet_wgpu::data::SynthStyle;
+    let geometry = SynthConfig::for_style(SynthStyle::Dic);
+    let mean = |image: &[f32], labels: &[u32], cell: bool| {
+        let values: Vec<f32> = image
+            .iter()
+            .zip(labels)
+            .filter(|(_, &l)| (l > 0) == cell)
+            .map(|(&v, _)| v)
+            .collect();
+        values.iter().sum::<f32>() / values.len() as f32
+    };
+    let mut labels = None;
+    for style in SynthStyle::ALL {
+        let config = SynthConfig { style, ..geometry };
+        let a = synthetic_sample(160, 160, 4, &config).unwrap();
+        assert_eq!(
+            a.image,
+            synthetic_sample(160, 160, 4, &config).unwrap().image,
+            "{style:?}"
+        );
+        assert!(
+            a.image.data.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{style:?}"
+        );
+        // The style changes the intensities only.
+        assert_eq!(
+            labels.get_or_insert_with(|| a.labels.clone()),
+            &a.labels,
+            "{style:?}"
+        );
+        let (cells, background) = (
+            mean(&a.image.data, &a.labels.data, true),
+            mean(&a.image.data, &a.labels.data, false),
+        );
+        let n = a.image.data.len() as f32;
+        let all = a.image.data.iter().sum::<f32>() / n;
+        let std = (a.image.data.iter().map(|v| (v - all).powi(2)).sum::<f32>() / n).sqrt();
+        match style {
+            SynthStyle::Em => assert!((cells - background).abs() > 0.05),
+            // DIC: faint (the DIC-HeLa frames: mean 118, std 10 of 255), and cells have the
+            // background's mean: only relief and texture tell them apart.
+            SynthStyle::Dic => {
+                assert!((all - 118.0 / 255.0).abs() < 0.03, "mean {all}");
+                assert!((0.02..0.08).contains(&std), "std {std}");
+                assert!((cells - background).abs() < 0.02, "{cells} vs {background}");
+            }
+            // Phase contrast: darker cells in bright halos.
+            SynthStyle::Phase => assert!(background > cells + 0.1, "{cells} vs {background}"),
+            // Fluorescence: a dark background, bright cells.
+            SynthStyle::Fluorescence => {
+                assert!(background < 0.1 && cells > 0.3, "{cells} vs {background}")
+            }
+        }
+    }
+    // Each style has a name for `--data synthetic:NAME`.
+    for style in SynthStyle::ALL {
+        assert_eq!(style.name().parse::<SynthStyle>(), Ok(style));
+    }
+    assert!("holography"
+        .parse::<SynthStyle>()
+        .unwrap_err()
+        .contains("dic"));
+}

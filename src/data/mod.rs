@@ -34,7 +34,7 @@ pub use mask::{connected_components, foreground_classes, mask_to_labels, read_ma
 pub use mirror::{crop_mirrored, mirror_pad, reflect_index};
 pub use plan::{PlannedTile, TilePlan};
 pub use stream::TileStream;
-pub use synth::{synthetic_dataset, synthetic_sample, write_dataset, SynthConfig};
+pub use synth::{synthetic_dataset, synthetic_sample, write_dataset, SynthConfig, SynthStyle};
 pub use tiles::{random_training_tile, training_tile_at, TileSampler, TileSpec, TrainingTile};
 pub use weights::{
     class_weights, render_weight_map, weight_map, write_weight_map_npy, write_weight_map_png,

@@ -13,8 +13,15 @@
 //!    spots (so intensity alone does not decide the class); membranes are dark or bright (per
 //!    image); the open background is darker than cells. Then Gaussian blur, uneven
 //!    multiplicative illumination and Gaussian noise.
+//!
+//! Step 3 is the image's [`SynthStyle`]: the electron-microscopy-like look above (the
+//! default), or a light-microscopy look rendered from the same cells by [`styles`]:
+//! DIC-like relief, phase-contrast-like halos or fluorescence-like bright cells.
+
+mod styles;
 
 use std::path::Path;
+use std::str::FromStr;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,6 +58,59 @@ pub struct SynthConfig {
     pub noise_std: f32,
     /// Amplitude of the smooth multiplicative illumination change (0 = even).
     pub illumination: f32,
+    /// How the cells are rendered.
+    pub style: SynthStyle,
+}
+
+/// The imaging modality a synthetic image imitates. Every style draws the same kind of
+/// cells (touching and separate, with the same instance labels for the same seed and
+/// geometry); only the intensities differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SynthStyle {
+    /// Electron-microscopy-like (ISBI 2012): gray cells with dark spots, a dark or bright
+    /// membrane between touching cells, darker open background.
+    #[default]
+    Em,
+    /// Differential interference contrast: a relief, the directional derivative of each
+    /// cell's optical thickness, on a mid-gray background; low contrast, no halos. Cells
+    /// and background have the same mean, so only edges and texture tell them apart.
+    Dic,
+    /// Phase contrast: cells a little darker than the background, each wrapped in a bright
+    /// halo that also runs along the line between touching cells.
+    Phase,
+    /// Fluorescence: a dark background, cells of uneven brightness with brighter spots,
+    /// and Poisson (photon-counting) noise.
+    Fluorescence,
+}
+
+impl SynthStyle {
+    pub const ALL: [SynthStyle; 4] = [Self::Em, Self::Dic, Self::Phase, Self::Fluorescence];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Em => "em",
+            Self::Dic => "dic",
+            Self::Phase => "phase",
+            Self::Fluorescence => "fluorescence",
+        }
+    }
+}
+
+impl FromStr for SynthStyle {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|style| style.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown synthetic style {text:?}: use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
 }
 
 impl Default for SynthConfig {
@@ -66,11 +126,29 @@ impl Default for SynthConfig {
             blur_sigma: 1.0,
             noise_std: 0.05,
             illumination: 0.2,
+            style: SynthStyle::Em,
         }
     }
 }
 
 impl SynthConfig {
+    /// The generator's defaults for `style`. The light-microscopy styles have larger cells
+    /// that cover most of the image, as in the paper's DIC-HeLa and PhC-U373 sets.
+    pub fn for_style(style: SynthStyle) -> Self {
+        let em = Self::default();
+        match style {
+            SynthStyle::Em => em,
+            SynthStyle::Dic | SynthStyle::Phase | SynthStyle::Fluorescence => Self {
+                cell_size: 44.0,
+                boundary_wobble: 5.0,
+                separate_fraction: 0.35,
+                empty_fraction: 0.15,
+                style,
+                ..em
+            },
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         let ok = self.cell_size >= 4.0
             && (0.0..=0.5).contains(&self.jitter)
@@ -185,6 +263,7 @@ pub fn synthetic_sample(
 
     let mut cell_of = Grid::filled(width, height, u32::MAX);
     let mut image = Grid::filled(width, height, 0.0f32);
+    let mut spots = Grid::filled(width, height, false);
     for y in 0..height {
         for x in 0..width {
             let (wx, wy) = warp[y * width + x];
@@ -205,6 +284,7 @@ pub fn synthetic_sample(
                     .spots
                     .iter()
                     .any(|&(sx, sy, r)| (px - sx).powi(2) + (py - sy).powi(2) < r * r);
+                spots.set(x, y, in_spot);
                 if in_spot {
                     a.brightness + 0.6 * (membrane_level - a.brightness)
                 } else {
@@ -237,16 +317,19 @@ pub fn synthetic_sample(
         new_id[c as usize]
     });
 
-    // 3. Blur, uneven illumination, noise.
-    let mut image = gaussian_blur(&image, config.blur_sigma);
-    let light = DisplacementGrid {
-        size: 3,
-        vectors: (0..9)
-            .map(|_| (rng.random_range(-1.0..=1.0), 0.0))
-            .collect(),
+    // 3. The style's intensities. The EM look is the one made above, then blurred, unevenly
+    //    lit and noisy; the others are rendered from the labels.
+    if config.style != SynthStyle::Em {
+        let image = styles::render(config, &labels, &spots, &mut rng);
+        return Ok(Sample {
+            name: format!("synthetic-{seed}"),
+            image,
+            labels,
+        });
     }
-    .field(width, height);
-    for (v, (l, _)) in image.data.iter_mut().zip(&light) {
+    let mut image = gaussian_blur(&image, config.blur_sigma);
+    let light = illumination_field(width, height, &mut rng);
+    for (v, l) in image.data.iter_mut().zip(&light) {
         let noise = rng.sample::<f32, _>(StandardNormal) * config.noise_std;
         *v = (*v * (1.0 + config.illumination * l) + noise).clamp(0.0, 1.0);
     }
@@ -256,6 +339,21 @@ pub fn synthetic_sample(
         image,
         labels,
     })
+}
+
+/// A smooth field in [-1, 1] across the image: bicubic through a random 3x3 grid of values.
+/// An image's light is `1 + illumination x field`.
+fn illumination_field(width: usize, height: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    DisplacementGrid {
+        size: 3,
+        vectors: (0..9)
+            .map(|_| (rng.random_range(-1.0..=1.0), 0.0))
+            .collect(),
+    }
+    .field(width, height)
+    .into_iter()
+    .map(|(l, _)| l)
+    .collect()
 }
 
 /// Indices of the nearest and second-nearest centre to (px, py), searching the 5x5 grid cells
