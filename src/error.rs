@@ -40,6 +40,18 @@ pub enum Error {
     Diverged { step: u64, loss: f32 },
 
     #[error(
+        "the network collapsed at step {step}: {reason}. Training stopped; the run folder \
+         keeps its last checkpoint ({saved}). Start again with a warm-up (--warmup 1000) or a \
+         lower rate (--lr 0.0003), and check that the masks mark what you want segmented \
+         (--foreground, --invert); --no-collapse-check trains on regardless"
+    )]
+    Collapsed {
+        step: u64,
+        reason: String,
+        saved: String,
+    },
+
+    #[error(
         "{pixels} pixels of the batch at step {step} have labels that are not class indices \
          0..K-1: check the masks (and --classes / --foreground) and start again"
     )]

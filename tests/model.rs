@@ -10,7 +10,7 @@ use common::*;
 use unet_wgpu::model::{Mode, UNet, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::{warmup_factor, Batch, Trainer};
+use unet_wgpu::train::{Batch, LrSchedule, Schedule, Trainer};
 use unet_wgpu::{Gpu, Shape};
 
 #[test]
@@ -240,34 +240,38 @@ fn resumed_training_equals_uninterrupted_training() {
 }
 
 #[test]
-fn warmup_scales_the_learning_rate_and_checkpoints_keep_the_full_rate() {
-    assert_eq!(warmup_factor(0, 4), 0.25);
-    assert_eq!(warmup_factor(1, 4), 0.5);
-    assert_eq!(warmup_factor(3, 4), 1.0);
-    assert_eq!(warmup_factor(9, 4), 1.0);
-    assert_eq!(warmup_factor(0, 0), 1.0, "no warm-up");
-
+fn a_schedule_sets_each_steps_rate_and_checkpoints_keep_it() {
     let gpu = gpu();
     let tiles = DiskTiles::new(1);
     let batch = tiles.batch();
-    // A quarter of lr 0.05 is exactly lr 0.0125 in f32 (a power-of-two factor), so the
-    // scaled trainer must take bit for bit the steps of one trained at 0.0125.
-    let mut scaled = small_trainer(&gpu, 4);
-    scaled.lr_scale = 0.25;
-    let mut quarter = small_trainer(&gpu, 4);
-    quarter.sgd.lr = 0.0125;
-    let mut full = small_trainer(&gpu, 4);
-    for trainer in [&mut scaled, &mut quarter, &mut full] {
-        for _ in 0..2 {
-            trainer.step(&gpu, &batch).unwrap();
-        }
+    // A warm-up of 2 steps then a drop to a quarter at half of 4 planned steps: rates
+    // 0.025, 0.05, 0.0125, 0.0125 (powers of two apart, so exact in f32). A trainer whose
+    // rate is set by hand before each step must take bit for bit the same steps.
+    let (schedule, base) = Schedule::parse("0.05,0.0125@0.5").unwrap();
+    let mut scheduled = small_trainer(&gpu, 4);
+    scheduled.sgd.lr = base.unwrap();
+    scheduled.schedule = LrSchedule {
+        schedule,
+        planned_steps: 4,
+        warmup: 2,
+    };
+    let mut by_hand = small_trainer(&gpu, 4);
+    let mut constant = small_trainer(&gpu, 4);
+    for lr in [0.025, 0.05, 0.0125, 0.0125] {
+        assert_eq!(scheduled.lr(), lr, "step {}", scheduled.step);
+        scheduled.step(&gpu, &batch).unwrap();
+        by_hand.sgd.lr = lr;
+        by_hand.step(&gpu, &batch).unwrap();
+        constant.step(&gpu, &batch).unwrap();
     }
-    let scaled_weights = weights_of(&gpu, &scaled);
-    assert_eq!(scaled_weights, weights_of(&gpu, &quarter));
-    assert_ne!(scaled_weights, weights_of(&gpu, &full));
+    let scheduled_weights = weights_of(&gpu, &scheduled);
+    assert_eq!(scheduled_weights, weights_of(&gpu, &by_hand));
+    assert_ne!(scheduled_weights, weights_of(&gpu, &constant));
 
-    let loaded = through_checkpoint(&gpu, &scaled, "warmup");
-    assert_eq!((loaded.sgd.lr, loaded.lr_scale), (0.05, 1.0));
+    let loaded = through_checkpoint(&gpu, &scheduled, "schedule");
+    assert_eq!(loaded.sgd.lr, 0.05);
+    assert_eq!(loaded.schedule, scheduled.schedule);
+    assert_eq!(loaded.lr(), 0.0125);
 }
 
 #[test]

@@ -65,8 +65,9 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         validate_every: args.steps.max(1),
         resume: None,
         resume_lr: None,
-        warmup: 0,
+        schedule: None,
         progress: true,
+        detect_collapse: true,
     };
     let summary = training::run(
         &gpu,

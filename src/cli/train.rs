@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use unet_wgpu::data::{synthetic_dataset, AugmentConfig, Dataset, Grid, SynthConfig};
+use unet_wgpu::data::{synthetic_dataset, AugmentConfig, Dataset, Grid, SynthConfig, SynthStyle};
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::report::write_overlay_figure_png;
-use unet_wgpu::train::checkpoint;
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, RunOptions, RunSummary,
 };
+use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 use super::args::{ArchArgs, MaskArgs, WeightArgs};
@@ -21,13 +21,17 @@ use super::{default_tile, open_gpu, stop_flag};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// A folder with images/ and labels/ (matched by file stem), or `synthetic`.
+    /// A folder with images/ and labels/ (matched by file stem), or `synthetic` (cells in the
+    /// EM-like style; `synthetic:dic`, `synthetic:phase`, `synthetic:fluorescence` for the
+    /// light-microscopy looks).
     #[arg(long, required_unless_present = "resume")]
     data: Option<String>,
     /// A validation folder like --data (or `synthetic`).
     #[arg(long)]
     val: Option<String>,
-    /// Hold out the last N images of --data (by file name) for validation.
+    /// Hold out the last N images of --data (by file name) for validation [default: a
+    /// tenth of them, at least one; with --data synthetic, 4 more synthetic images; 0: no
+    /// validation]
     #[arg(long, conflicts_with = "val")]
     holdout: Option<usize>,
     /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels)
@@ -47,10 +51,17 @@ pub struct TrainArgs {
     /// [default: 0.001; with --resume, the checkpoint's, and a value given replaces it]
     #[arg(long)]
     lr: Option<f32>,
+    /// How the learning rate changes over --steps: `constant`, `cosine` (to 0, or
+    /// `cosine:END_LR`), or steps `0.001,0.0003@0.57,0.0001@0.85` (a rate, then
+    /// rate@fraction of --steps; the first rate replaces --lr). Saved in the checkpoint, so
+    /// a resumed run continues it [default: constant; with --resume, the checkpoint's]
+    #[arg(long, value_name = "SCHEDULE")]
+    schedule: Option<String>,
     /// Ramp the learning rate up linearly over the first N steps: lets small tiles or a
-    /// higher --lr train instead of collapsing to one class.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    warmup: u64,
+    /// higher --lr train instead of collapsing to one class [default: 0; with --resume,
+    /// the checkpoint's]
+    #[arg(long, value_name = "N")]
+    warmup: Option<u64>,
     #[arg(long, default_value_t = 0.99)]
     momentum: f32,
     #[arg(long, default_value_t = 0.0)]
@@ -67,6 +78,10 @@ pub struct TrainArgs {
     /// Turn data augmentation off.
     #[arg(long)]
     no_augment: bool,
+    /// Train on even when the network has collapsed (every ReLU of a layer off, or a loss
+    /// no better than predicting the class frequencies); by default the run stops.
+    #[arg(long)]
+    no_collapse_check: bool,
     #[arg(long, default_value_t = 200)]
     checkpoint_every: u64,
     #[arg(long, default_value_t = 200)]
@@ -90,16 +105,53 @@ fn load_dataset(
     seed: u64,
     count: usize,
 ) -> Result<Dataset> {
-    if spec == "synthetic" {
-        let data = synthetic_dataset(count, 256, 256, seed, &SynthConfig::default())?;
+    if let Some(style) = synthetic_style(spec)? {
+        let data = synthetic_dataset(count, 256, 256, seed, &SynthConfig::for_style(style))?;
         return Ok(data.with_weight_config(weights.config())?);
     }
     Ok(Dataset::open(Path::new(spec), masks.format())?.with_weight_config(weights.config())?)
 }
 
+/// The style of a `synthetic` or `synthetic:STYLE` data spec; None for a folder.
+pub fn synthetic_style(spec: &str) -> Result<Option<SynthStyle>> {
+    match spec.strip_prefix("synthetic") {
+        Some("") => Ok(Some(SynthStyle::default())),
+        Some(style) if style.starts_with(':') => {
+            style[1..].parse().map(Some).map_err(Error::Config)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The schedule `--schedule` and `--warmup` ask for (None: neither was given), and the
+/// rate a step schedule starts at.
+fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)> {
+    if args.schedule.is_none() && args.warmup.is_none() {
+        return Ok((None, None));
+    }
+    let (schedule, first_lr) = match &args.schedule {
+        Some(text) => Schedule::parse(text)?,
+        None => (Schedule::Constant, None),
+    };
+    if let (Some(first), Some(lr)) = (first_lr, args.lr) {
+        return Err(Error::Config(format!(
+            "--lr {lr} and --schedule starting at {first} disagree: give the first rate in \
+             --schedule only"
+        )));
+    }
+    let schedule = LrSchedule {
+        schedule,
+        planned_steps: args.steps,
+        warmup: args.warmup.unwrap_or(0),
+    };
+    Ok((Some(schedule), first_lr))
+}
+
 pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
+    let (schedule, first_lr) = asked_schedule(&args)?;
+    let lr = first_lr.or(args.lr);
     let sgd = Sgd {
-        lr: args.lr.unwrap_or(DEFAULT_LR),
+        lr: lr.unwrap_or(DEFAULT_LR),
         momentum: args.momentum,
         weight_decay: args.weight_decay,
     };
@@ -123,12 +175,38 @@ pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
             args.seed + 1_000_000,
             4,
         )?),
+        (None, Some(0)) => None,
         (None, Some(n)) => {
             let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
             train_set = train_part;
             Some(held_out)
         }
-        (None, None) => None,
+        (None, None) if synthetic_style(&data_spec)?.is_some() => {
+            let style = synthetic_style(&data_spec)?.unwrap_or_default();
+            eprintln!("validating on 4 more synthetic images (--holdout 0: no validation)");
+            let synth = SynthConfig::for_style(style);
+            let val = synthetic_dataset(4, 256, 256, args.seed + 1_000_000, &synth)?;
+            Some(val.with_weight_config(args.weights.config())?)
+        }
+        (None, None) => match default_holdout(train_set.len()) {
+            0 => {
+                eprintln!(
+                    "training on all {} images without validation: give --val or more images",
+                    train_set.len()
+                );
+                None
+            }
+            n => {
+                eprintln!(
+                    "holding out the last {n} of {} images for validation (--val DIR or \
+                     --holdout N to choose, --holdout 0 for none)",
+                    train_set.len()
+                );
+                let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
+                train_set = train_part;
+                Some(held_out)
+            }
+        },
     };
     let out = match (&args.out, &args.resume) {
         (Some(out), _) => out.clone(),
@@ -152,9 +230,10 @@ pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
         resume: args.resume.clone(),
-        resume_lr: args.lr,
-        warmup: args.warmup,
+        resume_lr: lr,
+        schedule,
         progress: true,
+        detect_collapse: !args.no_collapse_check,
     };
     let summary = training::run(
         &gpu,
@@ -203,6 +282,16 @@ fn resumed_network(folder: &Path, asked: &UNetConfig, explicit: bool) -> Result<
 }
 
 /// Splits off the last `n` samples (in file-name order) as a validation set.
+/// Images held out for validation when neither --val nor --holdout is given: a tenth
+/// (at least 1, at most 10), none from a set of fewer than 4.
+fn default_holdout(images: usize) -> usize {
+    if images < 4 {
+        0
+    } else {
+        images.div_ceil(10).min(10)
+    }
+}
+
 fn split_last(data: Dataset, n: usize, weights: &WeightArgs) -> Result<(Dataset, Dataset)> {
     let mut samples = data.samples().to_vec();
     if n == 0 || n >= samples.len() {
@@ -231,9 +320,21 @@ pub fn report_run(summary: &RunSummary) {
     );
     if let Some(v) = summary.validation {
         eprintln!(
-            "validation at threshold 0.5: pixel error {:.4}, IoU {:.4}",
-            v.pixel_error, v.iou
+            "validation at threshold 0.5: pixel error {:.4}, IoU {:.4} (one class everywhere: \
+             pixel error {:.4}, IoU {:.4})",
+            v.pixel_error, v.iou, v.one_class_pixel_error, v.all_foreground_iou
         );
+        if v.learned() {
+            eprintln!("the network learned: it beats predicting one class everywhere");
+        } else {
+            eprintln!(
+                "the network did NOT learn: it does no better than predicting one class \
+                 everywhere. Train longer, with a warm-up (--warmup 1000) or a lower --lr, and \
+                 check that the masks mark what you want segmented"
+            );
+        }
+    } else {
+        eprintln!("no validation: give --val or --holdout to see whether the network learned");
     }
     eprintln!("checkpoint: {}", summary.checkpoint.display());
 }

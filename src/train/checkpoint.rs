@@ -1,7 +1,8 @@
 //! Checkpoints: one safetensors file holding the weights under PyTorch-style names (so
 //! they load into a PyTorch U-Net as a state_dict), the SGD momentum buffers under
 //! `optimizer.momentum.<name>`, and in the header's metadata the format version, the
-//! network's config, the optimiser's settings, the step and the seed: everything needed
+//! network's config, the optimiser's settings and learning-rate schedule, the step and the
+//! seed: everything needed
 //! to resume training exactly. Files are written atomically: to a temporary file in the
 //! same folder, flushed to disk, then renamed over the old one.
 
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
+use super::schedule::LrSchedule;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -73,6 +75,7 @@ pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
         ("weight_decay", sgd.weight_decay.to_string()),
     ]
     .into_iter()
+    .chain(trainer.schedule.to_metadata(sgd.lr))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let bytes = safetensors::serialize(views, Some(metadata))
@@ -125,6 +128,7 @@ fn checkpoint_error(path: &Path, msg: String) -> Error {
 pub struct CheckpointFile<'a> {
     pub config: UNetConfig,
     pub sgd: Sgd,
+    pub schedule: LrSchedule,
     pub step: u64,
     pub seed: u64,
     tensors: SafeTensors<'a>,
@@ -167,6 +171,7 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
     }
     let mut trainer = Trainer::new(model, file.sgd, file.seed);
     trainer.step = file.step;
+    trainer.schedule = file.schedule;
     Ok(trainer)
 }
 
@@ -236,6 +241,11 @@ pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
         })
     };
     let (step, seed) = (whole("step")?, whole("seed")?);
+    let schedule = LrSchedule::from_metadata(|key| meta.get(key).cloned()).map_err(|e| {
+        bad(format!(
+            "unreadable learning-rate schedule ({e}): the file is corrupt"
+        ))
+    })?;
     let expected = expected_params(&config).ok_or_else(|| {
         bad(format!(
             "its config {config:?} describes no network that fits a tile: the file is corrupt"
@@ -245,6 +255,7 @@ pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
     Ok(CheckpointFile {
         config,
         sgd,
+        schedule,
         step,
         seed,
         tensors,

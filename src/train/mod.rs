@@ -1,7 +1,11 @@
-//! Training: the step (forward, loss, backward, SGD) and checkpoints.
+//! Training: the step (forward, loss, backward, SGD), learning-rate schedules and
+//! checkpoints.
 
 pub mod checkpoint;
+pub mod health;
 pub mod run;
+pub mod schedule;
 pub mod trainer;
 
-pub use trainer::{warmup_factor, Batch, Trainer};
+pub use schedule::{warmup_factor, LrSchedule, Schedule};
+pub use trainer::{Batch, Trainer};

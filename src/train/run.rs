@@ -11,7 +11,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
-use super::trainer::{warmup_factor, Batch, Trainer};
+use super::health::{dead_layers, prior_entropy, HealthMonitor};
+use super::schedule::LrSchedule;
+use super::trainer::{Batch, Trainer};
 use crate::data::{AugmentConfig, Dataset, TileSampler, TileSpec, TileStream};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -48,20 +50,35 @@ pub struct RunOptions {
     /// Continue from the checkpoint in this run folder. The run keeps the checkpoint's
     /// network and optimiser (`config`, `seed` and `sgd` above are not used) ...
     pub resume: Option<PathBuf>,
-    /// ... except that a learning rate given here replaces the checkpoint's: lowering it
-    /// for the last steps is a step schedule.
+    /// ... except that a learning rate given here replaces the checkpoint's base rate ...
     pub resume_lr: Option<f32>,
-    /// Ramp the learning rate up linearly over the run's first this many steps (0: no
-    /// warm-up); see [`warmup_factor`].
-    pub warmup: u64,
+    /// ... and a schedule given here replaces its schedule. A new run's schedule (None:
+    /// a constant rate, no warm-up); see [`LrSchedule`].
+    pub schedule: Option<LrSchedule>,
     pub progress: bool,
+    /// Stop with [`Error::Collapsed`] when the network stops learning (see
+    /// [`super::health`]).
+    pub detect_collapse: bool,
 }
 
-/// Validation figures at threshold 0.5.
+/// Validation figures at threshold 0.5, and those of the baseline that predicts one class
+/// everywhere (what a collapsed network does).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Validation {
     pub pixel_error: f64,
     pub iou: f64,
+    /// The pixel error of the better of "all background" and "all foreground".
+    pub one_class_pixel_error: f64,
+    /// The IoU of "all foreground".
+    pub all_foreground_iou: f64,
+}
+
+impl Validation {
+    /// Whether the network beats the one-class baseline clearly: at most 80% of its pixel
+    /// error.
+    pub fn learned(&self) -> bool {
+        self.pixel_error <= 0.8 * self.one_class_pixel_error
+    }
 }
 
 pub struct RunSummary {
@@ -100,11 +117,16 @@ pub fn run(
     if let (Some(lr), Some(_)) = (options.resume_lr, &options.resume) {
         trainer.sgd.lr = lr;
     }
+    if let Some(schedule) = &options.schedule {
+        trainer.schedule = schedule.clone();
+    }
     trainer.sgd.validate()?;
     if options.resume.is_some() && options.progress {
         eprintln!(
-            "resuming at step {} with learning rate {}",
-            trainer.step, trainer.sgd.lr
+            "resuming at step {} with learning rate {} (schedule {})",
+            trainer.step,
+            trainer.lr(),
+            trainer.schedule.describe(trainer.sgd.lr)
         );
     }
     let config = *trainer.model.config();
@@ -132,6 +154,9 @@ pub fn run(
     let mut validation: Option<(u64, Validation)> = None;
     let mut interrupted = false;
     let (mut input, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut health = HealthMonitor::default();
+    // The step of the last checkpoint this run wrote or resumed from.
+    let mut saved_step = options.resume.as_ref().map(|_| trainer.step);
     while trainer.step < options.steps {
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
@@ -153,11 +178,30 @@ pub fn run(
             n: batch,
             tile: options.tile,
         };
-        trainer.lr_scale = warmup_factor(trainer.step, options.warmup);
+        let lr = trainer.lr();
         let loss = trainer.step(gpu, &step_batch)?;
         losses.push((trainer.step - 1, loss));
+        if options.detect_collapse {
+            let dead = match HealthMonitor::wants_dead_check(trainer.step) {
+                true => Some(dead_layers(gpu, &trainer.model)?),
+                false => None,
+            };
+            let prior = prior_entropy(&labels, &weights, config.classes);
+            if let Some(collapse) = health.record(trainer.step, loss, prior, dead) {
+                bar.finish_and_clear();
+                save_log(&losses, &log, &options.out)?;
+                return Err(Error::Collapsed {
+                    step: trainer.step,
+                    reason: collapse.to_string(),
+                    saved: match saved_step {
+                        Some(step) => format!("step {step}"),
+                        None => "none written yet".into(),
+                    },
+                });
+            }
+        }
         log.push(StepLog {
-            lr: trainer.sgd.lr * trainer.lr_scale,
+            lr,
             ..StepLog::loss_only(trainer.step - 1, loss)
         });
 
@@ -167,6 +211,7 @@ pub fn run(
         bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
         if trainer.step % options.checkpoint_every.max(1) == 0 {
             save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
+            saved_step = Some(trainer.step);
             if bar.is_hidden() {
                 // No terminal to draw the bar on (output to a file): log a line instead.
                 eprintln!("step {}: loss {loss:.4}, {rate:.2} steps/s", trainer.step);
@@ -237,6 +282,11 @@ fn save_run(
     out: &Path,
 ) -> Result<()> {
     checkpoint::save(gpu, trainer, checkpoint_path)?;
+    save_log(losses, log, out)
+}
+
+/// `loss.csv`, `metrics.csv` and the training figure.
+fn save_log(losses: &[(u64, f32)], log: &[StepLog], out: &Path) -> Result<()> {
     let plot = out.join(LOSS_PLOT_FILE);
     write_loss_csv(&plot.with_extension("csv"), losses)?;
     write_metrics_csv(&out.join(METRICS_FILE), log)?;
@@ -289,6 +339,8 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
     let mut total = Validation {
         pixel_error: 0.0,
         iou: 0.0,
+        one_class_pixel_error: 0.0,
+        all_foreground_iou: 0.0,
     };
     for sample in val.samples() {
         let probs = predict(
@@ -308,10 +360,16 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
         let truth = BinaryMap::new(fg.width, fg.height, truth_pixels)?;
         total.pixel_error += pixel_error(&pred, &truth)?;
         total.iou += iou(&pred, &truth)?;
+        let foreground = sample.labels.data.iter().filter(|&&l| l != 0).count() as f64
+            / sample.labels.data.len().max(1) as f64;
+        total.one_class_pixel_error += foreground.min(1.0 - foreground);
+        total.all_foreground_iou += foreground;
     }
     let n = val.len().max(1) as f64;
     Ok(Validation {
         pixel_error: total.pixel_error / n,
         iou: total.iou / n,
+        one_class_pixel_error: total.one_class_pixel_error / n,
+        all_foreground_iou: total.all_foreground_iou / n,
     })
 }

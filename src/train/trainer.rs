@@ -1,5 +1,6 @@
 //! One training step: forward, loss, backward, SGD update.
 
+use super::schedule::LrSchedule;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Mode, Network};
@@ -28,9 +29,9 @@ pub struct Trainer {
     /// The run's seed: every random choice of step `s` is derived from (seed, s), so a
     /// resumed run continues exactly as if it had never stopped.
     pub seed: u64,
-    /// A factor on `sgd.lr` for the next steps, 1 but during a run's warm-up (see
-    /// [`warmup_factor`]); a setting of the run, not saved in checkpoints.
-    pub lr_scale: f32,
+    /// How the rate of each step follows from `sgd.lr` (warm-up, decay); saved in
+    /// checkpoints with the rest.
+    pub schedule: LrSchedule,
     /// The batch shape (N, tile) whose buffers the pool has planned, if any.
     planned_for: Option<(usize, usize)>,
 }
@@ -42,7 +43,7 @@ impl Trainer {
             sgd,
             step: 0,
             seed,
-            lr_scale: 1.0,
+            schedule: LrSchedule::default(),
             planned_for: None,
         }
     }
@@ -86,6 +87,11 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// The learning rate of the next step, `self.step`.
+    pub fn lr(&self) -> f32 {
+        self.schedule.lr_at(self.sgd.lr, self.step)
+    }
+
     /// Records forward, loss, backward and update of step `self.step`; returns the loss.
     fn record_step(&self, gpu: &Gpu, batch: &Batch) -> Result<Tensor> {
         let config = self.model.config();
@@ -104,25 +110,13 @@ impl Trainer {
             .model
             .loss_and_gradients(gpu, input, &labels, &weights, mode)?;
         let sgd = Sgd {
-            lr: self.sgd.lr * self.lr_scale,
+            lr: self.lr(),
             ..self.sgd
         };
         for p in self.model.params() {
             sgd.step(gpu, &p.value, &p.grad, &p.velocity)?;
         }
         Ok(loss)
-    }
-}
-
-/// The learning-rate factor of step `step` (counted from 0) under a linear warm-up of
-/// `warmup` steps: (step + 1) / warmup, then 1. With momentum 0.99 the first full-rate
-/// steps of a fresh network can throw it into a state where it predicts one class
-/// everywhere and stays there; ramping the rate up avoids that.
-pub fn warmup_factor(step: u64, warmup: u64) -> f32 {
-    if step >= warmup {
-        1.0
-    } else {
-        (step + 1) as f32 / warmup as f32
     }
 }
 

@@ -1,0 +1,190 @@
+//! `unet train`'s schedules, default validation and collapse detection, end to end.
+
+mod common;
+
+use common::cli::{clean_failure, fails, s, scratch, text, unet};
+use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
+
+/// The `lr` column of a run's metrics.csv.
+fn rates(run: &std::path::Path) -> Vec<f32> {
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(2).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_step_schedule_sets_the_rates_and_a_resumed_run_continues_it() {
+    let dir = scratch("schedule");
+    let base = [
+        "train",
+        "--data",
+        "synthetic",
+        "--tile",
+        "124",
+        "--holdout",
+        "0",
+    ];
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--out", s(out)])
+            .chain(extra.iter().copied())
+            .collect();
+        let out = unet(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let schedule = [
+        "--schedule",
+        "0.004,0.002@0.5,0.001@0.75",
+        "--warmup",
+        "2",
+        "--steps",
+        "8",
+    ];
+    run(&dir.join("whole"), &schedule);
+    assert_eq!(
+        rates(&dir.join("whole")),
+        [0.002, 0.004, 0.004, 0.004, 0.002, 0.002, 0.001, 0.001]
+    );
+    // Stopped after 3 steps (the schedule planned for those 3) and resumed to 8 without
+    // repeating the schedule: the checkpoint carries it on.
+    let split = dir.join("split");
+    run(
+        &split,
+        &[
+            "--schedule",
+            "0.004,0.002@0.5,0.001@0.75",
+            "--warmup",
+            "2",
+            "--steps",
+            "3",
+        ],
+    );
+    let log = run(&split, &["--resume", s(&split), "--steps", "8"]);
+    assert!(log.contains("schedule 0.004,0.002@0.5,0.001@0.75"), "{log}");
+    // The resumed run keeps the fractions of the first run's 3 planned steps: phases from
+    // step 1.5 and 2.25 on, so step 2 runs at the second rate and steps 3.. at the last.
+    assert_eq!(
+        rates(&split),
+        [0.002, 0.004, 0.002, 0.001, 0.001, 0.001, 0.001, 0.001]
+    );
+
+    let error = fails(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "0.001,0.0001@0.5",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        error.contains("--lr") && error.contains("--schedule"),
+        "{error}"
+    );
+    let error = fails(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--schedule",
+        "0.001,0.0001",
+        "--steps",
+        "1",
+    ]);
+    assert!(error.contains("rate@fraction"), "{error}");
+}
+
+#[test]
+fn training_without_val_holds_images_out_and_says_whether_the_network_learned() {
+    let dir = scratch("default-val");
+    let data = dir.join("data");
+    write_dataset(
+        &data,
+        &synthetic_dataset(10, 64, 64, 3, &SynthConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let out = unet(&[
+        "train",
+        "--data",
+        s(&data),
+        "--mask",
+        "instance",
+        "--tile",
+        "124",
+        "--steps",
+        "1",
+        "--out",
+        s(&dir.join("run")),
+    ]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("holding out the last 1 of 10 images"), "{log}");
+    // One step learns nothing: the summary says so, against the one-class baseline.
+    assert!(log.contains("one class everywhere"), "{log}");
+    assert!(log.contains("did NOT learn"), "{log}");
+
+    let out = unet(&[
+        "train",
+        "--data",
+        s(&data),
+        "--mask",
+        "instance",
+        "--tile",
+        "124",
+        "--steps",
+        "1",
+        "--holdout",
+        "0",
+        "--out",
+        s(&dir.join("run0")),
+    ]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("no validation"), "{log}");
+}
+
+#[test]
+fn a_forced_collapse_stops_the_run_within_a_few_hundred_steps() {
+    let dir = scratch("collapse");
+    // A learning rate 20 times too high (with momentum 0.99) kills every ReLU within a few
+    // hundred steps (a rate 100 times too high makes the weights infinite instead).
+    let out = unet(&[
+        "train",
+        "--data",
+        "synthetic",
+        "--tile",
+        "124",
+        "--lr",
+        "0.02",
+        "--steps",
+        "600",
+        "--holdout",
+        "0",
+        "--checkpoint-every",
+        "50",
+        "--out",
+        s(&dir.join("run")),
+    ]);
+    let error = clean_failure(&out);
+    assert!(error.contains("collapsed at step"), "{error}");
+    let step: u64 = error
+        .split("collapsed at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the step is named");
+    assert!(step <= 500, "detected only at step {step}: {error}");
+    assert!(
+        error.contains("--warmup") && error.contains("--lr"),
+        "{error}"
+    );
+    // The losses up to the collapse are kept for the user to look at.
+    let losses = std::fs::read_to_string(dir.join("run").join("loss.csv")).unwrap();
+    assert_eq!(losses.lines().count() as u64, 1 + step);
+}
