@@ -40,6 +40,22 @@ fn a_step_schedule_changes_rate_at_its_fractions() {
 }
 
 #[test]
+fn step_numbers_start_phases_at_those_steps() {
+    let (schedule, _) = Schedule::parse("0.001,0.0003@4990,0.0001@7390").unwrap();
+    let plan = LrSchedule {
+        schedule,
+        planned_steps: 8686,
+        warmup: 1000,
+    };
+    assert_eq!(plan.lr_at(0.001, 0), 0.001 * (1.0 / 1000.0));
+    assert_eq!(plan.lr_at(0.001, 4989), 0.001);
+    assert_eq!(plan.lr_at(0.001, 4990), 0.0003);
+    assert_eq!(plan.lr_at(0.001, 7389), 0.0003);
+    assert_eq!(plan.lr_at(0.001, 7390), 0.0001);
+    assert_eq!(plan.describe(0.001), "0.001,0.0003@4990,0.0001@7390");
+}
+
+#[test]
 fn cosine_decays_from_the_base_rate_to_its_end_and_warmup_multiplies() {
     let (schedule, first) = Schedule::parse("cosine:0.0001").unwrap();
     assert_eq!(first, None, "cosine starts at --lr");
@@ -78,6 +94,8 @@ fn bad_schedules_are_one_line_errors_that_show_the_forms() {
         "0.001,0.0003",
         "0.001,0.0003@1.5",
         "0.001,1@0.5,2@0.4",
+        "0.001,1@0.5,2@100",
+        "0.001,1@2.5",
         "x,1@0.5",
         "cosine:-1",
         "cosinex",

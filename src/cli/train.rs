@@ -53,8 +53,9 @@ pub struct TrainArgs {
     lr: Option<f32>,
     /// How the learning rate changes over --steps: `constant`, `cosine` (to 0, or
     /// `cosine:END_LR`), or steps `0.001,0.0003@0.57,0.0001@0.85` (a rate, then
-    /// rate@fraction of --steps; the first rate replaces --lr). Saved in the checkpoint, so
-    /// a resumed run continues it [default: constant; with --resume, the checkpoint's]
+    /// rate@fraction of --steps, or rate@step number; the first rate replaces --lr). Saved
+    /// in the checkpoint, so a resumed run continues it [default: constant; with --resume,
+    /// the checkpoint's]
     #[arg(long, value_name = "SCHEDULE")]
     schedule: Option<String>,
     /// Ramp the learning rate up linearly over the first N steps: lets small tiles or a

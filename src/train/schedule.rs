@@ -3,6 +3,7 @@
 //! ```text
 //! constant                          lr(s) = lr
 //! 0.001,0.0003@0.57,0.0001@0.85     steps: 0.001 until 57% of the run, then 0.0003, from 85% 0.0001
+//! 0.001,0.0003@4990,0.0001@7390     the same with phases from step numbers (whole numbers >= 1)
 //! cosine  (or cosine:1e-5)          lr(s) = end + (lr - end) (1 + cos(pi s / S)) / 2, end 0 (or 1e-5)
 //! ```
 //! S is the run's planned number of steps (`--steps`); a run resumed or extended beyond S
@@ -32,7 +33,8 @@ pub enum Schedule {
 /// One phase of a step schedule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Phase {
-    /// Where the phase starts, as a fraction of the planned steps (0..1).
+    /// Where the phase starts: a fraction of the planned steps (0 < from < 1), or a step
+    /// number (a whole number >= 1).
     pub from: f64,
     pub lr: f32,
 }
@@ -61,7 +63,10 @@ impl LrSchedule {
             Schedule::Steps(phases) => phases
                 .iter()
                 .rev()
-                .find(|phase| progress >= phase.from)
+                .find(|phase| match phase.from >= 1.0 {
+                    true => step as f64 >= phase.from,
+                    false => progress >= phase.from,
+                })
                 .map_or(base_lr, |phase| phase.lr),
             Schedule::Cosine { end } => {
                 let (peak, end) = (base_lr as f64, *end as f64);
@@ -89,7 +94,7 @@ impl Schedule {
         let bad = |why: String| {
             Error::Config(format!(
                 "--schedule {text:?}: {why}. Use `constant`, `cosine`, `cosine:END_LR`, or \
-                 steps like `0.001,0.0003@0.57,0.0001@0.85` (rate@fraction of --steps)"
+                 steps like `0.001,0.0003@0.57,0.0001@0.85` (rate@fraction of --steps, or rate@step)"
             ))
         };
         let rate = |s: &str| -> Result<f32> {
@@ -118,11 +123,21 @@ impl Schedule {
                 .split_once('@')
                 .ok_or_else(|| bad(format!("{part:?} has no @fraction")))?;
             let from: f64 = match from.trim().parse() {
-                Ok(f) if (0.0..1.0).contains(&f) => f,
-                _ => return Err(bad(format!("{from:?} is not a fraction in [0, 1)"))),
+                Ok(f) if f > 0.0 && (f < 1.0 || f == f64::floor(f)) => f,
+                _ => {
+                    return Err(bad(format!(
+                        "{from:?} is neither a fraction in (0, 1) nor a step number"
+                    )))
+                }
             };
-            if phases.last().map_or(from <= 0.0, |p| from <= p.from) {
-                return Err(bad("the fractions must increase".into()));
+            let step_number = |f: f64| f >= 1.0;
+            if let Some(last) = phases.last() {
+                if step_number(last.from) != step_number(from) {
+                    return Err(bad("use fractions or step numbers, not both".into()));
+                }
+                if from <= last.from {
+                    return Err(bad("the phases must start in increasing order".into()));
+                }
             }
             phases.push(Phase {
                 from,
