@@ -24,7 +24,7 @@ use super::augment::DisplacementGrid;
 use super::dataset::{Dataset, Sample};
 use super::error::{DataError, Result};
 use super::grid::{GrayImage, Grid, LabelImage};
-use super::io::{write_gray_png, write_label_png};
+use super::io::{write_image_png, write_label_png};
 use super::mirror::reflect_index;
 use super::weights::WeightMapConfig;
 
@@ -251,11 +251,7 @@ pub fn synthetic_sample(
         *v = (*v * (1.0 + config.illumination * l) + noise).clamp(0.0, 1.0);
     }
 
-    Ok(Sample {
-        name: format!("synthetic-{seed}"),
-        image,
-        labels,
-    })
+    Ok(Sample::binary(format!("synthetic-{seed}"), image, labels))
 }
 
 /// Indices of the nearest and second-nearest centre to (px, py), searching the 5x5 grid cells
@@ -347,7 +343,7 @@ pub fn synthetic_dataset(
 pub fn write_dataset(dir: &Path, dataset: &Dataset) -> Result<()> {
     for sample in dataset.samples() {
         let file = format!("{}.png", sample.name);
-        write_gray_png(&dir.join("images").join(&file), &sample.image)?;
+        write_image_png(&dir.join("images").join(&file), &sample.image)?;
         write_label_png(&dir.join("labels").join(&file), &sample.labels)?;
     }
     Ok(())

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
 use super::trainer::{warmup_factor, Batch, Trainer};
-use crate::data::{AugmentConfig, Dataset, TileSampler, TileSpec, TileStream};
+use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileStream};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
@@ -111,6 +111,7 @@ pub fn run(
     let out_size = config.check_tile(options.tile)?;
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
+    let data_spec = checkpoint::checked_data_spec(&train, &config)?;
     let batch = options.batch.max(1);
     let mut stream =
         TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
@@ -166,7 +167,15 @@ pub fn run(
         bar.set_position(trainer.step);
         bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
         if trainer.step % options.checkpoint_every.max(1) == 0 {
-            save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
+            save_run(
+                gpu,
+                &trainer,
+                &data_spec,
+                &checkpoint_path,
+                &losses,
+                &log,
+                &options.out,
+            )?;
             if bar.is_hidden() {
                 // No terminal to draw the bar on (output to a file): log a line instead.
                 eprintln!("step {}: loss {loss:.4}, {rate:.2} steps/s", trainer.step);
@@ -189,7 +198,15 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
-    save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
+    save_run(
+        gpu,
+        &trainer,
+        &data_spec,
+        &checkpoint_path,
+        &losses,
+        &log,
+        &options.out,
+    )?;
     let validation = match (val, validation) {
         (Some(val), last) if last.is_none_or(|(step, _)| step != trainer.step) => {
             Some(validate(gpu, &trainer.model, val, options.tile)?)
@@ -231,12 +248,13 @@ pub fn run_folder(resumed: &Path) -> PathBuf {
 fn save_run(
     gpu: &Gpu,
     trainer: &Trainer,
+    data: &DataSpec,
     checkpoint_path: &Path,
     losses: &[(u64, f32)],
     log: &[StepLog],
     out: &Path,
 ) -> Result<()> {
-    checkpoint::save(gpu, trainer, checkpoint_path)?;
+    checkpoint::save_with_data(gpu, trainer, Some(data), checkpoint_path)?;
     let plot = out.join(LOSS_PLOT_FILE);
     write_loss_csv(&plot.with_extension("csv"), losses)?;
     write_metrics_csv(&out.join(METRICS_FILE), log)?;
@@ -286,6 +304,15 @@ fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
 
 /// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
+    if model.config().classes > 2 {
+        // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
+        let options = TileOptions::fitting(gpu, model, tile)?;
+        let report = crate::infer::class_report(gpu, model, val, options)?;
+        return Ok(Validation {
+            pixel_error: 1.0 - report.pixel_accuracy,
+            iou: report.mean_foreground_iou.unwrap_or(0.0),
+        });
+    }
     let mut total = Validation {
         pixel_error: 0.0,
         iou: 0.0,
