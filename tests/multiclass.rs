@@ -433,3 +433,66 @@ fn ignored_pixels_add_nothing_to_the_loss_or_its_gradient() {
         }
     }
 }
+
+#[test]
+fn images_keep_their_channels_in_every_format() {
+    use unet_wgpu::data::{read_image_channels, ChannelMode, StackMode};
+    let dir = common::cli::scratch("channels");
+    let rgb = image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([10 * x as u8, 20 * y as u8, 200]));
+    for ext in ["png", "bmp", "jpg", "tif"] {
+        let path = dir.join(format!("rgb.{ext}"));
+        rgb.save(&path).unwrap();
+        let image = read_image_channels(&path, ChannelMode::Auto, StackMode::Pages).unwrap();
+        assert_eq!((image.channels, image.size()), (3, (8, 6)), "{ext}");
+        // JPEG is lossy; the others give the stored values back.
+        let tolerance = if ext == "jpg" { 12.0 / 255.0 } else { 1e-6 };
+        let blue = image.plane(2);
+        assert!(
+            blue.iter().all(|v| (v - 200.0 / 255.0).abs() <= tolerance),
+            "{ext}"
+        );
+        let gray = read_image_channels(&path, ChannelMode::Gray, StackMode::Pages).unwrap();
+        assert_eq!(
+            gray.channels, 1,
+            "{ext}: --channels 1 turns colour into luma"
+        );
+    }
+    let path = dir.join("gray.png");
+    image::GrayImage::from_pixel(4, 4, image::Luma([51]))
+        .save(&path)
+        .unwrap();
+    let forced = read_image_channels(&path, ChannelMode::Rgb, StackMode::Pages).unwrap();
+    assert_eq!(forced.channels, 3);
+    assert!(forced.data.iter().all(|&v| (v - 0.2).abs() < 1e-6));
+}
+
+#[test]
+fn a_checkpoint_without_data_reads_as_gray_without_normalisation() {
+    // A checkpoint as written before the `data` field.
+    let gpu = gpu();
+    let trainer = unet_wgpu::train::Trainer::new(
+        unet_wgpu::model::Network::new(&gpu, tiny_config(), 1).unwrap(),
+        unet_wgpu::ops::sgd::Sgd {
+            lr: 0.001,
+            momentum: 0.99,
+            weight_decay: 0.0,
+        },
+        1,
+    );
+    let dir = common::cli::scratch("legacy-checkpoint");
+    let old = dir.join("old.safetensors");
+    unet_wgpu::train::checkpoint::save(&gpu, &trainer, &old).unwrap();
+    let spec = unet_wgpu::train::checkpoint::read_data_spec(&old).unwrap();
+    assert_eq!(spec, unet_wgpu::data::DataSpec::legacy(1, 2));
+    assert_eq!(spec.normalize, Normalize::None);
+    let new = dir.join("new.safetensors");
+    let with = unet_wgpu::data::DataSpec {
+        normalize: Normalize::ZScore,
+        ..spec
+    };
+    unet_wgpu::train::checkpoint::save_with_data(&gpu, &trainer, Some(&with), &new).unwrap();
+    assert_eq!(
+        unet_wgpu::train::checkpoint::read_data_spec(&new).unwrap(),
+        with
+    );
+}
