@@ -162,8 +162,61 @@ fn new_bad_inputs_fail_with_one_line() {
     ] {
         assert!(err.contains(part), "{part}: {err}");
     }
+    // The K-class weight map of one of those masks.
+    let map = dir.join("weights.png");
+    let npy = dir.join("weights.npy");
+    let label = data_dir.join("labels").join("000.png");
+    let printed = ok(&[
+        "weightmap",
+        s(&label),
+        "--out",
+        s(&map),
+        "--npy",
+        s(&npy),
+        "--classes",
+        "3",
+        "--class-values",
+        "0,128,255",
+    ]);
+    assert!(printed.contains("48x48"), "{printed}");
+    let (shape, values) = unet_wgpu::data::parse_npy(&std::fs::read(&npy).unwrap()).unwrap();
+    assert_eq!(shape, vec![48, 48]);
+    // The CLI reads the mask as training does: components of each class as objects.
+    let classes = &data.samples()[0].classes;
+    let objects = unet_wgpu::data::labels::class_objects(classes);
+    let want = unet_wgpu::data::class_weight_map(&objects, classes, 3, true, &Default::default());
+    assert_eq!(values, want.data);
     let err = common::cli::clean_failure(&train(&["--classes", "1"]));
     assert!(err.contains("--classes 1 must be between 2"), "{err}");
     let err = common::cli::clean_failure(&train(&["--classes", "3", "--class-values", "0,255"]));
     assert!(err.contains("one value per class"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_three_colour_classes() {
+    let dir = scratch("multiclass-demo");
+    let printed = ok(&[
+        "demo",
+        "--classes",
+        "3",
+        "--channels",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(
+        printed.contains("mean foreground IoU") && printed.contains("warping error"),
+        "{printed}"
+    );
+    assert!(dir.join("overlay_000.png").is_file());
+    let spec = read_data_spec(&dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(
+        spec.normalize.to_string(),
+        "z-score",
+        "the colour demo's default"
+    );
+    let err = fails(&["demo", "--classes", "3", "--out", s(&dir)]);
+    assert!(err.contains("--classes 3 --channels 3"), "{err}");
 }

@@ -41,9 +41,10 @@ pub struct DemoArgs {
     /// 3 (with --classes 3): the cells in colour (H&E).
     #[arg(long, value_name = "C", default_value_t = 1)]
     channels: usize,
-    /// Per image and channel: none, min-max, percentile, percentile:LOW,HIGH or z-score.
-    #[arg(long, default_value_t = DEFAULT_NORMALIZE)]
-    normalize: Normalize,
+    /// Per image and channel: none, min-max, percentile, percentile:LOW,HIGH or z-score
+    /// [default: none; z-score for the colour cells, which collapse to one class without]
+    #[arg(long)]
+    normalize: Option<Normalize>,
 }
 
 /// The demo's data: seeded synthetic cells, 16 images to train on and 4 held out.
@@ -68,13 +69,18 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
     };
     eprintln!("generating synthetic {kind} ({DEMO_SIZE}x{DEMO_SIZE}: 16 to train on, 4 held out)");
     let synth = SynthConfig::default();
+    let normalize = args.normalize.unwrap_or(if colour {
+        Normalize::ZScore
+    } else {
+        DEFAULT_NORMALIZE
+    });
     let cells = |count, seed| -> Result<Dataset> {
         let data = if colour {
             synthetic_rgb_dataset(count, DEMO_SIZE, DEMO_SIZE, seed, RgbStain::HAndE, &synth)?
         } else {
             synthetic_dataset(count, DEMO_SIZE, DEMO_SIZE, seed, &synth)?
         };
-        Ok(data.normalized(args.normalize)?)
+        Ok(data.normalized(normalize)?)
     };
     let train_set = cells(16, args.seed)?;
     let val_set = cells(4, args.seed + 1_000_000)?;
