@@ -496,3 +496,30 @@ fn a_checkpoint_without_data_reads_as_gray_without_normalisation() {
         with
     );
 }
+
+#[test]
+fn a_stack_reads_as_channels_one_per_page() {
+    use tiff::encoder::{colortype, TiffEncoder};
+    use unet_wgpu::data::{read_image_channels, ChannelMode, StackMode};
+    let dir = common::cli::scratch("stack-channels");
+    let path = dir.join("stack.tif");
+    let mut encoder = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+    for page in 0..4u8 {
+        let pixels = vec![page * 50; 6 * 5];
+        encoder
+            .write_image::<colortype::Gray8>(6, 5, &pixels)
+            .unwrap();
+    }
+    drop(encoder);
+    let image = read_image_channels(&path, ChannelMode::Auto, StackMode::Channels).unwrap();
+    assert_eq!((image.channels, image.size()), (4, (6, 5)));
+    for c in 0..4 {
+        let want = (c * 50) as f32 / 255.0;
+        assert!(
+            image.plane(c).iter().all(|&v| (v - want).abs() < 1e-6),
+            "{c}"
+        );
+    }
+    let first = read_image_channels(&path, ChannelMode::Auto, StackMode::Pages).unwrap();
+    assert_eq!(first.channels, 1, "as pages, the first page alone");
+}

@@ -310,12 +310,15 @@ fn described_sizes(config: &UNetConfig, g: Geometry) -> (usize, usize) {
 /// and channel (reduced over the axes y and x): `scale_range` (percentiles; min-max is
 /// percentiles 0 and 100) or `zero_mean_unit_variance`, each with the engine's epsilon.
 fn normalization_step(normalize: Normalize) -> Option<Value> {
+    // f32 as the decimal it was written as (99.8, not 99.80000305175781).
+    let decimal = |v: f32| v.to_string().parse::<f64>().unwrap_or(f64::from(v));
+    let eps = decimal(NORMALIZE_EPS);
     let range = |low: f32, high: f32| {
         json!({ "id": "scale_range", "kwargs": {
             "axes": ["y", "x"],
-            "min_percentile": low,
-            "max_percentile": high,
-            "eps": NORMALIZE_EPS,
+            "min_percentile": decimal(low),
+            "max_percentile": decimal(high),
+            "eps": eps,
         } })
     };
     match normalize {
@@ -324,7 +327,7 @@ fn normalization_step(normalize: Normalize) -> Option<Value> {
         Normalize::Percentile { low, high } => Some(range(low, high)),
         Normalize::ZScore => Some(json!({ "id": "zero_mean_unit_variance", "kwargs": {
             "axes": ["y", "x"],
-            "eps": NORMALIZE_EPS,
+            "eps": eps,
         } })),
     }
 }
