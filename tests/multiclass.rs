@@ -26,6 +26,7 @@ fn gray_page(width: usize, height: usize, values: &[u16]) -> RawPage {
         channels: 1,
         bit_depth: 8,
         samples: values.to_vec(),
+        wide: None,
     }
 }
 
@@ -190,6 +191,7 @@ fn colour_masks_map_through_rgb_class_values() {
         channels: 3,
         bit_depth: 8,
         samples: vec![0, 0, 0, 255, 0, 0],
+        wide: None,
     };
     let spec = class_spec(2, Some("#000000,#ff0000"));
     assert_eq!(
@@ -522,4 +524,31 @@ fn a_stack_reads_as_channels_one_per_page() {
     }
     let first = read_image_channels(&path, ChannelMode::Auto, StackMode::Pages).unwrap();
     assert_eq!(first.channels, 1, "as pages, the first page alone");
+}
+
+#[test]
+fn thirty_two_bit_tiffs_read_as_floats_and_integer_masks() {
+    use tiff::encoder::{colortype, TiffEncoder};
+    use unet_wgpu::data::{read_image_channels, read_pages, ChannelMode, StackMode};
+    let dir = common::cli::scratch("tiff32");
+    let float = dir.join("float.tif");
+    let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.25 - 1.0).collect();
+    TiffEncoder::new(std::fs::File::create(&float).unwrap())
+        .unwrap()
+        .write_image::<colortype::Gray32Float>(4, 3, &values)
+        .unwrap();
+    let image = read_image_channels(&float, ChannelMode::Auto, StackMode::Pages).unwrap();
+    assert_eq!(image.data, values, "floats as stored, not clamped");
+    let ints = dir.join("ids.tif");
+    let ids: Vec<u32> = (0..12).map(|i| i * 100_000).collect();
+    TiffEncoder::new(std::fs::File::create(&ints).unwrap())
+        .unwrap()
+        .write_image::<colortype::Gray32>(4, 3, &ids)
+        .unwrap();
+    let page = &read_pages(&ints).unwrap()[0];
+    assert_eq!(page.to_mask_values(&ints).unwrap().data, ids);
+    let err = read_pages(&float).unwrap()[0]
+        .to_mask_values(&float)
+        .unwrap_err();
+    assert!(err.to_string().contains("not a whole number"), "{err}");
 }

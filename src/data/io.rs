@@ -20,9 +20,21 @@ pub struct RawPage {
     pub height: usize,
     /// 1 = gray, 2 = gray + alpha, 3 = RGB, 4 = RGBA.
     pub channels: usize,
-    /// 8 or 16.
+    /// 8, 16 or 32.
     pub bit_depth: u32,
+    /// The samples of an 8- or 16-bit page (empty for 32 bits).
     pub samples: Vec<u16>,
+    /// The samples of a 32-bit page (unsigned integers or floats, exact in f64).
+    pub wide: Option<Wide>,
+}
+
+/// The samples of a 32-bit TIFF page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wide {
+    pub values: Vec<f64>,
+    /// IEEE floats (taken as intensities as they are), rather than unsigned integers
+    /// (divided by 2^32 - 1).
+    pub float: bool,
 }
 
 impl RawPage {
@@ -40,6 +52,15 @@ impl RawPage {
     /// luma with the Rec. 709 weights (0.2126 R + 0.7152 G + 0.0722 B, as the `image` crate
     /// does); alpha is ignored.
     pub fn to_gray(&self) -> GrayImage {
+        if let Some(wide) = &self.wide {
+            return self.wide_plane(wide, |px| {
+                if px.len() >= 3 {
+                    0.2126 * px[0] + 0.7152 * px[1] + 0.0722 * px[2]
+                } else {
+                    px[0]
+                }
+            });
+        }
         let max = ((1u32 << self.bit_depth) - 1) as f32;
         let c = self.channels;
         let data = self
@@ -72,6 +93,12 @@ impl RawPage {
                 let gray = self.to_gray();
                 Image::from_planes(&[gray.clone(), gray.clone(), gray])
             }
+            (ChannelMode::Rgb, true) | (ChannelMode::Auto, true) if self.wide.is_some() => {
+                let wide = self.wide.as_ref().expect("checked");
+                let planes: Vec<GrayImage> =
+                    (0..3).map(|k| self.wide_plane(wide, |px| px[k])).collect();
+                Image::from_planes(&planes)
+            }
             (ChannelMode::Rgb, true) | (ChannelMode::Auto, true) => {
                 let max = ((1u32 << self.bit_depth) - 1) as f32;
                 let plane = |k: usize| Grid {
@@ -88,10 +115,25 @@ impl RawPage {
         }
     }
 
+    /// One plane of a 32-bit page: `pick` of each pixel's samples, as intensities (floats
+    /// as stored, not clamped; unsigned integers / (2^32 - 1)).
+    fn wide_plane(&self, wide: &Wide, pick: impl Fn(&[f64]) -> f64) -> GrayImage {
+        let scale = if wide.float { 1.0 } else { u32::MAX as f64 };
+        Grid {
+            width: self.width,
+            height: self.height,
+            data: wide
+                .values
+                .chunks_exact(self.channels)
+                .map(|px| (pick(px) / scale) as f32)
+                .collect(),
+        }
+    }
+
     /// The colours of an RGB(A) page as `0xRRGGBB` (8-bit; 16-bit samples keep their high
     /// byte), or the values of a gray page: a mask drawn in colours.
     pub fn to_rgb_values(&self, path: &Path) -> Result<LabelImage> {
-        if self.channels < 3 {
+        if self.channels < 3 || self.wide.is_some() {
             return Err(DataError::InvalidConfig {
                 what: "mask",
                 reason: format!(
@@ -122,6 +164,26 @@ impl RawPage {
             return Err(DataError::MaskNotGray {
                 path: path.to_path_buf(),
                 format: self.format_name(),
+            });
+        }
+        if let Some(wide) = &self.wide {
+            let mut data = Vec::with_capacity(wide.values.len());
+            for &v in &wide.values {
+                if v.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&v) {
+                    return Err(DataError::UnsupportedFormat {
+                        path: path.to_path_buf(),
+                        format: format!(
+                            "a 32-bit mask holding {v}, not a whole number (save masks as \
+                             integers)"
+                        ),
+                    });
+                }
+                data.push(v as u32);
+            }
+            return Ok(Grid {
+                width: self.width,
+                height: self.height,
+                data,
             });
         }
         Ok(Grid {
@@ -243,6 +305,7 @@ fn decode_with_image(path: &Path, bytes: &[u8], format: image::ImageFormat) -> R
         channels,
         bit_depth,
         samples,
+        wide: None,
     };
     let widen = |v: &[u8]| v.iter().map(|&s| s as u16).collect::<Vec<u16>>();
     Ok(match decoded {
@@ -294,13 +357,26 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
             ColorType::RGBA(b) => (4, b),
             _ => return Err(unsupported()),
         };
-        let samples: Vec<u16> = match decoder.read_image().map_err(|e| decode_error(path, e))? {
-            DecodingResult::U8(v) if bit_depth == 8 => v.into_iter().map(u16::from).collect(),
-            DecodingResult::U16(v) if bit_depth == 16 => v,
-            _ => return Err(unsupported()),
-        };
+        let wide = |values: Vec<f64>, float| Some(Wide { values, float });
+        let (samples, wide): (Vec<u16>, Option<Wide>) =
+            match decoder.read_image().map_err(|e| decode_error(path, e))? {
+                DecodingResult::U8(v) if bit_depth == 8 => {
+                    (v.into_iter().map(u16::from).collect(), None)
+                }
+                DecodingResult::U16(v) if bit_depth == 16 => (v, None),
+                DecodingResult::U32(v) if bit_depth == 32 => (
+                    Vec::new(),
+                    wide(v.into_iter().map(f64::from).collect(), false),
+                ),
+                DecodingResult::F32(v) if bit_depth == 32 => (
+                    Vec::new(),
+                    wide(v.into_iter().map(f64::from).collect(), true),
+                ),
+                _ => return Err(unsupported()),
+            };
         let (width, height) = (width as usize, height as usize);
-        if samples.len() != width * height * channels {
+        let stored = wide.as_ref().map_or(samples.len(), |w| w.values.len());
+        if stored != width * height * channels {
             return Err(decode_error(path, "pixel data shorter than the image size"));
         }
         pages.push(RawPage {
@@ -309,6 +385,7 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
             channels,
             bit_depth: bit_depth as u32,
             samples,
+            wide,
         });
         if !decoder.more_images() {
             break;
