@@ -3,7 +3,13 @@ which tests/golden.rs checks unet-wgpu against (in the manner of llm.c's test_gp
 
 Regenerate (from the repository root; needs torch, numpy and safetensors, any device):
 
-    python scripts/make_golden.py
+    python scripts/make_golden.py               # the 1-channel, 2-class case
+    python scripts/make_golden.py --case c3k3   # 3 channels, 3 classes:
+                                                # tests/fixtures/unet_tiny_golden_c3k3.safetensors
+
+The second case has the same layout with input [N, 3, 60, 60] (the disks in three
+channels of different contrast, independent noise per channel), labels 0 (background),
+1 (disk interior) and 2 (the disk's outer 2 px ring), and logits [N, 3, 20, 20].
 
 The output is deterministic for a given PyTorch version (everything is drawn from one
 seeded generator and computed on the CPU): regenerating gives the same tensors bit for bit,
@@ -52,6 +58,9 @@ LR, MOMENTUM, WEIGHT_DECAY, STEPS = 0.01, 0.99, 0.01, 5
 
 FIXTURE = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / \
     "unet_tiny_golden.safetensors"
+CONFIG_C3K3 = UNetConfig(in_channels=3, classes=3, depth=3, base_channels=4,
+                         padding="valid", dropout=None)
+FIXTURE_C3K3 = FIXTURE.with_name("unet_tiny_golden_c3k3.safetensors")
 
 
 def make_data(gen):
@@ -69,6 +78,29 @@ def make_data(gen):
     inp = mask + 0.3 * noise - 0.5
     off = (TILE - OUT) // 2
     labels = mask[:, :, off:off + OUT, off:off + OUT].clone()
+    weight_map = 0.5 + 9.5 * torch.rand(N, 1, OUT, OUT, generator=gen)
+    return inp, labels, weight_map
+
+
+def make_data_c3k3(gen):
+    """Disks as in make_data, in three channels (contrast 1, 0.6, -0.4; independent
+    noise), labelled 0 outside, 2 on a disk's outer 2 px, 1 inside that."""
+    ys, xs = torch.meshgrid(torch.arange(TILE, dtype=torch.float32),
+                            torch.arange(TILE, dtype=torch.float32), indexing="ij")
+    classes = torch.zeros(N, 1, TILE, TILE)
+    for n in range(N):
+        for _ in range(4):
+            cy, cx = (15 + 30 * torch.rand(2, generator=gen)).tolist()
+            r = 3 + 6 * torch.rand(1, generator=gen).item()
+            d = ((ys - cy) ** 2 + (xs - cx) ** 2).sqrt()
+            classes[n, 0][d <= r] = 2.0
+            classes[n, 0][d <= r - 2] = 1.0
+    mask = (classes > 0).float()
+    contrast = torch.tensor([1.0, 0.6, -0.4]).reshape(1, 3, 1, 1)
+    noise = torch.randn(N, 3, TILE, TILE, generator=gen)
+    inp = mask * contrast + 0.3 * noise - 0.5
+    off = (TILE - OUT) // 2
+    labels = classes[:, :, off:off + OUT, off:off + OUT].clone()
     weight_map = 0.5 + 9.5 * torch.rand(N, 1, OUT, OUT, generator=gen)
     return inp, labels, weight_map
 
@@ -110,15 +142,24 @@ def max_diff(a, b):
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=["default", "c3k3"], default="default")
+    case = parser.parse_args().case
+    config, fixture, data = {
+        "default": (CONFIG, FIXTURE, make_data),
+        "c3k3": (CONFIG_C3K3, FIXTURE_C3K3, make_data_c3k3),
+    }[case]
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(SEED)
-    model = UNet(CONFIG)
+    model = UNet(config)
     model.reset_parameters(gen)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".bias"):
                 p.normal_(0.0, 0.1, generator=gen)
-    inp, labels, weight_map = make_data(gen)
+    inp, labels, weight_map = data(gen)
 
     ref64 = reference(copy.deepcopy(model).double(), inp.double(), labels.double(),
                       weight_map.double())
@@ -142,7 +183,7 @@ def main():
     assert all(math.isfinite(v) for v in ref64["losses"].tolist())
 
     metadata = {
-        "config": CONFIG.to_json(),
+        "config": config.to_json(),
         "lr": str(LR),
         "momentum": str(MOMENTUM),
         "weight_decay": str(WEIGHT_DECAY),
@@ -153,9 +194,9 @@ def main():
         "note": "references computed in float64 from the float32 inputs, stored as float32",
         "param_order": json.dumps([name for name, _ in model.named_parameters()]),
     }
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(FIXTURE), metadata=metadata)
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes, {len(tensors)} tensors)")
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(fixture), metadata=metadata)
+    print(f"wrote {fixture} ({fixture.stat().st_size} bytes, {len(tensors)} tensors)")
 
 
 if __name__ == "__main__":

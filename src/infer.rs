@@ -12,7 +12,8 @@
 //! the tile and batch, and host memory by the image itself (4 bytes per pixel as f32)
 //! plus one band.
 
-use crate::data::{GrayImage, Grid, PlannedTile, Symmetry, TilePlan, TileSpec};
+use crate::data::{AsImage, Grid, Image, PlannedTile, Symmetry, TilePlan, TileSpec};
+use crate::error::Error;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::{Heads, Network};
@@ -72,15 +73,17 @@ pub fn plan(model: &Network, width: usize, height: usize, tile: usize) -> Result
 pub fn predict(
     gpu: &Gpu,
     model: &Network,
-    image: &GrayImage,
+    image: &impl AsImage,
     options: TileOptions,
 ) -> Result<Vec<Grid<f32>>> {
+    let image = &*image.as_image();
     if !options.average_symmetries {
         return predict_tiles(gpu, model, image, options);
     }
     let mut sums = Vec::new();
     for symmetry in Symmetry::ALL {
-        let maps = predict_tiles(gpu, model, &symmetry.apply(image), options)?;
+        let turned = image.map_planes(|plane| symmetry.apply(plane));
+        let maps = predict_tiles(gpu, model, &turned, options)?;
         let maps = maps.iter().map(|map| symmetry.invert(map));
         if sums.is_empty() {
             sums = maps.collect();
@@ -102,7 +105,7 @@ pub fn predict(
 fn predict_tiles(
     gpu: &Gpu,
     model: &Network,
-    image: &GrayImage,
+    image: &Image,
     options: TileOptions,
 ) -> Result<Vec<Grid<f32>>> {
     let mut maps = Vec::new();
@@ -147,14 +150,17 @@ fn plan_columns(plan: &TilePlan) -> usize {
 pub fn predict_bands(
     gpu: &Gpu,
     model: &Network,
-    image: &GrayImage,
+    image: &impl AsImage,
     options: TileOptions,
     tile_rows: usize,
     mut emit: impl FnMut(Band) -> Result<()>,
 ) -> Result<()> {
+    let image = &*image.as_image();
     let plan = plan(model, image.width, image.height, options.tile)?;
     let (tile_in, tile_out) = (plan.spec.tile_in, plan.spec.tile_out);
     let config = model.config();
+    check_channels(model, image)?;
+    let planes = image.planes();
     let classes = config.classes;
     let band_tiles = plan_columns(&plan).saturating_mul(tile_rows.max(1));
     for band_plan in plan.tiles.chunks(band_tiles) {
@@ -163,9 +169,11 @@ pub fn predict_bands(
         let height = last.out_y + last.out_height - y;
         let mut maps = vec![Grid::filled(image.width, height, 0.0f32); classes];
         for chunk in band_plan.chunks(options.batch.max(1)) {
-            let mut input = Vec::with_capacity(chunk.len() * tile_in * tile_in);
+            let mut input = Vec::with_capacity(chunk.len() * planes.len() * tile_in * tile_in);
             for tile in chunk {
-                input.extend_from_slice(&plan.extract_tile(image, tile)?.data);
+                for plane in &planes {
+                    input.extend_from_slice(&plan.extract_tile(plane, tile)?.data);
+                }
             }
             let shape = Shape::new(chunk.len(), config.in_channels, tile_in, tile_in);
             let input = Tensor::from_slice(gpu, shape, &input, "prediction tiles")?;
@@ -185,6 +193,40 @@ pub fn predict_bands(
     Ok(())
 }
 
+/// An image whose channel count is not the network's input channels is an error that
+/// says both.
+pub fn check_channels(model: &Network, image: &Image) -> Result<()> {
+    let expected = model.config().in_channels;
+    if image.channels == expected {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the image has {} channel(s) but the network takes {expected}: read it with \
+         --channels {expected} (gray <-> RGB), or use a checkpoint trained on {}-channel images",
+        image.channels, image.channels
+    )))
+}
+
+/// The class of every pixel: the index of its largest probability (the first on ties).
+pub fn class_map(maps: &[Grid<f32>]) -> Grid<u8> {
+    let (w, h) = (maps[0].width, maps[0].height);
+    Grid {
+        width: w,
+        height: h,
+        data: (0..w * h)
+            .map(|i| {
+                let mut best = 0;
+                for (k, map) in maps.iter().enumerate() {
+                    if map.data[i] > maps[best].data[i] {
+                        best = k;
+                    }
+                }
+                best as u8
+            })
+            .collect(),
+    }
+}
+
 /// Writes the part of a `tile_out x tile_out` prediction that `tile` owns into `band`, a
 /// plane of the image's width whose first row is image row `band_y`.
 fn stitch_into_band(
@@ -200,4 +242,20 @@ fn stitch_into_band(
         band.data[dst..dst + tile.out_width]
             .copy_from_slice(&prediction[src..src + tile.out_width]);
     }
+}
+
+/// The K-class metrics of `model` on `data`: every sample predicted, its class map
+/// (argmax) compared with the sample's classes (unlabelled pixels left out).
+pub fn class_report(
+    gpu: &Gpu,
+    model: &Network,
+    data: &crate::data::Dataset,
+    options: TileOptions,
+) -> Result<crate::metrics::ClassReport> {
+    let mut confusion = crate::metrics::ConfusionMatrix::new(model.config().classes);
+    for sample in data.samples() {
+        let maps = predict(gpu, model, &sample.image, options)?;
+        confusion.add(&sample.classes.data, &class_map(&maps).data)?;
+    }
+    Ok(confusion.report())
 }

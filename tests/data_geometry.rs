@@ -307,7 +307,10 @@ fn identity_training_tile_is_a_mirrored_crop() {
         &Transform::identity(),
     )
     .unwrap();
-    assert_eq!(tile.image, crop_mirrored(&image, x0 - 7, y0 - 7, 24, 24));
+    assert_eq!(
+        tile.image,
+        crop_mirrored(&image, x0 - 7, y0 - 7, 24, 24).into()
+    );
     assert_eq!(tile.labels, crop_mirrored(&labels, x0, y0, 10, 10));
     assert_eq!(tile.classes, tile.labels.map(|l| u8::from(l > 0)));
     for y in 0..10 {

@@ -335,3 +335,79 @@ fn a_bioimageio_package_holds_its_files_and_reproduces_its_test_output() {
     assert!(worst <= 1e-4, "the packaged ONNX differs by {worst}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_normalised_checkpoint_exports_its_normalisation_as_preprocessing() {
+    use unet_wgpu::data::normalize::percentile;
+    use unet_wgpu::data::{parse_npy, DataSpec, Normalize};
+    use unet_wgpu::export::bioimageio::{export_bioimageio, read_package, PackageInfo};
+    let gpu = common::gpu();
+    let config = UNetConfig {
+        in_channels: 2,
+        classes: 3,
+        ..tiny(Arch::UNet, Padding::Valid)
+    };
+    let plain = tiny_checkpoint(&gpu, config, "bioimageio-normalised");
+    let dir = plain.parent().unwrap().to_path_buf();
+    let path = dir.join("normalised.safetensors");
+    let trainer = checkpoint::load(&gpu, &plain).unwrap();
+    let spec = DataSpec {
+        normalize: Normalize::Percentile {
+            low: 1.0,
+            high: 99.8,
+        },
+        ..DataSpec::legacy(2, 3)
+    };
+    checkpoint::save_with_data(&gpu, &trainer, Some(&spec), &path).unwrap();
+    let info = PackageInfo {
+        name: Some("tiny normalised U-Net".into()),
+        authors: vec!["A Tester".into()],
+        license: "MIT".into(),
+    };
+    let folder = dir.join("package");
+    export_bioimageio(&gpu, &path, Heads::default(), &info, &folder).unwrap();
+    let files = read_package(&folder).unwrap();
+    let yaml = String::from_utf8(file(&files, "bioimageio.yaml").to_vec()).unwrap();
+    for line in [
+        "id: \"scale_range\"",
+        "min_percentile: 1",
+        "max_percentile: 99.8",
+        "eps: 1e-6",
+    ] {
+        assert!(yaml.contains(line), "no {line:?} in\n{yaml}");
+    }
+    // The stated preprocessing by hand: x / 255, then per channel
+    // (x - p1) / (p99.8 - p1 + 1e-6); the engine on that gives the packaged output.
+    let (in_shape, raw) = parse_npy(file(&files, "test_input.npy")).unwrap();
+    let (_, want) = parse_npy(file(&files, "test_output.npy")).unwrap();
+    let side = in_shape[2];
+    let plane = side * side;
+    let mut input = Vec::new();
+    for c in 0..2 {
+        let x: Vec<f32> = raw[c * plane..(c + 1) * plane]
+            .iter()
+            .map(|v| v / 255.0)
+            .collect();
+        let mut sorted = x.clone();
+        sorted.sort_by(f32::total_cmp);
+        let (lo, hi) = (percentile(&sorted, 1.0), percentile(&sorted, 99.8));
+        input.extend(x.iter().map(|v| (v - lo) * (1.0 / (hi - lo + 1e-6))));
+    }
+    let tile = Tensor::from_slice(&gpu, Shape::new(1, 2, side, side), &input, "t").unwrap();
+    let engine = trainer
+        .model
+        .probabilities(&gpu, tile, Heads::default())
+        .unwrap()
+        .to_vec(&gpu)
+        .unwrap();
+    let worst = engine
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-6,
+        "the normalised input reproduces test_output.npy ({worst})"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -20,10 +20,17 @@ use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::{Batch, Trainer};
 use unet_wgpu::{Gpu, Shape};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/unet_tiny_golden.safetensors"
-);
+/// The cases: 1 channel and 2 classes; 3 channels and 3 classes.
+const FIXTURES: [&str; 2] = [
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unet_tiny_golden.safetensors"
+    ),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unet_tiny_golden_c3k3.safetensors"
+    ),
+];
 
 /// Tolerances, |got - want| <= atol + rtol * |want|. Logits and gradients are O(0.01..1)
 /// (see make_golden.py's output); the loss is about 4.6.
@@ -37,9 +44,9 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn load() -> Fixture {
-        let bytes = std::fs::read(FIXTURE).unwrap_or_else(|e| {
-            panic!("{FIXTURE}: {e} (regenerate with python scripts/make_golden.py)")
+    fn load(path: &str) -> Fixture {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| {
+            panic!("{path}: {e} (regenerate with python scripts/make_golden.py)")
         });
         let file = SafeTensors::deserialize(&bytes).expect("fixture is valid safetensors");
         let tensors = file
@@ -150,62 +157,34 @@ fn check(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
 #[test]
 fn forward_and_loss_match_pytorch() {
     let gpu = gpu();
-    let fx = Fixture::load();
-    let model = fx.model(&gpu);
-    let (shape, input) = fx.get("input");
-    let input = upload(
-        &gpu,
-        Shape::new(shape[0], shape[1], shape[2], shape[3]),
-        input,
-    );
-    let acts = model.forward(&gpu, input, Mode::Eval).unwrap();
-    let want_shape = &fx.get("logits").0;
-    let s = acts.logits.shape();
-    assert_eq!(vec![s.n, s.c, s.h, s.w], *want_shape, "logits shape");
-    check(
-        "logits",
-        &acts.logits.to_vec(&gpu).unwrap(),
-        fx.values("logits"),
-        ATOL,
-        RTOL,
-    );
-
-    let per_pixel = s.with_c(1);
-    let labels = upload(&gpu, per_pixel, fx.values("labels"));
-    let weights = upload(&gpu, per_pixel, fx.values("weight_map"));
-    let loss = softmax_cross_entropy(&gpu, &acts.logits, &labels, &weights).unwrap();
-    check(
-        "loss",
-        &loss.loss.to_vec(&gpu).unwrap()[..1],
-        fx.values("loss"),
-        ATOL,
-        RTOL,
-    );
-}
-
-#[test]
-fn every_gradient_matches_pytorch() {
-    let gpu = gpu();
-    let fx = Fixture::load();
-    let model = fx.model(&gpu);
-    let (shape, input) = fx.get("input");
-    let input = upload(
-        &gpu,
-        Shape::new(shape[0], shape[1], shape[2], shape[3]),
-        input,
-    );
-    let acts = model.forward(&gpu, input, Mode::Eval).unwrap();
-    let per_pixel = acts.logits.shape().with_c(1);
-    let labels = upload(&gpu, per_pixel, fx.values("labels"));
-    let weights = upload(&gpu, per_pixel, fx.values("weight_map"));
-    let loss = softmax_cross_entropy(&gpu, &acts.logits, &labels, &weights).unwrap();
-    model.zero_grads(&gpu);
-    model.backward(&gpu, &acts, &loss.dlogits).unwrap();
-    for p in model.params() {
+    for fx in FIXTURES.map(Fixture::load) {
+        let model = fx.model(&gpu);
+        let (shape, input) = fx.get("input");
+        let input = upload(
+            &gpu,
+            Shape::new(shape[0], shape[1], shape[2], shape[3]),
+            input,
+        );
+        let acts = model.forward(&gpu, input, Mode::Eval).unwrap();
+        let want_shape = &fx.get("logits").0;
+        let s = acts.logits.shape();
+        assert_eq!(vec![s.n, s.c, s.h, s.w], *want_shape, "logits shape");
         check(
-            &format!("grad.{}", p.name),
-            &p.grad.to_vec(&gpu).unwrap(),
-            fx.values(&format!("grad.{}", p.name)),
+            "logits",
+            &acts.logits.to_vec(&gpu).unwrap(),
+            fx.values("logits"),
+            ATOL,
+            RTOL,
+        );
+
+        let per_pixel = s.with_c(1);
+        let labels = upload(&gpu, per_pixel, fx.values("labels"));
+        let weights = upload(&gpu, per_pixel, fx.values("weight_map"));
+        let loss = softmax_cross_entropy(&gpu, &acts.logits, &labels, &weights).unwrap();
+        check(
+            "loss",
+            &loss.loss.to_vec(&gpu).unwrap()[..1],
+            fx.values("loss"),
             ATOL,
             RTOL,
         );
@@ -213,29 +192,60 @@ fn every_gradient_matches_pytorch() {
 }
 
 #[test]
+fn every_gradient_matches_pytorch() {
+    let gpu = gpu();
+    for fx in FIXTURES.map(Fixture::load) {
+        let model = fx.model(&gpu);
+        let (shape, input) = fx.get("input");
+        let input = upload(
+            &gpu,
+            Shape::new(shape[0], shape[1], shape[2], shape[3]),
+            input,
+        );
+        let acts = model.forward(&gpu, input, Mode::Eval).unwrap();
+        let per_pixel = acts.logits.shape().with_c(1);
+        let labels = upload(&gpu, per_pixel, fx.values("labels"));
+        let weights = upload(&gpu, per_pixel, fx.values("weight_map"));
+        let loss = softmax_cross_entropy(&gpu, &acts.logits, &labels, &weights).unwrap();
+        model.zero_grads(&gpu);
+        model.backward(&gpu, &acts, &loss.dlogits).unwrap();
+        for p in model.params() {
+            check(
+                &format!("grad.{}", p.name),
+                &p.grad.to_vec(&gpu).unwrap(),
+                fx.values(&format!("grad.{}", p.name)),
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+}
+
+#[test]
 fn sgd_steps_match_pytorch() {
     let gpu = gpu();
-    let fx = Fixture::load();
-    let want_losses = fx.values("losses");
-    let steps: usize = fx.meta["steps"].parse().unwrap();
-    assert_eq!(want_losses.len(), steps);
-    let sgd = fx.sgd();
-    assert_eq!(sgd.momentum, 0.99, "the paper's momentum");
+    for fx in FIXTURES.map(Fixture::load) {
+        let want_losses = fx.values("losses");
+        let steps: usize = fx.meta["steps"].parse().unwrap();
+        assert_eq!(want_losses.len(), steps);
+        let sgd = fx.sgd();
+        assert_eq!(sgd.momentum, 0.99, "the paper's momentum");
 
-    let mut trainer = Trainer::new(fx.model(&gpu), sgd, 0);
-    let batch = fx.batch();
-    let losses: Vec<f32> = (0..steps)
-        .map(|_| trainer.step(&gpu, &batch).unwrap())
-        .collect();
-    eprintln!("losses {losses:?}\n  PyTorch {want_losses:?}");
-    check("losses", &losses, want_losses, ATOL, RTOL);
-    for p in trainer.model.params() {
-        check(
-            &format!("final.{}", p.name),
-            &p.value.to_vec(&gpu).unwrap(),
-            fx.values(&format!("final.{}", p.name)),
-            ATOL,
-            RTOL,
-        );
+        let mut trainer = Trainer::new(fx.model(&gpu), sgd, 0);
+        let batch = fx.batch();
+        let losses: Vec<f32> = (0..steps)
+            .map(|_| trainer.step(&gpu, &batch).unwrap())
+            .collect();
+        eprintln!("losses {losses:?}\n  PyTorch {want_losses:?}");
+        check("losses", &losses, want_losses, ATOL, RTOL);
+        for p in trainer.model.params() {
+            check(
+                &format!("final.{}", p.name),
+                &p.value.to_vec(&gpu).unwrap(),
+                fx.values(&format!("final.{}", p.name)),
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! it (reader and writer threads beside the GPU work), [`outputs`] writes the files and
 //! [`manifest`] records what was done.
 
+pub mod classes;
 pub mod inputs;
 pub mod manifest;
 pub mod outputs;
@@ -15,5 +16,5 @@ pub mod shard;
 pub use inputs::expand;
 pub use manifest::{merge, Manifest, MergedReport, Record};
 pub use outputs::{FormatChoice, OutputKind};
-pub use run::{run_shard, BatchOptions, Progress, RunReport};
+pub use run::{read_input, run_shard, BatchOptions, Progress, RunReport};
 pub use shard::Shard;

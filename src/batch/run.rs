@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{load_all, Manifest, Record, RunSummary, Settings};
 use super::outputs::{stem_of, FormatChoice, Job, OutputKind, Writer, WriterConfig};
 use super::shard::Shard;
-use crate::data::{read_pages, GrayImage};
+use crate::data::{pages_to_image, read_pages, DataSpec, Image, StackMode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{band_tile_rows, plan, predict, predict_bands, TileOptions};
@@ -40,6 +40,8 @@ pub struct BatchOptions {
     pub kinds: Vec<OutputKind>,
     pub threshold: f32,
     pub checkpoint: PathBuf,
+    /// How inputs are read and normalised: the checkpoint's [`DataSpec`].
+    pub data: DataSpec,
 }
 
 /// What a run did.
@@ -236,15 +238,35 @@ fn check_unique_stems(inputs: &[PathBuf]) -> Result<()> {
 /// An input read and decoded (or why not), with the seconds it took.
 struct Decoded {
     input: PathBuf,
-    pages: std::result::Result<Vec<GrayImage>, String>,
+    pages: std::result::Result<Vec<Image>, String>,
     read_s: f64,
 }
 
-fn decode(input: PathBuf) -> Decoded {
+/// The images of an input file as `spec` says (channels; a stack as pages or as
+/// channels), each normalised.
+pub fn read_input(input: &Path, spec: &DataSpec) -> Result<Vec<Image>> {
+    let pages = read_pages(input)?;
+    let mut images = match spec.stack {
+        StackMode::Channels => vec![pages_to_image(
+            &pages,
+            input,
+            spec.channel_mode,
+            spec.stack,
+        )?],
+        StackMode::Pages => pages
+            .iter()
+            .map(|p| p.to_image(spec.channel_mode))
+            .collect(),
+    };
+    for image in &mut images {
+        spec.normalize.apply(image);
+    }
+    Ok(images)
+}
+
+fn decode(input: PathBuf, spec: &DataSpec) -> Decoded {
     let start = Instant::now();
-    let pages = read_pages(&input)
-        .map(|pages| pages.iter().map(|p| p.to_gray()).collect())
-        .map_err(|e| e.to_string());
+    let pages = read_input(&input, spec).map_err(|e| e.to_string());
     Decoded {
         input,
         pages,
@@ -309,9 +331,10 @@ fn predict_overlapped(
 ) -> Result<(Writer, Stats)> {
     let todo_count = todo.len();
     let (decoded, rx) = sync_channel::<Decoded>(1);
+    let spec = batch.data.clone();
     let reader = std::thread::spawn(move || {
         for input in todo {
-            if decoded.send(decode(input)).is_err() {
+            if decoded.send(decode(input, &spec)).is_err() {
                 break;
             }
         }
@@ -368,7 +391,7 @@ fn predict_in_turn(
     };
     for input in todo {
         let mut error = None;
-        let item = decode(input);
+        let item = decode(input, &batch.data);
         let outcome = predict_one(
             gpu,
             model,
@@ -468,8 +491,7 @@ fn predict_one(
         read_s: item.read_s,
     });
     for page in pages {
-        let page = Arc::new(page);
-        if !emit(Job::Page(Arc::clone(&page))) {
+        if !emit(Job::Page(Arc::new(page.display_gray()))) {
             return Ok(outcome(0, 0.0, Err("not written".into())));
         }
         if tiles.average_symmetries {

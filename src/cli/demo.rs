@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use unet_wgpu::data::{synthetic_dataset, AugmentConfig, SynthConfig};
+use unet_wgpu::data::{
+    synthetic_dataset, synthetic_rgb_dataset, AugmentConfig, Dataset, Normalize, RgbStain,
+    SynthConfig, DEFAULT_NORMALIZE,
+};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::run::{self as training, RunOptions};
-use unet_wgpu::{AdapterChoice, Result};
+use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::ArchArgs;
-use super::eval::{evaluate_dataset, print_eval};
+use super::eval::{class_report_dataset, evaluate_dataset, print_eval};
 use super::train::{predict_dataset, report_run, write_val_outputs};
 use super::{open_gpu, stop_flag};
 
@@ -32,20 +35,60 @@ pub struct DemoArgs {
     seed: u64,
     #[command(flatten)]
     arch: ArchArgs,
+    /// 3 (with --channels 3): colour cells with background, interior and boundary.
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    classes: usize,
+    /// 3 (with --classes 3): the cells in colour (H&E).
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    channels: usize,
+    /// Per image and channel: none, min-max, percentile, percentile:LOW,HIGH or z-score
+    /// [default: none; z-score for the colour cells, which collapse to one class without]
+    #[arg(long)]
+    normalize: Option<Normalize>,
 }
 
 /// The demo's data: seeded synthetic cells, 16 images to train on and 4 held out.
 const DEMO_SIZE: usize = 160;
 
 pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
+    let colour = match (args.classes, args.channels) {
+        (2, 1) => false,
+        (3, 3) => true,
+        (k, c) => {
+            return Err(Error::Config(format!(
+                "demo --classes {k} --channels {c}: the demo has gray cells with 2 classes \
+                 (the default) or colour cells with 3 (--classes 3 --channels 3)"
+            )))
+        }
+    };
     let gpu = open_gpu(choice)?;
-    eprintln!("generating synthetic cells ({DEMO_SIZE}x{DEMO_SIZE}: 16 to train on, 4 held out)");
+    let kind = if colour {
+        "colour (H&E) cells, 3 classes"
+    } else {
+        "cells"
+    };
+    eprintln!("generating synthetic {kind} ({DEMO_SIZE}x{DEMO_SIZE}: 16 to train on, 4 held out)");
     let synth = SynthConfig::default();
-    let train_set = synthetic_dataset(16, DEMO_SIZE, DEMO_SIZE, args.seed, &synth)?;
-    let val_set = synthetic_dataset(4, DEMO_SIZE, DEMO_SIZE, args.seed + 1_000_000, &synth)?;
+    let normalize = args.normalize.unwrap_or(if colour {
+        Normalize::ZScore
+    } else {
+        DEFAULT_NORMALIZE
+    });
+    let cells = |count, seed| -> Result<Dataset> {
+        let data = if colour {
+            synthetic_rgb_dataset(count, DEMO_SIZE, DEMO_SIZE, seed, RgbStain::HAndE, &synth)?
+        } else {
+            synthetic_dataset(count, DEMO_SIZE, DEMO_SIZE, seed, &synth)?
+        };
+        Ok(data.normalized(normalize)?)
+    };
+    let train_set = cells(16, args.seed)?;
+    let val_set = cells(4, args.seed + 1_000_000)?;
     let config = args.arch.apply(UNetConfig {
         depth: 3,
         base_channels: 16,
+        in_channels: args.channels,
+        classes: args.classes,
         ..UNetConfig::small()
     })?;
     let options = RunOptions {
@@ -77,9 +120,13 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         &stop_flag(),
     )?;
     report_run(&summary);
-    let foreground = predict_dataset(&gpu, &summary, &val_set, options.tile, val_set.len())?;
-    write_val_outputs(&val_set, &foreground, &args.out)?;
-    let eval_report = evaluate_dataset(&val_set, &foreground)?;
+    let maps = predict_dataset(&gpu, &summary, &val_set, options.tile, val_set.len())?;
+    write_val_outputs(&val_set, &maps, &args.out)?;
+    if colour {
+        print!("{}", class_report_dataset(&val_set, &maps)?.table());
+        println!("binary metrics with class 1 (interior) as foreground:");
+    }
+    let eval_report = evaluate_dataset(&val_set, &maps, 1)?;
     print_eval(&eval_report);
     eprintln!("run folder: {}", args.out.display());
     Ok(())

@@ -1,11 +1,18 @@
 //! `unet predict`: probability maps, masks and overlays of images of any size, tile by tile.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use unet_wgpu::infer::TileOptions;
+use unet_wgpu::batch::classes::{class_overlay_figure, write_class_outputs};
+use unet_wgpu::batch::outputs::stem_of;
+use unet_wgpu::batch::{self, read_input};
+use unet_wgpu::data::{DataSpec, Grid, Sample};
+use unet_wgpu::infer::{class_map, predict, TileOptions};
 use unet_wgpu::model::Arch;
+use unet_wgpu::report::write_overlay_figure_png;
 use unet_wgpu::train::checkpoint;
+use unet_wgpu::train::checkpoint::write_atomically;
+use unet_wgpu::Gpu;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::HeadsArg;
@@ -76,16 +83,22 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     options.heads = args.heads.heads(args.prune);
     options.average_symmetries = args.tta;
     model.check_heads(options.heads)?;
-    predict_batch::run(
-        &gpu,
-        model,
-        options,
-        &args.many,
-        checkpoint_path,
-        &args.inputs,
-        args.out.clone(),
-        args.threshold,
-    )?;
+    let data = checkpoint::read_data_spec(&checkpoint_path)?;
+    if config.classes > 2 {
+        predict_classes(&gpu, model, options, &data, &args)?;
+    } else {
+        predict_batch::run(
+            &gpu,
+            model,
+            options,
+            &args.many,
+            checkpoint_path,
+            &args.inputs,
+            args.out.clone(),
+            args.threshold,
+            data,
+        )?;
+    }
     // Set by the tile size and batch, not the image size (a test checks it).
     let peak = gpu.pool_stats().peak_bytes_held;
     eprintln!(
@@ -93,4 +106,67 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
         peak as f64 / (1 << 20) as f64
     );
     Ok(())
+}
+
+/// K > 2 classes: for every image (every page of a stack) the class map, the probability
+/// of each class and a colour overlay (see [`unet_wgpu::batch::classes`]). Inputs are read
+/// and normalised as the checkpoint's data says.
+fn predict_classes(
+    gpu: &Gpu,
+    model: &unet_wgpu::model::Network,
+    options: TileOptions,
+    data: &DataSpec,
+    args: &PredictArgs,
+) -> Result<()> {
+    let inputs = batch::expand(&args.inputs)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    for input in &inputs {
+        let images = read_input(input, data)?;
+        let pages = images.len();
+        for (i, image) in images.iter().enumerate() {
+            let stem = match pages {
+                1 => stem_of(input),
+                _ => format!("{}_p{i:03}", stem_of(input)),
+            };
+            let maps = predict(gpu, model, image, options)
+                .map_err(|e| Error::Config(format!("{}: {e}", input.display())))?;
+            let names = write_class_outputs(
+                &args.out,
+                &stem,
+                &image.display_gray(),
+                &maps,
+                args.many.tiff(),
+            )?;
+            println!(
+                "{} -> {}/{{{}}}",
+                input.display(),
+                args.out.display(),
+                names.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The overlay figure of a dataset sample's prediction `maps`: two classes as before
+/// (predicted background red, true boundaries green), K classes in colour with the true
+/// class borders.
+pub fn write_sample_overlay(sample: &Sample, maps: &[Grid<f32>], path: &Path) -> Result<()> {
+    let gray = sample.image.display_gray();
+    if maps.len() == 2 {
+        let truth = sample.labels.map(|l| u8::from(l != 0));
+        return write_overlay_figure_png(path, &gray, &maps[1], 0.5, Some(&truth));
+    }
+    let figure = class_overlay_figure(&gray, &class_map(maps), maps.len(), Some(&sample.classes))?;
+    let mut bytes = Vec::new();
+    figure
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| Error::Config(format!("could not encode a PNG: {e}")))?;
+    write_atomically(path, &bytes)
 }

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use unet_wgpu::batch::{
     self, merge, BatchOptions, FormatChoice, OutputKind, Progress, RunReport, Shard,
 };
+use unet_wgpu::data::DataSpec;
 use unet_wgpu::infer::TileOptions;
 use unet_wgpu::model::Network;
 use unet_wgpu::{Error, Gpu, Result};
@@ -52,6 +53,11 @@ pub struct BatchArgs {
 }
 
 impl BatchArgs {
+    /// Whether `--format tiff` was asked for.
+    pub fn tiff(&self) -> bool {
+        self.format == FormatChoice::Tiff
+    }
+
     fn shard(&self) -> Result<Shard> {
         if self.shard_from_env {
             return Shard::from_env(|name| std::env::var(name).ok(), self.shards);
@@ -75,6 +81,7 @@ pub fn run(
     inputs: &[PathBuf],
     out: PathBuf,
     threshold: f32,
+    data: DataSpec,
 ) -> Result<()> {
     let shard = args.shard()?;
     let inputs = batch::expand(inputs)?;
@@ -90,6 +97,7 @@ pub fn run(
         kinds,
         threshold,
         checkpoint,
+        data,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(

@@ -5,18 +5,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use unet_wgpu::data::{synthetic_dataset, AugmentConfig, Dataset, Grid, SynthConfig, SynthStyle};
+use unet_wgpu::data::{
+    synthetic_dataset, synthetic_rgb_dataset, AugmentConfig, Dataset, Grid, RgbStain, SynthConfig,
+    SynthStyle,
+};
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::report::write_overlay_figure_png;
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, RunOptions, RunSummary,
 };
 use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
-use super::args::{ArchArgs, MaskArgs, WeightArgs};
+use super::args::{ArchArgs, ImageArgs, LabelArgs, MaskArgs, WeightArgs};
+use super::predict::write_sample_overlay;
 use super::{default_tile, open_gpu, stop_flag};
 
 #[derive(Args)]
@@ -93,24 +96,44 @@ pub struct TrainArgs {
     masks: MaskArgs,
     #[command(flatten)]
     weights: WeightArgs,
+    #[command(flatten)]
+    labels: LabelArgs,
+    #[command(flatten)]
+    images: ImageArgs,
 }
 
 /// The learning rate of a new training run: with momentum 0.99 a step moves about 0.1 x the
 /// gradient.
 const DEFAULT_LR: f32 = 0.001;
 
-fn load_dataset(
-    spec: &str,
-    masks: &MaskArgs,
-    weights: &WeightArgs,
-    seed: u64,
-    count: usize,
-) -> Result<Dataset> {
+fn load_dataset(spec: &str, args: &TrainArgs, seed: u64, count: usize) -> Result<Dataset> {
+    let weights = args.weights.config();
     if let Some(style) = synthetic_style(spec)? {
-        let data = synthetic_dataset(count, 256, 256, seed, &SynthConfig::for_style(style))?;
-        return Ok(data.with_weight_config(weights.config())?);
+        let data = synthetic_cells(&args.labels, &args.images, style, count, 256, seed)?;
+        return Ok(data.with_weight_config(weights)?);
     }
-    Ok(Dataset::open(Path::new(spec), masks.format())?.with_weight_config(weights.config())?)
+    let options = args.images.load_options(&args.labels, &args.masks)?;
+    Ok(Dataset::open_with(Path::new(spec), &options)?.with_weight_config(weights)?)
+}
+
+/// Synthetic cells as the data flags ask: gray and two classes, or with `--classes 3
+/// --channels 3` colour cells (H&E) with background, interior and boundary; normalised
+/// by `--normalize`.
+pub fn synthetic_cells(
+    labels: &LabelArgs,
+    images: &ImageArgs,
+    style: SynthStyle,
+    count: usize,
+    size: usize,
+    seed: u64,
+) -> Result<Dataset> {
+    let synth = SynthConfig::for_style(style);
+    let data = if labels.wants_colour_cells(images) {
+        synthetic_rgb_dataset(count, size, size, seed, RgbStain::HAndE, &synth)?
+    } else {
+        synthetic_dataset(count, size, size, seed, &synth)?
+    };
+    Ok(data.normalized(images.normalize)?)
 }
 
 /// The style of a `synthetic` or `synthetic:STYLE` data spec; None for a folder.
@@ -167,27 +190,26 @@ pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
         None => asked,
     };
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
-    let mut train_set = load_dataset(&data_spec, &args.masks, &args.weights, args.seed, 20)?;
+    let mut train_set = load_dataset(&data_spec, &args, args.seed, 20)?;
+    let config = match args.resume {
+        Some(_) => config,
+        None => UNetConfig {
+            in_channels: train_set.channels(),
+            classes: train_set.classes(),
+            ..config
+        },
+    };
     let val_set = match (&args.val, args.holdout) {
-        (Some(spec), _) => Some(load_dataset(
-            spec,
-            &args.masks,
-            &args.weights,
-            args.seed + 1_000_000,
-            4,
-        )?),
+        (Some(spec), _) => Some(load_dataset(spec, &args, args.seed + 1_000_000, 4)?),
         (None, Some(0)) => None,
         (None, Some(n)) => {
-            let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
+            let (train_part, held_out) = split_last(train_set, n)?;
             train_set = train_part;
             Some(held_out)
         }
         (None, None) if synthetic_style(&data_spec)?.is_some() => {
-            let style = synthetic_style(&data_spec)?.unwrap_or_default();
             eprintln!("validating on 4 more synthetic images (--holdout 0: no validation)");
-            let synth = SynthConfig::for_style(style);
-            let val = synthetic_dataset(4, 256, 256, args.seed + 1_000_000, &synth)?;
-            Some(val.with_weight_config(args.weights.config())?)
+            Some(load_dataset(&data_spec, &args, args.seed + 1_000_000, 4)?)
         }
         (None, None) => match default_holdout(train_set.len()) {
             0 => {
@@ -203,7 +225,7 @@ pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
                      --holdout N to choose, --holdout 0 for none)",
                     train_set.len()
                 );
-                let (train_part, held_out) = split_last(train_set, n, &args.weights)?;
+                let (train_part, held_out) = split_last(train_set, n)?;
                 train_set = train_part;
                 Some(held_out)
             }
@@ -282,7 +304,6 @@ fn resumed_network(folder: &Path, asked: &UNetConfig, explicit: bool) -> Result<
     )))
 }
 
-/// Splits off the last `n` samples (in file-name order) as a validation set.
 /// Images held out for validation when neither --val nor --holdout is given: a tenth
 /// (at least 1, at most 10), none from a set of fewer than 4.
 fn default_holdout(images: usize) -> usize {
@@ -293,7 +314,8 @@ fn default_holdout(images: usize) -> usize {
     }
 }
 
-fn split_last(data: Dataset, n: usize, weights: &WeightArgs) -> Result<(Dataset, Dataset)> {
+/// Splits off the last `n` samples (in file-name order) as a validation set.
+fn split_last(data: Dataset, n: usize) -> Result<(Dataset, Dataset)> {
     let mut samples = data.samples().to_vec();
     if n == 0 || n >= samples.len() {
         return Err(Error::Config(format!(
@@ -302,10 +324,7 @@ fn split_last(data: Dataset, n: usize, weights: &WeightArgs) -> Result<(Dataset,
         )));
     }
     let held_out = samples.split_off(samples.len() - n);
-    Ok((
-        Dataset::new(samples, weights.config())?,
-        Dataset::new(held_out, weights.config())?,
-    ))
+    Ok((data.with_samples(samples)?, data.with_samples(held_out)?))
 }
 
 pub fn report_run(summary: &RunSummary) {
@@ -343,31 +362,28 @@ pub fn report_run(summary: &RunSummary) {
 /// Validation images drawn as overlays in the run folder.
 pub const OVERLAYS: usize = 4;
 
-/// The foreground probability maps of the first `limit` images of `data`.
+/// The class probability maps of the first `limit` images of `data`.
 pub fn predict_dataset(
     gpu: &Gpu,
     summary: &RunSummary,
     data: &Dataset,
     tile: usize,
     limit: usize,
-) -> Result<Vec<Grid<f32>>> {
+) -> Result<Vec<Vec<Grid<f32>>>> {
     let options = TileOptions::fitting(gpu, &summary.trainer.model, tile)?;
     data.samples()
         .iter()
         .take(limit)
-        .map(|sample| {
-            Ok(predict(gpu, &summary.trainer.model, &sample.image, options)?.swap_remove(1))
-        })
+        .map(|sample| predict(gpu, &summary.trainer.model, &sample.image, options))
         .collect()
 }
 
-/// Overlays of the first validation images (predicted background red, true boundaries
-/// green), enlarged if small, with a legend.
-pub fn write_val_outputs(val: &Dataset, foreground: &[Grid<f32>], out: &Path) -> Result<()> {
-    for (sample, prob) in val.samples().iter().zip(foreground).take(OVERLAYS) {
-        let truth = sample.labels.map(|l| u8::from(l != 0));
+/// Overlays of the first validation images (two classes: predicted background red, true
+/// boundaries green; K classes: each predicted class in its colour, with a legend).
+pub fn write_val_outputs(val: &Dataset, maps: &[Vec<Grid<f32>>], out: &Path) -> Result<()> {
+    for (sample, maps) in val.samples().iter().zip(maps).take(OVERLAYS) {
         let path = out.join(format!("overlay_{}.png", sample.name));
-        write_overlay_figure_png(&path, &sample.image, prob, 0.5, Some(&truth))?;
+        write_sample_overlay(sample, maps, &path)?;
     }
     Ok(())
 }

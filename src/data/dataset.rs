@@ -1,6 +1,6 @@
 //! A dataset: image/label pairs in memory, with their weight maps computed once and cached.
 //!
-//! On disk a dataset is a folder with `images/` and `labels/` holding PNG or TIFF files matched
+//! On disk a dataset is a folder with `images/` and `labels/` holding PNG, TIFF, JPEG or BMP files matched
 //! by file stem (`images/07.png` goes with `labels/07.png`; extensions may differ).
 
 use std::collections::BTreeMap;
@@ -10,18 +10,72 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::error::{DataError, Result};
-use super::grid::{GrayImage, LabelImage, WeightMap};
-use super::io::{read_image, read_pages};
-use super::mask::{mask_to_labels, MaskFormat};
-use super::weights::{weight_map_validated, WeightMapConfig};
+use super::grid::{GrayImage, Grid, LabelImage, WeightMap};
+use super::image::Image;
+use super::io::{read_image_channels, read_pages};
+use super::labels::{LabelSpec, IGNORE};
+use super::mask::{foreground_classes, mask_to_labels, MaskFormat};
+use super::normalize::{Affine, Normalize};
+use super::spec::{ChannelMode, DataSpec, StackMode};
+use super::weights::{class_weight_map, WeightMapConfig};
 
-/// One training image with its instance labels (same size).
+/// One training image with its labels (same size).
 #[derive(Clone, Debug)]
 pub struct Sample {
     /// Where it came from: the file stem, or e.g. "synthetic-003".
     pub name: String,
-    pub image: GrayImage,
+    /// The image as the network sees it: its channels, normalised (see `norm`).
+    pub image: Image,
+    /// Objects for the weight map's border term: instance ids, 0 = none.
     pub labels: LabelImage,
+    /// The class of each pixel, 0..K-1, or [`IGNORE`] where unlabelled.
+    pub classes: Grid<u8>,
+    /// How each channel of `image` was normalised from the values read (identity: not).
+    pub norm: Vec<Affine>,
+}
+
+impl Sample {
+    /// A gray image with instance labels, two classes (cell = label > 0), not normalised.
+    pub fn binary(name: String, image: GrayImage, labels: LabelImage) -> Sample {
+        Sample::new(
+            name,
+            image.into(),
+            labels.clone(),
+            foreground_classes(&labels),
+        )
+    }
+
+    /// An image with its objects and classes, not normalised.
+    pub fn new(name: String, image: Image, labels: LabelImage, classes: Grid<u8>) -> Sample {
+        Sample {
+            norm: vec![Affine::IDENTITY; image.channels],
+            name,
+            image,
+            labels,
+            classes,
+        }
+    }
+}
+
+/// How a dataset folder is read: labels, channels, stacks, normalisation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadOptions {
+    pub labels: LabelSpec,
+    pub channels: ChannelMode,
+    pub stack: StackMode,
+    pub normalize: Normalize,
+}
+
+impl LoadOptions {
+    /// Today's reading: gray images, two classes in `format`, no normalisation.
+    pub fn two_class(format: MaskFormat) -> LoadOptions {
+        LoadOptions {
+            labels: LabelSpec::two_class(format),
+            channels: ChannelMode::Gray,
+            stack: StackMode::Pages,
+            normalize: Normalize::None,
+        }
+    }
 }
 
 /// Image/label pairs plus a cache of their weight maps (keyed by the index of the pair).
@@ -30,9 +84,12 @@ pub struct Dataset {
     samples: Vec<Sample>,
     weight_config: WeightMapConfig,
     weight_maps: Vec<OnceLock<WeightMap>>,
+    spec: DataSpec,
+    /// The objects are components of one class each (see [`crate::data::labels::Labels::objects_by_class`]).
+    objects_by_class: bool,
 }
 
-const IMAGE_EXTENSIONS: [&str; 3] = ["png", "tif", "tiff"];
+const IMAGE_EXTENSIONS: [&str; 6] = ["png", "tif", "tiff", "jpg", "jpeg", "bmp"];
 
 impl Dataset {
     /// A dataset from samples in memory. Errors if there are none, if an image and its labels
@@ -44,8 +101,20 @@ impl Dataset {
                 dir: PathBuf::from("(in memory)"),
             });
         }
+        let channels = samples[0].image.channels;
         for s in &samples {
-            if s.image.size() != s.labels.size() || s.image.data.is_empty() {
+            if s.image.channels != channels {
+                return Err(DataError::ChannelMismatch {
+                    path: PathBuf::from(&s.name),
+                    got: s.image.channels,
+                    expected: channels,
+                    context: format!(" (the dataset's first image, {}, has)", samples[0].name),
+                });
+            }
+            if s.image.size() != s.labels.size()
+                || s.classes.size() != s.labels.size()
+                || s.image.data.is_empty()
+            {
                 return Err(size_mismatch(
                     Path::new(&s.name),
                     &s.image,
@@ -55,16 +124,105 @@ impl Dataset {
             }
         }
         let weight_maps = samples.iter().map(|_| OnceLock::new()).collect();
+        let classes = samples
+            .iter()
+            .flat_map(|s| s.classes.data.iter())
+            .filter(|&&c| c != IGNORE)
+            .max()
+            .map_or(2, |&c| (c as usize + 1).max(2));
         Ok(Self {
+            spec: DataSpec {
+                channels,
+                channel_mode: if channels == 3 {
+                    ChannelMode::Rgb
+                } else {
+                    ChannelMode::Gray
+                },
+                stack: StackMode::Pages,
+                normalize: Normalize::None,
+                classes,
+                class_values: None,
+            },
+            objects_by_class: false,
             samples,
             weight_config,
             weight_maps,
         })
     }
 
+    /// What the network trained on this dataset must take and give (see [`DataSpec`]).
+    pub fn spec(&self) -> &DataSpec {
+        &self.spec
+    }
+
+    /// The number of classes K.
+    pub fn classes(&self) -> usize {
+        self.spec.classes
+    }
+
+    /// Input channels.
+    pub fn channels(&self) -> usize {
+        self.spec.channels
+    }
+
+    /// The same samples read with `spec` (its reading modes and K, which must cover
+    /// every class present; its `normalize` is applied only by [`Dataset::normalized`]).
+    pub fn with_spec(mut self, spec: DataSpec, objects_by_class: bool) -> Result<Self> {
+        if spec.channels != self.spec.channels {
+            return Err(DataError::InvalidConfig {
+                what: "dataset",
+                reason: format!(
+                    "the images have {} channel(s), not {}",
+                    self.spec.channels, spec.channels
+                ),
+            });
+        }
+        if spec.classes < self.spec.classes {
+            return Err(DataError::InvalidConfig {
+                what: "dataset",
+                reason: format!(
+                    "the labels hold class {} but there are only {} classes",
+                    self.spec.classes - 1,
+                    spec.classes
+                ),
+            });
+        }
+        let normalize = self.spec.normalize;
+        self.spec = DataSpec { normalize, ..spec };
+        self.objects_by_class = objects_by_class;
+        Ok(self)
+    }
+
+    /// The dataset with every image normalised by `normalize`, per image and channel (an
+    /// error if it already is).
+    pub fn normalized(mut self, normalize: Normalize) -> Result<Self> {
+        if self
+            .samples
+            .iter()
+            .any(|s| s.norm.iter().any(|a| *a != Affine::IDENTITY))
+        {
+            return Err(DataError::InvalidConfig {
+                what: "dataset",
+                reason: "its images are normalised already".into(),
+            });
+        }
+        for s in &mut self.samples {
+            s.norm = normalize.apply(&mut s.image);
+        }
+        self.spec.normalize = normalize;
+        Ok(self)
+    }
+
     /// Loads `dir/images/*` and `dir/labels/*` (PNG or TIFF, first page), matched by stem,
     /// in sorted stem order, with the paper's weight map settings.
     pub fn open(dir: &Path, mask_format: MaskFormat) -> Result<Self> {
+        Self::open_with(dir, &LoadOptions::two_class(mask_format))
+    }
+
+    /// Loads a dataset folder as `options` say: labels into K classes (pixels snapped to a
+    /// class value are reported on stderr), images with their channels, normalised.
+    pub fn open_with(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        options.labels.validate()?;
         let images = list_image_files(&dir.join("images"))?;
         let labels = list_image_files(&dir.join("labels"))?;
         let unmatched = |a: &BTreeMap<String, PathBuf>, b: &BTreeMap<String, PathBuf>| {
@@ -90,9 +248,25 @@ impl Dataset {
         let pairs: Vec<(&String, &PathBuf)> = images.iter().collect();
         let samples = pairs
             .into_par_iter()
-            .map(|(stem, image_path)| load_pair(stem, image_path, &labels[stem], mask_format))
+            .map(|(stem, image_path)| load_pair(stem, image_path, &labels[stem], options))
             .collect::<Result<Vec<_>>>()?;
-        Self::new(samples, WeightMapConfig::default())
+        let snapped: usize = samples.iter().map(|(_, n)| n).sum();
+        if snapped > 0 {
+            eprintln!("--snap: {snapped} label pixel(s) mapped to the nearest class value");
+        }
+        let objects_by_class = options.labels.class_mask;
+        let samples = samples.into_iter().map(|(s, _)| s).collect();
+        let data = Self::new(samples, WeightMapConfig::default())?;
+        let spec = DataSpec {
+            channels: data.channels(),
+            channel_mode: options.channels,
+            stack: options.stack,
+            normalize: Normalize::None,
+            classes: options.labels.classes,
+            class_values: options.labels.values.clone(),
+        };
+        data.with_spec(spec, objects_by_class)?
+            .normalized(options.normalize)
     }
 
     /// Loads two multi-page TIFF stacks (e.g. ISBI's `train-volume.tif` and
@@ -115,18 +289,34 @@ impl Dataset {
             if image.size() != values.size() {
                 return Err(size_mismatch(images, &image, masks, &values));
             }
-            samples.push(Sample {
-                name: format!("page-{i:03}"),
+            samples.push(Sample::binary(
+                format!("page-{i:03}"),
                 image,
-                labels: mask_to_labels(&values, mask_format, masks)?,
-            });
+                mask_to_labels(&values, mask_format, masks)?,
+            ));
         }
         Self::new(samples, WeightMapConfig::default())
     }
 
     /// The same dataset with other weight map settings (clears the cache).
     pub fn with_weight_config(self, weight_config: WeightMapConfig) -> Result<Self> {
-        Self::new(self.samples, weight_config)
+        let (spec, by_class) = (self.spec.clone(), self.objects_by_class);
+        let mut data = Self::new(self.samples, weight_config)?.with_spec(spec.clone(), by_class)?;
+        data.spec.normalize = spec.normalize;
+        Ok(data)
+    }
+
+    /// The same settings (classes, channels, normalisation, weight maps) for other samples
+    /// of this dataset (a split).
+    pub fn with_samples(&self, samples: Vec<Sample>) -> Result<Self> {
+        let data = Self::new(samples, self.weight_config)?;
+        let spec = DataSpec {
+            channels: data.channels(),
+            ..self.spec.clone()
+        };
+        let mut data = data.with_spec(spec, self.objects_by_class)?;
+        data.spec.normalize = self.spec.normalize;
+        Ok(data)
     }
 
     pub fn weight_config(&self) -> &WeightMapConfig {
@@ -156,8 +346,15 @@ impl Dataset {
     /// The weight map of sample `index`, computed on first use and then cached.
     pub fn weight_map(&self, index: usize) -> Result<&WeightMap> {
         let sample = self.sample(index)?;
-        Ok(self.weight_maps[index]
-            .get_or_init(|| weight_map_validated(&sample.labels, &self.weight_config)))
+        Ok(self.weight_maps[index].get_or_init(|| {
+            class_weight_map(
+                &sample.labels,
+                &sample.classes,
+                self.spec.classes,
+                self.objects_by_class,
+                &self.weight_config,
+            )
+        }))
     }
 
     /// Computes every weight map now, in parallel (otherwise each is made on first use).
@@ -168,38 +365,59 @@ impl Dataset {
     }
 }
 
-fn size_mismatch(
+fn size_mismatch<T, U>(
     image_path: &Path,
-    image: &GrayImage,
+    image: &impl Sized2d<T>,
     mask_path: &Path,
-    mask: &LabelImage,
+    mask: &impl Sized2d<U>,
 ) -> DataError {
+    let ((image_width, image_height), (mask_width, mask_height)) = (image.dims(), mask.dims());
     DataError::SizeMismatch {
         image: image_path.to_path_buf(),
-        image_width: image.width,
-        image_height: image.height,
+        image_width,
+        image_height,
         mask: mask_path.to_path_buf(),
-        mask_width: mask.width,
-        mask_height: mask.height,
+        mask_width,
+        mask_height,
     }
 }
 
+/// Anything with a width and height, for [`size_mismatch`].
+trait Sized2d<T> {
+    fn dims(&self) -> (usize, usize);
+}
+
+impl<T> Sized2d<T> for Grid<T> {
+    fn dims(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+}
+
+impl Sized2d<f32> for Image {
+    fn dims(&self) -> (usize, usize) {
+        self.size()
+    }
+}
+
+/// One image and its mask, with the pixels snapped to a class value.
 fn load_pair(
     stem: &str,
     image_path: &Path,
     mask_path: &Path,
-    mask_format: MaskFormat,
-) -> Result<Sample> {
-    let image = read_image(image_path)?;
-    let values = read_pages(mask_path)?[0].to_mask_values(mask_path)?;
-    if image.size() != values.size() {
-        return Err(size_mismatch(image_path, &image, mask_path, &values));
+    options: &LoadOptions,
+) -> Result<(Sample, usize)> {
+    let image = read_image_channels(image_path, options.channels, options.stack)?;
+    let labels = options.labels.read(&read_pages(mask_path)?[0], mask_path)?;
+    if image.size() != labels.classes.size() {
+        return Err(size_mismatch(
+            image_path,
+            &image,
+            mask_path,
+            &labels.classes,
+        ));
     }
-    Ok(Sample {
-        name: stem.to_string(),
-        image,
-        labels: mask_to_labels(&values, mask_format, mask_path)?,
-    })
+    let sample = Sample::new(stem.to_string(), image, labels.instances, labels.classes);
+    Ok((sample, labels.snapped))
 }
 
 /// The PNG/TIFF files of a folder by stem (hidden files and other extensions are skipped).

@@ -83,6 +83,32 @@ pub enum DataError {
     #[error("invalid {what}: {reason}")]
     InvalidConfig { what: &'static str, reason: String },
 
+    #[error(
+        "{path}: label value {value} at (x={x}, y={y}) maps to no class of {expected}; the file \
+         holds the values {found}: list every value with --class-values (in class order), \
+         mark unlabelled pixels with --ignore-index, or pass --snap to map stray values to the \
+         nearest listed one"
+    )]
+    UnknownClassValue {
+        path: PathBuf,
+        value: String,
+        x: usize,
+        y: usize,
+        expected: String,
+        found: String,
+    },
+
+    #[error(
+        "{path} has {got} channel(s) but {expected} are needed{context}; read it with \
+         --channels {expected} (gray <-> RGB) or use images with {expected} channel(s)"
+    )]
+    ChannelMismatch {
+        path: PathBuf,
+        got: usize,
+        expected: usize,
+        context: String,
+    },
+
     #[error("image index {index} is out of range: the dataset has {len} images")]
     IndexOutOfRange { index: usize, len: usize },
 }

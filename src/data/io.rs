@@ -1,4 +1,4 @@
-//! Reading PNG and TIFF files (8- or 16-bit, gray or RGB, multi-page TIFF stacks) and writing
+//! Reading PNG, TIFF, JPEG and BMP files (8- or 16-bit, gray or RGB, multi-page TIFF stacks) and writing
 //! PNG, 16-bit label PNG and NumPy `.npy` files.
 //!
 //! Files are recognised by their first bytes, not by their extension. Every file is first decoded
@@ -10,6 +10,8 @@ use std::path::Path;
 
 use super::error::{DataError, Result};
 use super::grid::{GrayImage, Grid, LabelImage};
+use super::image::Image;
+use super::spec::{ChannelMode, StackMode};
 
 /// One decoded page exactly as stored: `channels` interleaved integer samples per pixel.
 #[derive(Clone, Debug)]
@@ -18,9 +20,21 @@ pub struct RawPage {
     pub height: usize,
     /// 1 = gray, 2 = gray + alpha, 3 = RGB, 4 = RGBA.
     pub channels: usize,
-    /// 8 or 16.
+    /// 8, 16 or 32.
     pub bit_depth: u32,
+    /// The samples of an 8- or 16-bit page (empty for 32 bits).
     pub samples: Vec<u16>,
+    /// The samples of a 32-bit page (unsigned integers or floats, exact in f64).
+    pub wide: Option<Wide>,
+}
+
+/// The samples of a 32-bit TIFF page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wide {
+    pub values: Vec<f64>,
+    /// IEEE floats (taken as intensities as they are), rather than unsigned integers
+    /// (divided by 2^32 - 1).
+    pub float: bool,
 }
 
 impl RawPage {
@@ -38,6 +52,15 @@ impl RawPage {
     /// luma with the Rec. 709 weights (0.2126 R + 0.7152 G + 0.0722 B, as the `image` crate
     /// does); alpha is ignored.
     pub fn to_gray(&self) -> GrayImage {
+        if let Some(wide) = &self.wide {
+            return self.wide_plane(wide, |px| {
+                if px.len() >= 3 {
+                    0.2126 * px[0] + 0.7152 * px[1] + 0.0722 * px[2]
+                } else {
+                    px[0]
+                }
+            });
+        }
         let max = ((1u32 << self.bit_depth) - 1) as f32;
         let c = self.channels;
         let data = self
@@ -59,12 +82,108 @@ impl RawPage {
         }
     }
 
+    /// The channels of the page in [0, 1] (8-bit / 255, 16-bit / 65535), as `channels` asks:
+    /// gray stays one channel and colour three (alpha is dropped); `Gray` turns colour into
+    /// luma as [`RawPage::to_gray`], `Rgb` repeats a gray channel three times.
+    pub fn to_image(&self, channels: ChannelMode) -> Image {
+        let colour = self.channels >= 3;
+        match (channels, colour) {
+            (ChannelMode::Gray, _) | (ChannelMode::Auto, false) => self.to_gray().into(),
+            (ChannelMode::Rgb, false) => {
+                let gray = self.to_gray();
+                Image::from_planes(&[gray.clone(), gray.clone(), gray])
+            }
+            (ChannelMode::Rgb, true) | (ChannelMode::Auto, true) if self.wide.is_some() => {
+                let wide = self.wide.as_ref().expect("checked");
+                let planes: Vec<GrayImage> =
+                    (0..3).map(|k| self.wide_plane(wide, |px| px[k])).collect();
+                Image::from_planes(&planes)
+            }
+            (ChannelMode::Rgb, true) | (ChannelMode::Auto, true) => {
+                let max = ((1u32 << self.bit_depth) - 1) as f32;
+                let plane = |k: usize| Grid {
+                    width: self.width,
+                    height: self.height,
+                    data: self
+                        .samples
+                        .chunks_exact(self.channels)
+                        .map(|px| px[k] as f32 / max)
+                        .collect(),
+                };
+                Image::from_planes(&[plane(0), plane(1), plane(2)])
+            }
+        }
+    }
+
+    /// One plane of a 32-bit page: `pick` of each pixel's samples, as intensities (floats
+    /// as stored, not clamped; unsigned integers / (2^32 - 1)).
+    fn wide_plane(&self, wide: &Wide, pick: impl Fn(&[f64]) -> f64) -> GrayImage {
+        let scale = if wide.float { 1.0 } else { u32::MAX as f64 };
+        Grid {
+            width: self.width,
+            height: self.height,
+            data: wide
+                .values
+                .chunks_exact(self.channels)
+                .map(|px| (pick(px) / scale) as f32)
+                .collect(),
+        }
+    }
+
+    /// The colours of an RGB(A) page as `0xRRGGBB` (8-bit; 16-bit samples keep their high
+    /// byte), or the values of a gray page: a mask drawn in colours.
+    pub fn to_rgb_values(&self, path: &Path) -> Result<LabelImage> {
+        if self.channels < 3 || self.wide.is_some() {
+            return Err(DataError::InvalidConfig {
+                what: "mask",
+                reason: format!(
+                    "{}: --class-values lists colours but the mask is {}; list gray levels instead",
+                    path.display(),
+                    self.format_name()
+                ),
+            });
+        }
+        let shift = self.bit_depth - 8;
+        Ok(Grid {
+            width: self.width,
+            height: self.height,
+            data: self
+                .samples
+                .chunks_exact(self.channels)
+                .map(|px| {
+                    let b = |k: usize| (px[k] >> shift) as u32;
+                    b(0) << 16 | b(1) << 8 | b(2)
+                })
+                .collect(),
+        })
+    }
+
     /// The stored values of a single-channel page, unscaled (a mask); `path` names it in errors.
     pub fn to_mask_values(&self, path: &Path) -> Result<LabelImage> {
         if self.channels != 1 {
             return Err(DataError::MaskNotGray {
                 path: path.to_path_buf(),
                 format: self.format_name(),
+            });
+        }
+        if let Some(wide) = &self.wide {
+            let mut data = Vec::with_capacity(wide.values.len());
+            for &v in &wide.values {
+                if v.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&v) {
+                    return Err(DataError::UnsupportedFormat {
+                        path: path.to_path_buf(),
+                        format: format!(
+                            "a 32-bit mask holding {v}, not a whole number (save masks as \
+                             integers)"
+                        ),
+                    });
+                }
+                data.push(v as u32);
+            }
+            return Ok(Grid {
+                width: self.width,
+                height: self.height,
+                data,
             });
         }
         Ok(Grid {
@@ -115,6 +234,10 @@ pub fn decode_pages(bytes: &[u8], path: &Path) -> Result<Vec<RawPage>> {
         vec![decode_png(path, bytes)?]
     } else if is_tiff(bytes) {
         decode_tiff(path, bytes)?
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        vec![decode_with_image(path, bytes, image::ImageFormat::Jpeg)?]
+    } else if bytes.starts_with(b"BM") {
+        vec![decode_with_image(path, bytes, image::ImageFormat::Bmp)?]
     } else {
         return Err(decode_error(path, "unknown file signature"));
     };
@@ -136,10 +259,45 @@ pub fn read_stack(path: &Path) -> Result<Vec<GrayImage>> {
     Ok(read_pages(path)?.iter().map(RawPage::to_gray).collect())
 }
 
+/// Reads the image `path` with `channels` channels: its first page, or with
+/// [`StackMode::Channels`] every page of a stack as one channel each (gray pages of one size).
+pub fn read_image_channels(path: &Path, channels: ChannelMode, stack: StackMode) -> Result<Image> {
+    let pages = read_pages(path)?;
+    pages_to_image(&pages, path, channels, stack)
+}
+
+/// [`read_image_channels`] of decoded pages.
+pub fn pages_to_image(
+    pages: &[RawPage],
+    path: &Path,
+    channels: ChannelMode,
+    stack: StackMode,
+) -> Result<Image> {
+    if stack == StackMode::Pages || pages.len() == 1 {
+        return Ok(pages[0].to_image(channels));
+    }
+    let planes: Vec<GrayImage> = pages.iter().map(RawPage::to_gray).collect();
+    if planes.iter().any(|p| p.size() != planes[0].size()) {
+        return Err(DataError::InvalidConfig {
+            what: "stack",
+            reason: format!(
+                "{}: --stack channels needs pages of one size; this stack's differ",
+                path.display()
+            ),
+        });
+    }
+    Ok(Image::from_planes(&planes))
+}
+
 fn decode_png(path: &Path, bytes: &[u8]) -> Result<RawPage> {
+    decode_with_image(path, bytes, image::ImageFormat::Png)
+}
+
+/// One page decoded by the `image` crate (PNG, JPEG, BMP).
+fn decode_with_image(path: &Path, bytes: &[u8], format: image::ImageFormat) -> Result<RawPage> {
     use image::DynamicImage as D;
-    let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
-        .map_err(|e| decode_error(path, e))?;
+    let decoded =
+        image::load_from_memory_with_format(bytes, format).map_err(|e| decode_error(path, e))?;
     let (width, height) = (decoded.width() as usize, decoded.height() as usize);
     let page = |channels, bit_depth, samples: Vec<u16>| RawPage {
         width,
@@ -147,6 +305,7 @@ fn decode_png(path: &Path, bytes: &[u8]) -> Result<RawPage> {
         channels,
         bit_depth,
         samples,
+        wide: None,
     };
     let widen = |v: &[u8]| v.iter().map(|&s| s as u16).collect::<Vec<u16>>();
     Ok(match decoded {
@@ -198,13 +357,26 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
             ColorType::RGBA(b) => (4, b),
             _ => return Err(unsupported()),
         };
-        let samples: Vec<u16> = match decoder.read_image().map_err(|e| decode_error(path, e))? {
-            DecodingResult::U8(v) if bit_depth == 8 => v.into_iter().map(u16::from).collect(),
-            DecodingResult::U16(v) if bit_depth == 16 => v,
-            _ => return Err(unsupported()),
-        };
+        let wide = |values: Vec<f64>, float| Some(Wide { values, float });
+        let (samples, wide): (Vec<u16>, Option<Wide>) =
+            match decoder.read_image().map_err(|e| decode_error(path, e))? {
+                DecodingResult::U8(v) if bit_depth == 8 => {
+                    (v.into_iter().map(u16::from).collect(), None)
+                }
+                DecodingResult::U16(v) if bit_depth == 16 => (v, None),
+                DecodingResult::U32(v) if bit_depth == 32 => (
+                    Vec::new(),
+                    wide(v.into_iter().map(f64::from).collect(), false),
+                ),
+                DecodingResult::F32(v) if bit_depth == 32 => (
+                    Vec::new(),
+                    wide(v.into_iter().map(f64::from).collect(), true),
+                ),
+                _ => return Err(unsupported()),
+            };
         let (width, height) = (width as usize, height as usize);
-        if samples.len() != width * height * channels {
+        let stored = wide.as_ref().map_or(samples.len(), |w| w.values.len());
+        if stored != width * height * channels {
             return Err(decode_error(path, "pixel data shorter than the image size"));
         }
         pages.push(RawPage {
@@ -213,6 +385,7 @@ fn decode_tiff(path: &Path, bytes: &[u8]) -> Result<Vec<RawPage>> {
             channels,
             bit_depth: bit_depth as u32,
             samples,
+            wide,
         });
         if !decoder.more_images() {
             break;
@@ -325,6 +498,22 @@ pub fn write_gray_png(path: &Path, image: &GrayImage) -> Result<()> {
         .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
     let buffer = image::GrayImage::from_raw(image.width as u32, image.height as u32, bytes)
+        .ok_or_else(|| too_large(path))?;
+    write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
+}
+
+/// Writes an image of 1 or 3 channels in [0, 1] as an 8-bit gray or RGB PNG (clamped, then
+/// rounded); other channel counts write the first channel.
+pub fn write_image_png(path: &Path, image: &Image) -> Result<()> {
+    if image.channels != 3 {
+        return write_gray_png(path, &image.channel(0));
+    }
+    let n = image.width * image.height;
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|i| [0, 1, 2].map(|c| byte(image.data[c * n + i])))
+        .collect();
+    let buffer = image::RgbImage::from_raw(image.width as u32, image.height as u32, bytes)
         .ok_or_else(|| too_large(path))?;
     write_png(path, |file| buffer.write_to(file, image::ImageFormat::Png))
 }

@@ -9,8 +9,11 @@ use rand::Rng;
 use super::augment::{sample_bicubic, sample_nearest, AugmentConfig, Transform};
 use super::dataset::Dataset;
 use super::error::{DataError, Result};
-use super::grid::{GrayImage, Grid, LabelImage, WeightMap};
+use super::grid::{Grid, LabelImage, WeightMap};
+use super::image::{AsImage, Image};
+use super::labels::IGNORE;
 use super::mask::foreground_classes;
+use super::normalize::Affine;
 
 /// Input and output sizes of the network (square tiles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,15 +61,30 @@ impl TileSpec {
 pub struct TrainingTile {
     /// Index of the dataset sample it was cut from.
     pub sample_index: usize,
-    /// `tile_in x tile_in` intensities.
-    pub image: GrayImage,
+    /// `tile_in x tile_in` intensities, every channel.
+    pub image: Image,
     /// `tile_out x tile_out` instance labels (0 = background).
     pub labels: LabelImage,
-    /// `tile_out x tile_out` classes: 1 = cell, 0 = background.
+    /// `tile_out x tile_out` classes 0..K-1 (two classes: 1 = cell, 0 = background);
+    /// unlabelled pixels are class 0 with weight 0.
     pub classes: Grid<u8>,
     /// `tile_out x tile_out` loss weights; 0 where the output pixel comes from outside the
-    /// image (mirrored context is fine as network input, but is not trained on).
+    /// image (mirrored context is fine as network input, but is not trained on) and where
+    /// it is unlabelled.
     pub weights: WeightMap,
+}
+
+/// What a training tile is cut from: one sample's image (normalised by `norm`), objects,
+/// classes and weight map, all the same size.
+#[derive(Clone, Copy, Debug)]
+pub struct TileSource<'a> {
+    pub image: &'a Image,
+    pub labels: &'a LabelImage,
+    pub classes: &'a Grid<u8>,
+    pub weights: &'a WeightMap,
+    /// Per channel, the normalisation applied to `image`; the gray-value augmentation acts
+    /// on the values before it.
+    pub norm: &'a [Affine],
 }
 
 /// Top-left corner of a random `tile_out` window along an axis of `n` pixels. When the image is
@@ -83,23 +101,55 @@ fn random_window_start(n: usize, tile_out: usize, rng: &mut impl Rng) -> isize {
 /// Cuts one augmented training tile from `image`/`labels`/`weights` (all the same size):
 /// a random output window, one random transform from `augment` applied jointly.
 pub fn random_training_tile(
-    image: &GrayImage,
+    image: &impl AsImage,
     labels: &LabelImage,
     weights: &WeightMap,
     spec: TileSpec,
     augment: &AugmentConfig,
     rng: &mut impl Rng,
 ) -> Result<TrainingTile> {
-    let x0 = random_window_start(image.width, spec.tile_out, rng);
-    let y0 = random_window_start(image.height, spec.tile_out, rng);
+    let image = image.as_image();
+    let classes = foreground_classes(labels);
+    let norm = vec![Affine::IDENTITY; image.channels];
+    let source = TileSource {
+        image: &image,
+        labels,
+        classes: &classes,
+        weights,
+        norm: &norm,
+    };
+    random_tile(&source, spec, augment, rng)
+}
+
+/// [`random_training_tile`] of any source. A transform's gray-value change is drawn once
+/// and applies to the first channel; each further channel draws its own afterwards (so
+/// one-channel tiles are drawn exactly as before).
+pub fn random_tile(
+    source: &TileSource,
+    spec: TileSpec,
+    augment: &AugmentConfig,
+    rng: &mut impl Rng,
+) -> Result<TrainingTile> {
+    let x0 = random_window_start(source.image.width, spec.tile_out, rng);
+    let y0 = random_window_start(source.image.height, spec.tile_out, rng);
     let transform = Transform::sample(augment, rng);
-    training_tile_at(image, labels, weights, spec, x0, y0, &transform)
+    let mut per_channel = vec![transform.clone()];
+    for _ in 1..source.image.channels {
+        let other = Transform::sample(augment, rng);
+        per_channel.push(Transform {
+            contrast: other.contrast,
+            brightness: other.brightness,
+            gamma: other.gamma,
+            ..transform.clone()
+        });
+    }
+    tile_at(source, spec, x0, y0, &per_channel)
 }
 
 /// The training tile whose output window starts at (`x0`, `y0`) in image coordinates, under
 /// `transform` (rotation and elastic deformation act about the window centre).
 pub fn training_tile_at(
-    image: &GrayImage,
+    image: &impl AsImage,
     labels: &LabelImage,
     weights: &WeightMap,
     spec: TileSpec,
@@ -107,7 +157,45 @@ pub fn training_tile_at(
     y0: isize,
     transform: &Transform,
 ) -> Result<TrainingTile> {
-    check_same_size(image, labels, weights)?;
+    let image = image.as_image();
+    let classes = foreground_classes(labels);
+    let norm = vec![Affine::IDENTITY; image.channels];
+    let source = TileSource {
+        image: &image,
+        labels,
+        classes: &classes,
+        weights,
+        norm: &norm,
+    };
+    tile_at(&source, spec, x0, y0, std::slice::from_ref(transform))
+}
+
+/// [`training_tile_at`] of any source: `transforms[0]`'s geometry for every channel and the
+/// labels, `transforms[c]`'s gray-value change for channel `c` (the last one for any
+/// channel beyond the list).
+pub fn tile_at(
+    source: &TileSource,
+    spec: TileSpec,
+    x0: isize,
+    y0: isize,
+    transforms: &[Transform],
+) -> Result<TrainingTile> {
+    let TileSource {
+        image,
+        labels,
+        classes,
+        weights,
+        norm,
+    } = *source;
+    let transform = &transforms[0];
+    let gray_size = Grid::filled(image.width, image.height, 0u8);
+    check_same_size(&gray_size, labels, weights)?;
+    if classes.size() != labels.size() || norm.len() != image.channels {
+        return Err(DataError::InvalidConfig {
+            what: "training tile input",
+            reason: "classes, labels and one normalisation per channel must match the image".into(),
+        });
+    }
     TileSpec::new(spec.tile_in, spec.tile_out)?;
     let half = (spec.tile_out as f32 - 1.0) / 2.0;
     let centre = (x0 as f32 + half, y0 as f32 + half);
@@ -117,8 +205,20 @@ pub fn training_tile_at(
 
     // Coordinates of the whole input canvas; the output window is its centre.
     let coords = transform.source_coords(n_in, n_in, centre);
-    let mut tile_image = sample_bicubic(image, &coords, n_in, n_in);
-    transform.adjust_gray_values(&mut tile_image);
+    let mut planes = Vec::with_capacity(image.channels);
+    for (c, affine) in norm.iter().enumerate() {
+        let mut plane = sample_bicubic(&image.channel(c), &coords, n_in, n_in);
+        // The gray-value change acts on the values read, before normalisation.
+        if *affine != Affine::IDENTITY {
+            plane.data.iter_mut().for_each(|v| *v = affine.invert(*v));
+        }
+        transforms[c.min(transforms.len() - 1)].adjust_gray_values(&mut plane);
+        if *affine != Affine::IDENTITY {
+            plane.data.iter_mut().for_each(|v| *v = affine.apply(*v));
+        }
+        planes.push(plane);
+    }
+    let tile_image = Image::from_planes(&planes);
 
     let out_coords: Vec<(f32, f32)> = (0..n_out)
         .flat_map(|y| {
@@ -127,7 +227,14 @@ pub fn training_tile_at(
         })
         .collect();
     let tile_labels = sample_nearest(labels, &out_coords, n_out, n_out);
+    let mut tile_classes = sample_nearest(classes, &out_coords, n_out, n_out);
     let mut tile_weights = sample_nearest(weights, &out_coords, n_out, n_out);
+    for (class, weight) in tile_classes.data.iter_mut().zip(&mut tile_weights.data) {
+        if *class == IGNORE {
+            *class = 0;
+            *weight = 0.0;
+        }
+    }
     let (w, h) = (image.width as f32, image.height as f32);
     for (weight, &(sx, sy)) in tile_weights.data.iter_mut().zip(&out_coords) {
         let (rx, ry) = (sx.round(), sy.round());
@@ -138,13 +245,13 @@ pub fn training_tile_at(
     Ok(TrainingTile {
         sample_index: 0,
         image: tile_image,
-        classes: foreground_classes(&tile_labels),
+        classes: tile_classes,
         labels: tile_labels,
         weights: tile_weights,
     })
 }
 
-fn check_same_size(image: &GrayImage, labels: &LabelImage, weights: &WeightMap) -> Result<()> {
+fn check_same_size(image: &Grid<u8>, labels: &LabelImage, weights: &WeightMap) -> Result<()> {
     let (w, h) = image.size();
     if labels.size() != (w, h) || weights.size() != (w, h) || w == 0 || h == 0 {
         return Err(DataError::InvalidConfig {
@@ -186,15 +293,14 @@ impl TileSampler {
         rng.set_stream(k);
         let index = rng.random_range(0..dataset.len());
         let sample = dataset.sample(index)?;
-        let weights = dataset.weight_map(index)?;
-        let mut tile = random_training_tile(
-            &sample.image,
-            &sample.labels,
-            weights,
-            self.spec,
-            &self.augment,
-            &mut rng,
-        )?;
+        let source = TileSource {
+            image: &sample.image,
+            labels: &sample.labels,
+            classes: &sample.classes,
+            weights: dataset.weight_map(index)?,
+            norm: &sample.norm,
+        };
+        let mut tile = random_tile(&source, self.spec, &self.augment, &mut rng)?;
         tile.sample_index = index;
         Ok(tile)
     }

@@ -31,6 +31,7 @@ use super::distance::squared_distance_transform;
 use super::error::{DataError, Result};
 use super::grid::{GrayImage, Grid, LabelImage, WeightMap};
 use super::io::{write_gray_png, write_npy};
+use super::labels::IGNORE;
 
 /// Border terms smaller than this are dropped (see the module notes).
 pub const BORDER_TERM_EPS: f32 = 1e-3;
@@ -202,6 +203,93 @@ pub(crate) fn weight_map_validated(labels: &LabelImage, config: &WeightMapConfig
         if labels.data[i] == 0 && d2.data[i].is_finite() {
             let sum = d1.data[i] + d2.data[i];
             *weight += config.w0 * (-(sum * sum) / two_sigma_sq).exp();
+        }
+    }
+    weights
+}
+
+/// `w_c` of K classes: with `N` labelled pixels (unlabelled ones, [`IGNORE`], left out) of
+/// which `N_c` are of class `c`, and `K'` classes present, `w_c = N / (K' N_c)`: every class
+/// present carries the same total weight and the mean weight is 1. Fewer than two classes
+/// present, or `balance` off: every `w_c = 1`. For K = 2 this is [`class_weights`].
+pub fn k_class_weights(classes: &Grid<u8>, k: usize, balance: bool) -> Vec<f32> {
+    let mut counts = vec![0usize; k];
+    for &c in &classes.data {
+        if let Some(n) = counts.get_mut(c as usize) {
+            *n += 1;
+        }
+    }
+    let total: usize = counts.iter().sum();
+    let present = counts.iter().filter(|&&n| n > 0).count();
+    if !balance || present < 2 {
+        return vec![1.0; k];
+    }
+    counts
+        .iter()
+        .map(|&n| {
+            if n == 0 {
+                1.0
+            } else {
+                total as f32 / (present as f32 * n as f32)
+            }
+        })
+        .collect()
+}
+
+/// The weight map for K classes: `w_c` of [`k_class_weights`] (0 on unlabelled pixels) plus
+/// the border term of the paper, which separates touching objects of one class. Objects
+/// are `objects`' ids: instances (`objects_by_class` false: the term is added where no
+/// object is, as in [`weight_map`]), or components of one class each (`objects_by_class`:
+/// for each foreground class the term of its objects is added on the pixels of other
+/// classes, and a pixel takes the largest such term). For two classes with instance
+/// labels (`classes` = label > 0) this equals [`weight_map`] exactly.
+pub fn class_weight_map(
+    objects: &LabelImage,
+    classes: &Grid<u8>,
+    k: usize,
+    objects_by_class: bool,
+    config: &WeightMapConfig,
+) -> WeightMap {
+    let w_c = k_class_weights(classes, k, config.balance_classes);
+    let mut weights = classes.map(|c| w_c.get(c as usize).copied().unwrap_or(0.0));
+    let reach = config.border_reach();
+    if reach <= 0.0 {
+        return weights;
+    }
+    let groups: Vec<LabelImage> = if objects_by_class {
+        (1..k as u8)
+            .map(|c| {
+                let data = objects
+                    .data
+                    .iter()
+                    .zip(&classes.data)
+                    .map(|(&id, &class)| if class == c { id } else { 0 })
+                    .collect();
+                Grid {
+                    width: objects.width,
+                    height: objects.height,
+                    data,
+                }
+            })
+            .filter(|g| g.data.iter().any(|&id| id > 0))
+            .collect()
+    } else {
+        vec![objects.clone()]
+    };
+    let two_sigma_sq = 2.0 * config.sigma * config.sigma;
+    let mut term = vec![0.0f32; weights.data.len()];
+    for group in &groups {
+        let (d1, d2) = nearest_two_cell_distances(group, reach);
+        for (i, t) in term.iter_mut().enumerate() {
+            if group.data[i] == 0 && d2.data[i].is_finite() {
+                let sum = d1.data[i] + d2.data[i];
+                *t = t.max(config.w0 * (-(sum * sum) / two_sigma_sq).exp());
+            }
+        }
+    }
+    for ((weight, t), &c) in weights.data.iter_mut().zip(&term).zip(&classes.data) {
+        if c != IGNORE && *t > 0.0 {
+            *weight += t;
         }
     }
     weights

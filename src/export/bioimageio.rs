@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::onnx::{onnx_model, OnnxModel, INPUT, OPSET, OUTPUT};
 use super::{describe, read_checkpoint, Geometry};
+use crate::data::normalize::EPS as NORMALIZE_EPS;
 use crate::data::{npy_bytes, synthetic_dataset, Grid, SynthConfig};
+use crate::data::{Image, Normalize};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Arch, Heads, UNetConfig};
@@ -120,7 +122,16 @@ fn package(
     let c = config.in_channels;
     // Every input channel gets the gray image (the engine reads images as one channel).
     let raw: Vec<f32> = (0..c).flat_map(|_| input8.iter().copied()).collect();
-    let scaled: Vec<f32> = raw.iter().map(|&v| v / 255.0).collect();
+    // Scaled as the engine reads an 8-bit image, then normalised as the checkpoint says.
+    let normalize = checkpoint::read_data_spec(checkpoint)?.normalize;
+    let mut scaled = Image {
+        width: side,
+        height: side,
+        channels: c,
+        data: raw.iter().map(|&v| v / 255.0).collect(),
+    };
+    normalize.apply(&mut scaled);
+    let scaled = scaled.data;
 
     let trainer = checkpoint::load(gpu, checkpoint)?;
     let tile = Tensor::from_slice(gpu, Shape::new(1, c, side, side), &scaled, "test input")?;
@@ -162,7 +173,7 @@ fn package(
         ),
     ];
     let yaml = to_yaml(&description(
-        &config, heads, g, info, name, onnx.step, &files,
+        &config, heads, g, info, name, onnx.step, &files, normalize,
     ));
     files.push((DESCRIPTION.to_string(), yaml.into_bytes()));
     Ok(Package {
@@ -295,7 +306,34 @@ fn described_sizes(config: &UNetConfig, g: Geometry) -> (usize, usize) {
     (g.fit(2 * halo + 1), halo)
 }
 
+/// The checkpoint's normalisation as a preprocessing step of the spec (0.5), per sample
+/// and channel (reduced over the axes y and x): `scale_range` (percentiles; min-max is
+/// percentiles 0 and 100) or `zero_mean_unit_variance`, each with the engine's epsilon.
+fn normalization_step(normalize: Normalize) -> Option<Value> {
+    // f32 as the decimal it was written as (99.8, not 99.80000305175781).
+    let decimal = |v: f32| v.to_string().parse::<f64>().unwrap_or(f64::from(v));
+    let eps = decimal(NORMALIZE_EPS);
+    let range = |low: f32, high: f32| {
+        json!({ "id": "scale_range", "kwargs": {
+            "axes": ["y", "x"],
+            "min_percentile": decimal(low),
+            "max_percentile": decimal(high),
+            "eps": eps,
+        } })
+    };
+    match normalize {
+        Normalize::None => None,
+        Normalize::MinMax => Some(range(0.0, 100.0)),
+        Normalize::Percentile { low, high } => Some(range(low, high)),
+        Normalize::ZScore => Some(json!({ "id": "zero_mean_unit_variance", "kwargs": {
+            "axes": ["y", "x"],
+            "eps": eps,
+        } })),
+    }
+}
+
 /// The model description, as the spec's fields.
+#[allow(clippy::too_many_arguments)]
 fn description(
     config: &UNetConfig,
     heads: Heads,
@@ -304,7 +342,13 @@ fn description(
     name: &str,
     step: u64,
     files: &[(String, Vec<u8>)],
+    normalize: Normalize,
 ) -> Value {
+    let mut preprocessing = vec![
+        json!({ "id": "scale_linear", "kwargs": { "gain": 1.0 / 255.0, "offset": 0.0 } }),
+        json!({ "id": "clip", "kwargs": { "min": 0.0, "max": 1.0 } }),
+    ];
+    preprocessing.extend(normalization_step(normalize));
     let channels: Vec<String> = match config.in_channels {
         1 => vec!["gray".into()],
         c => (0..c).map(|i| format!("channel{i}")).collect(),
@@ -349,10 +393,7 @@ fn description(
             "test_tensor": file_entry(files, "test_input.npy"),
             "sample_tensor": file_entry(files, "sample_input.png"),
             "data": { "type": "float32", "range": [0.0, 255.0] },
-            "preprocessing": [
-                { "id": "scale_linear", "kwargs": { "gain": 1.0 / 255.0, "offset": 0.0 } },
-                { "id": "clip", "kwargs": { "min": 0.0, "max": 1.0 } },
-            ],
+            "preprocessing": preprocessing,
         }],
         "outputs": [{
             "id": OUTPUT,

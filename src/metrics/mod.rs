@@ -16,12 +16,14 @@
 //! IoU), [`rand_index`] (adapted Rand error), [`warping`] (simple points, warping error), [`sweep`]
 //! (every metric over a list of thresholds, and the serialisable [`EvalReport`]).
 
+pub mod classes;
 pub mod map;
 pub mod pixel;
 pub mod rand_index;
 pub mod sweep;
 pub mod warping;
 
+pub use classes::{ClassReport, ClassScores, ConfusionMatrix};
 pub use map::{connected_components, BinaryMap, Connectivity, LabelMap, Map, ProbabilityMap};
 pub use pixel::{iou, pixel_error};
 pub use rand_index::{adapted_rand, adapted_rand_cremi, rand_error, rand_error_cremi, RandScores};
@@ -57,6 +59,11 @@ pub enum MetricsError {
     },
     #[error("metrics: the threshold sweep needs at least one threshold")]
     NoThresholds,
+    #[error(
+        "metrics: class {class} is not one of the {classes} classes; predict and evaluate \
+         with the same --classes"
+    )]
+    ClassOutOfRange { class: usize, classes: usize },
     #[error("metrics: there are no images to evaluate")]
     NoImages,
 }

@@ -14,6 +14,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use super::schedule::LrSchedule;
 use super::trainer::Trainer;
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, UNetConfig};
@@ -24,6 +25,8 @@ pub const FORMAT: &str = "unet-wgpu";
 /// Bumped whenever the layout of a checkpoint changes; newer files are refused.
 pub const FORMAT_VERSION: u32 = 1;
 const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
+/// The metadata key of the [`DataSpec`] (absent in checkpoints from before it).
+pub const DATA_KEY: &str = "data";
 
 /// PyTorch's shape for a parameter: biases are 1-D, weights 4-D.
 fn torch_shape(shape: Shape) -> Vec<usize> {
@@ -36,6 +39,17 @@ fn torch_shape(shape: Shape) -> Vec<usize> {
 
 /// Writes `trainer` (weights, momentum, config, step, seed) to `path`, atomically.
 pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
+    save_with_data(gpu, trainer, None, path)
+}
+
+/// [`save`], with what the network was trained on (channels, normalisation, classes)
+/// under the metadata key `data`; without it the file reads as [`DataSpec::legacy`].
+pub fn save_with_data(
+    gpu: &Gpu,
+    trainer: &Trainer,
+    data: Option<&DataSpec>,
+    path: &Path,
+) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in trainer.model.params() {
         let shape = torch_shape(p.shape());
@@ -63,7 +77,7 @@ pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
     let arch = config.arch.name().to_string();
     let config = serde_json::to_string(config).expect("config serialises");
     let sgd = &trainer.sgd;
-    let metadata: HashMap<String, String> = [
+    let mut metadata: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("arch", arch),
@@ -78,6 +92,10 @@ pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
     .chain(trainer.schedule.to_metadata(sgd.lr))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some(data) = data {
+        let json = serde_json::to_string(data).expect("the data spec serialises");
+        metadata.insert(DATA_KEY.to_string(), json);
+    }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| checkpoint_error(path, format!("could not serialise: {e}")))?;
     write_atomically(path, &bytes)
@@ -131,6 +149,8 @@ pub struct CheckpointFile<'a> {
     pub schedule: LrSchedule,
     pub step: u64,
     pub seed: u64,
+    /// How images are read and normalised, and the classes.
+    pub data: DataSpec,
     tensors: SafeTensors<'a>,
 }
 
@@ -173,6 +193,15 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
     trainer.step = file.step;
     trainer.schedule = file.schedule;
     Ok(trainer)
+}
+
+/// The [`DataSpec`] of the checkpoint at `path` (read and checked on the host).
+pub fn read_data_spec(path: &Path) -> Result<DataSpec> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(parse(&bytes, path)?.data)
 }
 
 /// Parses and checks the bytes of a checkpoint (the fuzz target's entry point); `path`
@@ -252,12 +281,28 @@ pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
         ))
     })?;
     check_tensors(&tensors, &expected, path)?;
+    let data = match meta.get(DATA_KEY) {
+        None => DataSpec::legacy(config.in_channels, config.classes),
+        Some(json) => serde_json::from_str::<DataSpec>(json).map_err(|e| {
+            bad(format!(
+                "unreadable `{DATA_KEY}` ({e}): the file is corrupt"
+            ))
+        })?,
+    };
+    if (data.channels, data.classes) != (config.in_channels, config.classes) {
+        return Err(bad(format!(
+            "its data has {} channel(s) and {} classes but its network {} and {}: the file \
+             is corrupt",
+            data.channels, data.classes, config.in_channels, config.classes
+        )));
+    }
     Ok(CheckpointFile {
         config,
         sgd,
         schedule,
         step,
         seed,
+        data,
         tensors,
     })
 }
@@ -313,4 +358,19 @@ fn check_tensors(file: &SafeTensors, expected: &[(String, Vec<usize>)], path: &P
             mismatches.join("; ")
         ),
     ))
+}
+
+/// The spec of `data` for a network with `in_channels` and `classes` (a training run):
+/// an error that says what to do when they differ.
+pub fn checked_data_spec(data: &crate::data::Dataset, config: &UNetConfig) -> Result<DataSpec> {
+    let spec = data.spec();
+    if spec.channels != config.in_channels || spec.classes != config.classes {
+        return Err(Error::Config(format!(
+            "the data has {} channel(s) and {} classes but the network takes {} and predicts \
+             {}: train a new network on this data (--channels/--classes), or give data like \
+             the checkpoint's",
+            spec.channels, spec.classes, config.in_channels, config.classes
+        )));
+    }
+    Ok(spec.clone())
 }

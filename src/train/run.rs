@@ -14,7 +14,7 @@ use super::checkpoint;
 use super::health::{dead_layers, prior_entropy, HealthMonitor};
 use super::schedule::LrSchedule;
 use super::trainer::{Batch, Trainer};
-use crate::data::{AugmentConfig, Dataset, TileSampler, TileSpec, TileStream};
+use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileStream};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
@@ -67,9 +67,11 @@ pub struct RunOptions {
 pub struct Validation {
     pub pixel_error: f64,
     pub iou: f64,
-    /// The pixel error of the better of "all background" and "all foreground".
+    /// The pixel error of the best class everywhere ("all background" or "all
+    /// foreground" for two classes).
     pub one_class_pixel_error: f64,
-    /// The IoU of "all foreground".
+    /// The IoU of "all foreground" (for K classes: the mean foreground IoU of the most
+    /// frequent foreground class everywhere).
     pub all_foreground_iou: f64,
 }
 
@@ -133,6 +135,7 @@ pub fn run(
     let out_size = config.check_tile(options.tile)?;
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
+    let data_spec = checkpoint::checked_data_spec(&train, &config)?;
     let batch = options.batch.max(1);
     let mut stream =
         TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
@@ -210,7 +213,15 @@ pub fn run(
         bar.set_position(trainer.step);
         bar.set_message(format!("loss {loss:.4}  {rate:.2} steps/s"));
         if trainer.step % options.checkpoint_every.max(1) == 0 {
-            save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
+            save_run(
+                gpu,
+                &trainer,
+                &data_spec,
+                &checkpoint_path,
+                &losses,
+                &log,
+                &options.out,
+            )?;
             saved_step = Some(trainer.step);
             if bar.is_hidden() {
                 // No terminal to draw the bar on (output to a file): log a line instead.
@@ -234,7 +245,15 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
-    save_run(gpu, &trainer, &checkpoint_path, &losses, &log, &options.out)?;
+    save_run(
+        gpu,
+        &trainer,
+        &data_spec,
+        &checkpoint_path,
+        &losses,
+        &log,
+        &options.out,
+    )?;
     let validation = match (val, validation) {
         (Some(val), last) if last.is_none_or(|(step, _)| step != trainer.step) => {
             Some(validate(gpu, &trainer.model, val, options.tile)?)
@@ -276,12 +295,13 @@ pub fn run_folder(resumed: &Path) -> PathBuf {
 fn save_run(
     gpu: &Gpu,
     trainer: &Trainer,
+    data: &DataSpec,
     checkpoint_path: &Path,
     losses: &[(u64, f32)],
     log: &[StepLog],
     out: &Path,
 ) -> Result<()> {
-    checkpoint::save(gpu, trainer, checkpoint_path)?;
+    checkpoint::save_with_data(gpu, trainer, Some(data), checkpoint_path)?;
     save_log(losses, log, out)
 }
 
@@ -336,6 +356,31 @@ fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
 
 /// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
+    if model.config().classes > 2 {
+        // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
+        let options = TileOptions::fitting(gpu, model, tile)?;
+        let report = crate::infer::class_report(gpu, model, val, options)?;
+        // The baseline: the most frequent class everywhere (right on its pixels only; of
+        // the foreground IoUs, only its own is non-zero, at most its frequency).
+        let classes = model.config().classes;
+        let mut counts = vec![0usize; classes];
+        for sample in val.samples() {
+            for &c in &sample.classes.data {
+                if let Some(n) = counts.get_mut(c as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let labelled = counts.iter().sum::<usize>().max(1) as f64;
+        let most = *counts.iter().max().unwrap_or(&0) as f64 / labelled;
+        let most_foreground = *counts[1..].iter().max().unwrap_or(&0) as f64 / labelled;
+        return Ok(Validation {
+            pixel_error: 1.0 - report.pixel_accuracy,
+            iou: report.mean_foreground_iou.unwrap_or(0.0),
+            one_class_pixel_error: 1.0 - most,
+            all_foreground_iou: most_foreground / (classes - 1) as f64,
+        });
+    }
     let mut total = Validation {
         pixel_error: 0.0,
         iou: 0.0,

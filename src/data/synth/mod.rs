@@ -31,7 +31,7 @@ use super::augment::DisplacementGrid;
 use super::dataset::{Dataset, Sample};
 use super::error::{DataError, Result};
 use super::grid::{GrayImage, Grid, LabelImage};
-use super::io::{write_gray_png, write_label_png};
+use super::io::{write_image_png, write_label_png};
 use super::mirror::reflect_index;
 use super::weights::WeightMapConfig;
 
@@ -321,11 +321,7 @@ pub fn synthetic_sample(
     //    lit and noisy; the others are rendered from the labels.
     if config.style != SynthStyle::Em {
         let image = styles::render(config, &labels, &spots, &mut rng);
-        return Ok(Sample {
-            name: format!("synthetic-{seed}"),
-            image,
-            labels,
-        });
+        return Ok(Sample::binary(format!("synthetic-{seed}"), image, labels));
     }
     let mut image = gaussian_blur(&image, config.blur_sigma);
     let light = illumination_field(width, height, &mut rng);
@@ -334,11 +330,7 @@ pub fn synthetic_sample(
         *v = (*v * (1.0 + config.illumination * l) + noise).clamp(0.0, 1.0);
     }
 
-    Ok(Sample {
-        name: format!("synthetic-{seed}"),
-        image,
-        labels,
-    })
+    Ok(Sample::binary(format!("synthetic-{seed}"), image, labels))
 }
 
 /// A smooth field in [-1, 1] across the image: bicubic through a random 3x3 grid of values.
@@ -445,7 +437,7 @@ pub fn synthetic_dataset(
 pub fn write_dataset(dir: &Path, dataset: &Dataset) -> Result<()> {
     for sample in dataset.samples() {
         let file = format!("{}.png", sample.name);
-        write_gray_png(&dir.join("images").join(&file), &sample.image)?;
+        write_image_png(&dir.join("images").join(&file), &sample.image)?;
         write_label_png(&dir.join("labels").join(&file), &sample.labels)?;
     }
     Ok(())
