@@ -476,6 +476,34 @@ pub(super) fn row(r: &Report) -> String {
     )
 }
 
+/// The autotuner's choices so far ([`crate::gpu::autotune`]), each with where it came from
+/// and every candidate's median ms (fastest first): what `auto` ran, and why.
+pub fn print_autotune_choices(gpu: &Gpu) {
+    let tuner = gpu.autotune();
+    println!(
+        "\nautotune ({}; cache {}):",
+        tuner.mode().name(),
+        tuner
+            .cache_path()
+            .map_or("none".to_string(), |p| p.display().to_string())
+    );
+    for d in tuner.decisions() {
+        let timings: Vec<String> = d
+            .tuned
+            .timings
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.3}"))
+            .collect();
+        println!(
+            "  {:<52} -> {:<22} ({:?}) ms: {}",
+            d.key,
+            d.tuned.choice,
+            d.source,
+            timings.join(", ")
+        );
+    }
+}
+
 /// Prints reports as a table.
 pub fn print_reports(reports: &[Report]) {
     println!("{}", header());
