@@ -117,8 +117,8 @@ run() {
       [ -n "$exe" ] && ln -sf "$(pwd)/$exe" "$bin/$t"
     done
   fi
-  local shapes=paper config=paper torch_tile=() reps=5
-  if $small; then shapes=small config=small reps=2; fi
+  local shapes=paper config=paper torch_tile=() reps=5 direct_limit=1000
+  if $small; then shapes=small config=small reps=1 direct_limit=0.2; fi
   # The engine's autotuner keeps its choices here, not in the machine's home.
   export UNET_AUTOTUNE_CACHE=$out/autotune_cache.json
 
@@ -128,7 +128,7 @@ run() {
     [ -x "$bin/$t" ] || { echo "=== $t: not built"; failed+=("$t"); continue; }
     step "test_$t" 300 "$bin/$t" --test-threads=4
   done
-  local kernels=(--shapes "$shapes" --reps "$reps" --direct-limit 1000)
+  local kernels=(--shapes "$shapes" --reps "$reps" --direct-limit "$direct_limit")
   step kernels 600 env UNET_AUTOTUNE=off "$bin/unet" bench kernels "${kernels[@]}" \
     --json "$out/kernels.json"
   step kernels_autotune 600 "$bin/unet" bench kernels "${kernels[@]}" --autotune \

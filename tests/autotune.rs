@@ -26,6 +26,14 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A device tuning in `mode`, with a fresh cache file of its own (not yet written).
+fn tuning_gpu(name: &str, mode: TuneMode) -> (Gpu, PathBuf) {
+    let cache = scratch(name).join("autotune.json");
+    let gpu = gpu();
+    gpu.set_autotune(mode, Some(cache.clone()));
+    (gpu, cache)
+}
+
 const CONV: Conv2d = Conv2d {
     kernel: 3,
     padding: Padding::Valid,
@@ -84,10 +92,7 @@ fn run_and_check(gpu: &Gpu) {
 
 #[test]
 fn off_never_tunes_nor_writes() {
-    let dir = scratch("off");
-    let cache = dir.join("autotune.json");
-    let gpu = gpu();
-    gpu.set_autotune(TuneMode::Off, Some(cache.clone()));
+    let (gpu, cache) = tuning_gpu("off", TuneMode::Off);
     run_and_check(&gpu);
     assert!(gpu.autotune().decisions().is_empty());
     assert!(!cache.exists(), "off wrote {}", cache.display());
@@ -98,10 +103,7 @@ fn off_never_tunes_nor_writes() {
 
 #[test]
 fn a_tuned_choice_computes_the_reference_and_is_cached() {
-    let dir = scratch("tuned");
-    let cache = dir.join("autotune.json");
-    let gpu = gpu();
-    gpu.set_autotune(TuneMode::On, Some(cache.clone()));
+    let (gpu, cache) = tuning_gpu("tuned", TuneMode::On);
     run_and_check(&gpu);
     let decisions = gpu.autotune().decisions().to_vec();
     assert_eq!(decisions.len(), 3, "{decisions:?}");
@@ -126,11 +128,8 @@ fn a_tuned_choice_computes_the_reference_and_is_cached() {
 
 #[test]
 fn a_cached_choice_runs_and_cached_mode_tunes_nothing_new() {
-    let dir = scratch("cached");
-    let cache = dir.join("autotune.json");
-    let gpu = gpu();
     // Put a non-default choice in the cache through the store's own writer.
-    gpu.set_autotune(TuneMode::On, Some(cache.clone()));
+    let (gpu, cache) = tuning_gpu("cached", TuneMode::On);
     let key = format!("conv3x3 valid relu forward 1x5x13x11->{C_OUT}");
     let tuned = unet_wgpu::gpu::Tuned {
         choice: "tiled 16x32x16".into(),
@@ -148,8 +147,7 @@ fn a_cached_choice_runs_and_cached_mode_tunes_nothing_new() {
 
 #[test]
 fn a_corrupt_cache_is_rebuilt() {
-    let dir = scratch("corrupt");
-    let cache = dir.join("autotune.json");
+    let cache = scratch("corrupt").join("autotune.json");
     std::fs::write(&cache, b"\x00 not json {").unwrap();
     let gpu = gpu();
     gpu.set_autotune(TuneMode::On, Some(cache.clone()));

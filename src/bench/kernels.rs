@@ -488,18 +488,12 @@ pub fn print_autotune_choices(gpu: &Gpu) {
             .map_or("none".to_string(), |p| p.display().to_string())
     );
     for d in tuner.decisions() {
-        let timings: Vec<String> = d
-            .tuned
-            .timings
-            .iter()
-            .map(|(name, ms)| format!("{name} {ms:.3}"))
-            .collect();
         println!(
             "  {:<52} -> {:<22} ({:?}) ms: {}",
             d.key,
             d.tuned.choice,
             d.source,
-            timings.join(", ")
+            d.tuned.timings_text()
         );
     }
 }

@@ -85,17 +85,12 @@ fn print_autotune(gpu: &Gpu, config: &UNetConfig, layers: &[LayerInfo]) -> Resul
             let Some(t) = tuner.cached().get(&key) else {
                 continue;
             };
-            let timings: Vec<String> = t
-                .timings
-                .iter()
-                .map(|(name, ms)| format!("{name} {ms:.3}"))
-                .collect();
             println!(
                 "  {:<12} {:<16} {:<22} ms: {}",
                 l.name,
                 problem.pass.name(),
                 t.choice,
-                timings.join(", ")
+                t.timings_text()
             );
         }
     }

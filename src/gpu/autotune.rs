@@ -106,6 +106,18 @@ pub struct Tuned {
     pub timings: Vec<(String, f64)>,
 }
 
+impl Tuned {
+    /// The timings as one line: `tiled 64x64x16 1.200, gemm 2.310, ...` (ms).
+    pub fn timings_text(&self) -> String {
+        let each: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.3}"))
+            .collect();
+        each.join(", ")
+    }
+}
+
 /// Where the choice an op used came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

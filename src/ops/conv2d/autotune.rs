@@ -194,6 +194,8 @@ pub(super) fn resolve(gpu: &Gpu, algo: ConvAlgo, problem: &Problem) -> Result<Co
         return Ok(algo);
     }
     let tuned = gpu.outside_dry_run(|| tune(gpu, problem))?;
+    // The timing's operands are free now: give their memory back rather than keep it.
+    gpu.trim_pool();
     let chosen = parse_choice(&tuned.choice).expect("a candidate's name parses");
     gpu.autotune().record(&key, tuned, Source::Tuned);
     Ok(chosen)
