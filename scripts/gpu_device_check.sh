@@ -36,12 +36,19 @@ for arg in "$@"; do
   esac
 done
 
+# Keeps .devcheck/ out of git's sight (this checkout only).
+ignore_dir() {
+  local exclude
+  exclude=$(git rev-parse --git-path info/exclude 2>/dev/null) || return 0
+  grep -qx "/$DIR/" "$exclude" 2>/dev/null || echo "/$DIR/" >>"$exclude"
+}
+
 prepare() {
   local profile=${UNET_DEVCHECK_PROFILE:-release}
   local flag=--release
   [ "$profile" = debug ] && flag=
   mkdir -p "$DIR/bin"
-  grep -qx "/$DIR/" .git/info/exclude 2>/dev/null || echo "/$DIR/" >>"$(git rev-parse --git-path info/exclude)"
+  ignore_dir
   local args=()
   for t in "${TESTS[@]}"; do args+=(--test "$t"); done
   nice cargo build --locked $flag --bin unet
@@ -110,6 +117,7 @@ run() {
     done
     [ -x "target/$profile/unet" ] || { echo "no $bin/unet: run 'bash $0 prepare' first" >&2; exit 1; }
     mkdir -p "$bin"
+    ignore_dir
     ln -sf "$(pwd)/target/$profile/unet" "$bin/unet"
     for t in "${TESTS[@]}"; do
       local exe
@@ -117,8 +125,10 @@ run() {
       [ -n "$exe" ] && ln -sf "$(pwd)/$exe" "$bin/$t"
     done
   fi
-  local shapes=paper config=paper torch_tile=() reps=5 direct_limit=1000
-  if $small; then shapes=small config=small reps=1 direct_limit=0.2; fi
+  local config=paper tile=() reps=5
+  local kernels=(--shapes paper --reps 5 --direct-limit 1000)
+  # --small: one small conv layer, the small step: a minute or two on lavapipe.
+  if $small; then config=small tile=(--tile 92) reps=1 kernels=(--conv 1,16,40,40,16 --reps 1); fi
   # The engine's autotuner keeps its choices here, not in the machine's home.
   export UNET_AUTOTUNE_CACHE=$out/autotune_cache.json
 
@@ -128,21 +138,19 @@ run() {
     [ -x "$bin/$t" ] || { echo "=== $t: not built"; failed+=("$t"); continue; }
     step "test_$t" 300 "$bin/$t" --test-threads=4
   done
-  local kernels=(--shapes "$shapes" --reps "$reps" --direct-limit "$direct_limit")
   step kernels 600 env UNET_AUTOTUNE=off "$bin/unet" bench kernels "${kernels[@]}" \
     --json "$out/kernels.json"
   step kernels_autotune 600 "$bin/unet" bench kernels "${kernels[@]}" --autotune \
     --json "$out/kernels_autotune.json"
   step step_default 300 env UNET_AUTOTUNE=off "$bin/unet" bench step --config "$config" \
-    --reps "$reps" --json "$out/step_default.json"
+    "${tile[@]}" --reps "$reps" --json "$out/step_default.json"
   step step_autotune 300 env UNET_AUTOTUNE=on "$bin/unet" bench step --config "$config" \
-    --reps "$reps" --json "$out/step_autotune.json"
+    "${tile[@]}" --reps "$reps" --json "$out/step_autotune.json"
   local device=cuda
   python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
     || device=cpu
-  if $small; then torch_tile=(--tile 92); fi
   step torch_step 300 python3 scripts/torch_unet.py bench-step --config "$config" \
-    "${torch_tile[@]}" --reps "$reps" --device "$device" --peak-tflops "${PEAK_TFLOPS:-67}" \
+    "${tile[@]}" --reps "$reps" --device "$device" --peak-tflops "${PEAK_TFLOPS:-67}" \
     --json "$out/step_torch.json"
 
   PEAK_TFLOPS=${PEAK_TFLOPS:-67} python3 - "$out" <<'EOF' | tee "$out/summary.txt"

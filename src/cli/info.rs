@@ -68,7 +68,7 @@ pub fn run(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
 /// What the autotuner's cache holds for each layer's passes on this device, with the
 /// timings that chose it (nothing is timed here).
 fn print_autotune(gpu: &Gpu, config: &UNetConfig, layers: &[LayerInfo]) -> Result<()> {
-    let mode = TuneMode::from_env(TuneMode::On)?;
+    let mode = TuneMode::from_env(TuneMode::default_for(gpu.info()))?;
     let cache = default_cache_path();
     gpu.set_autotune(TuneMode::Cached, cache.clone());
     let tuner = gpu.autotune();

@@ -159,11 +159,12 @@ pub fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
     Ok(gpu)
 }
 
-/// Autotuning as `UNET_AUTOTUNE` says, on where it is not set, with the user's cache
-/// (`UNET_AUTOTUNE_CACHE`); see `unet_wgpu::gpu::autotune`.
+/// Autotuning as `UNET_AUTOTUNE` says (where it is not set: on for GPUs, off on CPU
+/// devices), with the user's cache (`UNET_AUTOTUNE_CACHE`); see `unet_wgpu::gpu::autotune`.
 pub fn enable_autotune(gpu: &Gpu) -> Result<()> {
     use unet_wgpu::gpu::autotune::{default_cache_path, TuneMode};
-    gpu.set_autotune(TuneMode::from_env(TuneMode::On)?, default_cache_path());
+    let mode = TuneMode::from_env(TuneMode::default_for(gpu.info()))?;
+    gpu.set_autotune(mode, default_cache_path());
     Ok(())
 }
 

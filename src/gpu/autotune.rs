@@ -56,6 +56,17 @@ impl TuneMode {
         }
     }
 
+    /// The command line's mode where `UNET_AUTOTUNE` is not set: on for GPUs, off for CPU
+    /// devices (lavapipe), where tuning a network takes minutes and the default kernels are
+    /// those built for it.
+    pub fn default_for(info: &wgpu::AdapterInfo) -> TuneMode {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            TuneMode::Off
+        } else {
+            TuneMode::On
+        }
+    }
+
     /// `UNET_AUTOTUNE`, or `default` where it is not set.
     pub fn from_env(default: TuneMode) -> Result<TuneMode> {
         match std::env::var("UNET_AUTOTUNE") {
