@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TESTS=(op_activation op_axpy op_conv2d op_conv2d_gemm op_conv_transpose op_crop_concat
-       op_loss op_max_pool op_sgd engine golden model model_unetpp infer)
+       op_loss op_max_pool op_sgd engine golden model model_unetpp infer autotune)
 args=()
 for t in "${TESTS[@]}"; do args+=(--test "$t"); done
 skip_default=false

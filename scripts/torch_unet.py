@@ -36,7 +36,8 @@ up-convolved X(i+1,j-1), each centre-cropped to the up-sampled size (with valid 
 dropout (training only) on the bottom node X(depth-1,0) as its consumers see it. Each head
 reads the centre of its top node at the full network's output size.
 
-Usage:
+Usage (also `python3 scripts/torch_unet.py bench-step --config paper`, a training
+step timed in fp32 with TF32 off, to compare with `unet bench step`):
 
     from torch_unet import UNet, config_from_checkpoint, load_checkpoint
     model = load_checkpoint("runs/x/checkpoint.safetensors")   # eval mode, either arch
@@ -337,3 +338,125 @@ def load_checkpoint(path):
     state, _ = split_checkpoint(load_file(path))
     model.load_state_dict(state)  # strict: every name and shape must match
     return model.eval()
+
+
+# ---- A training-step benchmark, to compare with `unet bench step` -------------------------
+
+PRESETS = {
+    # name: (depth, base_channels, tile), as `unet bench step --config`.
+    "paper": (5, 64, 572),
+    "small": (4, 16, 188),
+}
+
+
+def forward_macs(model, x):
+    """Multiply-adds of one forward, counted as `unet info` does: out pixels x C_in x k x k
+    for each conv, in pixels x C_out x 4 for each up-convolution."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * module.in_channels * k
+        elif isinstance(module, nn.ConvTranspose2d):
+            total += inputs[0].numel() * module.out_channels * 4
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def bench_step(config_name="paper", tile=None, reps=5, device="cuda", peak_tflops=None):
+    """Times forward, loss, backward and SGD (momentum 0.99) on one tile in fp32 with TF32
+    off (the engine's arithmetic); returns a dict like `unet bench step --json`."""
+    import statistics
+    import time
+
+    depth, base, default_tile = PRESETS[config_name]
+    tile = tile or default_tile
+    if device.startswith("cuda"):
+        # fp32 everywhere: no TF32 in matmuls or convolutions.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        # cuDNN picks its algorithms by timing, as the engine's autotuner does.
+        torch.backends.cudnn.benchmark = True
+    config = UNetConfig(depth=depth, base_channels=base)
+    out = config.output_size(tile)
+    if out is None:
+        raise ValueError(f"tile {tile} does not fit the {config_name} network")
+    torch.manual_seed(1)
+    model = UNet(config).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+    x = torch.randn(1, 1, tile, tile, device=device)
+    labels = torch.randint(0, 2, (1, 1, out, out), device=device)
+    weights = torch.rand(1, 1, out, out, device=device) + 0.5
+    macs = forward_macs(model.eval(), x)
+    model.train()
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = weighted_cross_entropy(model(x), labels, weights)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(2):  # warm-up: cuDNN's search, the allocator's pools
+        step()
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(max(1, reps)):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    ms = statistics.median(times)
+    # FLOPs per step = 3 x the forward's 2 x multiply-adds, as `unet bench step` counts.
+    gflops = 3 * 2 * macs / (ms * 1e6)
+    report = {
+        "framework": f"pytorch {torch.__version__}",
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
+        "config": config_name,
+        "tile": tile,
+        "median_ms": ms,
+        "gflops": gflops,
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
+        "tf32": False,
+    }
+    if peak_tflops:
+        report["fraction_of_f32_peak"] = gflops / (peak_tflops * 1e3)
+    return report
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench-step", help="time a training step (fp32, TF32 off)")
+    bench.add_argument("--config", choices=sorted(PRESETS), default="paper")
+    bench.add_argument("--tile", type=int)
+    bench.add_argument("--reps", type=int, default=5)
+    bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    bench.add_argument("--peak-tflops", type=float, help="f32 peak, for the fraction")
+    bench.add_argument("--json", help="also write the report here")
+    args = parser.parse_args(argv)
+    report = bench_step(args.config, args.tile, args.reps, args.device, args.peak_tflops)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

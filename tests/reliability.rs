@@ -29,6 +29,7 @@ fn long_run(dir: &Path, out: &Path, steps: u64, extra: &[&str]) -> Command {
     let steps = steps.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_unet"));
     command
+        .env("UNET_AUTOTUNE", "off")
         .args([
             "train",
             "--data",

@@ -476,6 +476,28 @@ pub(super) fn row(r: &Report) -> String {
     )
 }
 
+/// The autotuner's choices so far ([`crate::gpu::autotune`]), each with where it came from
+/// and every candidate's median ms (fastest first): what `auto` ran, and why.
+pub fn print_autotune_choices(gpu: &Gpu) {
+    let tuner = gpu.autotune();
+    println!(
+        "\nautotune ({}; cache {}):",
+        tuner.mode().name(),
+        tuner
+            .cache_path()
+            .map_or("none".to_string(), |p| p.display().to_string())
+    );
+    for d in tuner.decisions() {
+        println!(
+            "  {:<52} -> {:<22} ({:?}) ms: {}",
+            d.key,
+            d.tuned.choice,
+            d.source,
+            d.tuned.timings_text()
+        );
+    }
+}
+
 /// Prints reports as a table.
 pub fn print_reports(reports: &[Report]) {
     println!("{}", header());

@@ -17,7 +17,8 @@ pub enum BenchCommand {
     /// GFLOP/s or GB/s, and speedup over variant 1.
     #[command(after_help = "Examples:\n  unet bench kernels --shapes small\n  \
         unet bench kernels --shapes paper --ops-only --json ops.json\n  \
-        unet bench kernels --conv 1,64,284,284,64 --json conv.json")]
+        unet bench kernels --conv 1,64,284,284,64 --json conv.json\n  \
+        unet bench kernels --shapes paper --autotune")]
     Kernels {
         /// Layer shapes: paper (from the 572 tile) or small (1/4 channels, 1/2 size).
         #[arg(long, default_value = "small")]
@@ -34,6 +35,10 @@ pub enum BenchCommand {
         /// Skip timing variant 1 above this many GFLOP per pass (it is still the check).
         #[arg(long, default_value_t = 5.0)]
         direct_limit: f64,
+        /// Also time `auto`: the autotuner's choice per layer and pass (tuned now where the
+        /// cache has none, then kept there), and list every choice with its timings.
+        #[arg(long)]
+        autotune: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -92,13 +97,19 @@ pub fn run(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             conv,
             reps,
             direct_limit,
+            autotune,
             json,
         } => {
-            let opts = kernels::BenchOptions {
+            let mut opts = kernels::BenchOptions {
                 reps,
                 direct_limit_gflop: direct_limit,
                 ..Default::default()
             };
+            if autotune {
+                use unet_wgpu::gpu::{autotune::default_cache_path, TuneMode};
+                gpu.set_autotune(TuneMode::On, default_cache_path());
+                opts.variants.push(unet_wgpu::ops::conv2d::ConvAlgo::Auto);
+            }
             let reports = match conv {
                 Some(spec) => {
                     let reports = kernels::bench_conv_spec(&gpu, &spec, &opts)?;
@@ -121,6 +132,9 @@ pub fn run(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
                     reports
                 }
             };
+            if autotune {
+                kernels::print_autotune_choices(&gpu);
+            }
             if let Some(path) = json {
                 write_json(&path, &reports)?;
             }

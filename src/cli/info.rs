@@ -1,9 +1,12 @@
 //! `unet info`: the GPU adapters, the chosen one's limits, and a network's layer table.
 
 use clap::Args;
+use unet_wgpu::gpu::autotune::{default_cache_path, TuneMode};
 use unet_wgpu::gpu::{describe_short, list_adapters};
-use unet_wgpu::model::UNetConfig;
-use unet_wgpu::{AdapterChoice, Gpu, Result};
+use unet_wgpu::model::{LayerInfo, UNetConfig};
+use unet_wgpu::ops::conv2d::autotune::{Problem, TunedPass};
+use unet_wgpu::ops::conv2d::{Conv2d, Padding};
+use unet_wgpu::{AdapterChoice, Gpu, Result, Shape};
 
 use super::args::ArchArgs;
 use super::default_tile;
@@ -59,5 +62,67 @@ pub fn run(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
     let params: usize = layers.iter().map(|l| l.params).sum();
     let gflop: f64 = layers.iter().map(|l| 2.0 * l.macs as f64 / 1e9).sum();
     println!("  total: {params} parameters, {gflop:.1} GFLOP forward");
+    print_autotune(&gpu, &config, &layers)
+}
+
+/// What the autotuner's cache holds for each layer's passes on this device, with the
+/// timings that chose it (nothing is timed here).
+fn print_autotune(gpu: &Gpu, config: &UNetConfig, layers: &[LayerInfo]) -> Result<()> {
+    let mode = TuneMode::from_env(TuneMode::default_for(gpu.info()))?;
+    let cache = default_cache_path();
+    gpu.set_autotune(TuneMode::Cached, cache.clone());
+    let tuner = gpu.autotune();
+    let where_ = cache.map_or("no cache folder".to_string(), |p| p.display().to_string());
+    println!(
+        "\nautotune: UNET_AUTOTUNE={} (off | cached | on), {} choices for this device in \
+         {where_}",
+        mode.name(),
+        tuner.cached().len()
+    );
+    for l in layers {
+        for problem in layer_problems(config, l) {
+            let key = problem.key();
+            let Some(t) = tuner.cached().get(&key) else {
+                continue;
+            };
+            println!(
+                "  {:<12} {:<16} {:<22} ms: {}",
+                l.name,
+                problem.pass.name(),
+                t.choice,
+                t.timings_text()
+            );
+        }
+    }
     Ok(())
+}
+
+/// The tuned passes of a layer of the table, for a batch of one tile.
+fn layer_problems(config: &UNetConfig, l: &LayerInfo) -> Vec<Problem> {
+    let [_, _, k, _] = l.weight_shape;
+    if l.kind.starts_with("upconv") {
+        let inp = Shape::new(1, l.c_in, l.out_size / 2, l.out_size / 2);
+        return [TunedPass::UpForward, TunedPass::UpBackward]
+            .map(|p| Problem::upconv(p, inp, l.c_out))
+            .to_vec();
+    }
+    let padding = if k == 1 {
+        Padding::Valid
+    } else {
+        config.padding
+    };
+    let conv = Conv2d {
+        kernel: k,
+        padding,
+        relu: k != 1,
+    };
+    let side = l.out_size + 2 * (k / 2) - 2 * conv.pad();
+    let inp = Shape::new(1, l.c_in, side, side);
+    [
+        TunedPass::Forward,
+        TunedPass::BackwardInput,
+        TunedPass::BackwardParams,
+    ]
+    .map(|p| Problem::conv(p, &conv, inp, l.c_out))
+    .to_vec()
 }

@@ -150,12 +150,22 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The GPU a command runs on, said on stderr. Every command that needs a GPU opens it here.
 pub fn open_gpu(choice: AdapterChoice) -> Result<Gpu> {
     let gpu = Gpu::new(choice)?;
+    enable_autotune(&gpu)?;
     eprintln!("GPU: {} ({:?})", gpu.info().name, gpu.info().backend);
     // Said once, at start: a device without subgroups runs the slow convolutions.
     if let Some(note) = gpu.slow_path_note() {
         eprintln!("{note}");
     }
     Ok(gpu)
+}
+
+/// Autotuning as `UNET_AUTOTUNE` says (where it is not set: on for GPUs, off on CPU
+/// devices), with the user's cache (`UNET_AUTOTUNE_CACHE`); see `unet_wgpu::gpu::autotune`.
+pub fn enable_autotune(gpu: &Gpu) -> Result<()> {
+    use unet_wgpu::gpu::autotune::{default_cache_path, TuneMode};
+    let mode = TuneMode::from_env(TuneMode::default_for(gpu.info()))?;
+    gpu.set_autotune(mode, default_cache_path());
+    Ok(())
 }
 
 /// The paper's tile (572) for a depth-5 network, 188 otherwise, or with same padding the

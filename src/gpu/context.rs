@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::adapter::{choose_adapter, AdapterChoice};
+use super::autotune::{device_key, Autotune, TuneMode};
 use super::pipeline::{Constants, Kernel, PipelineCache};
 use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
 use super::profile::{Profile, Profiler};
@@ -63,6 +64,8 @@ pub struct Gpu {
     /// Submissions so far, and the one at which the test hook destroys the device.
     submissions: Cell<u64>,
     lose_device_at: Option<u64>,
+    /// The ops' choices of implementation per shape (off until [`Gpu::set_autotune`]).
+    autotune: RefCell<Autotune>,
 }
 
 /// Commands recorded and not yet submitted.
@@ -151,6 +154,7 @@ impl Gpu {
             memory_limit,
             submissions: Cell::new(0),
             lose_device_at,
+            autotune: RefCell::new(Autotune::default()),
         };
         if features.contains(wgpu::Features::SUBGROUP) {
             let reported = Subgroups {
@@ -165,7 +169,35 @@ impl Gpu {
                 Probe::Broken(why) => gpu.subgroup_note = Some(format!("unusable: {why}")),
             }
         }
+        gpu.set_autotune(TuneMode::Off, None);
         Ok(gpu)
+    }
+
+    /// Autotuning in `mode`, choices kept in the file `cache` (see [`super::autotune`]).
+    /// A new device starts with it off, whatever the environment says: the command line
+    /// turns it on (`UNET_AUTOTUNE`), the library's users and the tests choose.
+    pub fn set_autotune(&self, mode: TuneMode, cache: Option<std::path::PathBuf>) {
+        let key = device_key(&self.info, self.subgroups);
+        *self.autotune.borrow_mut() = Autotune::new(mode, key, cache);
+    }
+
+    /// The ops' choices of implementation (borrow it briefly: tuning runs ops).
+    pub fn autotune(&self) -> std::cell::RefMut<'_, Autotune> {
+        self.autotune.borrow_mut()
+    }
+
+    /// Runs `job` for real inside a dry run ([`Gpu::plan_memory`]): the autotuner times
+    /// kernels on its own buffers when a planned job first meets a shape.
+    pub(crate) fn outside_dry_run<T>(&self, job: impl FnOnce() -> T) -> T {
+        if !self.dry_run.get() {
+            return job();
+        }
+        let recording = self.pool.pause_recording();
+        self.dry_run.set(false);
+        let result = job();
+        self.dry_run.set(true);
+        self.pool.resume_recording(recording);
+        result
     }
 
     pub fn device(&self) -> &wgpu::Device {

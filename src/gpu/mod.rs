@@ -1,6 +1,7 @@
 //! Device choice and limits, the pipeline cache, the buffer pool and command recording.
 
 mod adapter;
+pub mod autotune;
 mod context;
 mod pipeline;
 mod plan;
@@ -9,6 +10,7 @@ mod profile;
 mod subgroups;
 
 pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
+pub use autotune::{TuneMode, Tuned};
 pub use context::{Gpu, MAX_STORAGE_BINDINGS};
 pub use pipeline::{Access, Constants, Kernel, Shader};
 pub use pool::{BufferKind, PoolStats, PooledBuffer};

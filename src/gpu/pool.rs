@@ -96,7 +96,7 @@ struct PoolState {
 
 /// A dry run being recorded: every request gets `stand_in` (never bound: nothing runs)
 /// and its lifetime is noted.
-struct Recording {
+pub(crate) struct Recording {
     stand_in: wgpu::Buffer,
     requests: Vec<Request<BufferKind>>,
     clock: u64,
@@ -320,6 +320,16 @@ impl BufferPool {
             requests: Vec::new(),
             clock: 0,
         });
+    }
+
+    /// Sets a recording aside (requests are served for real meanwhile); give it back with
+    /// [`Self::resume_recording`].
+    pub(crate) fn pause_recording(&self) -> Option<Recording> {
+        self.state.borrow_mut().recording.take()
+    }
+
+    pub(crate) fn resume_recording(&self, recording: Option<Recording>) {
+        self.state.borrow_mut().recording = recording;
     }
 
     /// Stops recording; returns the requests (those still alive end at the last tick).

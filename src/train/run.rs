@@ -108,6 +108,11 @@ pub fn run(
         source,
     })?;
     let checkpoint_path = options.out.join(CHECKPOINT_FILE);
+    // Autotuning: this run's kernel choices live in its folder, so that a resumed run
+    // computes the same sums (see crate::gpu::autotune).
+    let resumed_from = options.resume.as_deref().map(run_folder);
+    gpu.autotune()
+        .use_run_folder(&options.out, resumed_from.as_deref())?;
     let mut trainer = match &options.resume {
         Some(folder) => checkpoint::load(gpu, &resume_checkpoint(folder))?,
         None => Trainer::new(

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 /// A `unet` command with `args`, ready to run (add environment or limits first).
 pub fn unet_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_unet"));
-    command.args(args);
+    // The default kernels, whatever the user's environment or cache says.
+    command.args(args).env("UNET_AUTOTUNE", "off");
     command
 }
 

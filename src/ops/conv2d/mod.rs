@@ -24,9 +24,11 @@
 //! The 2x2 up-convolution (`ops::conv_transpose`) runs on the GEMM variants too, as three
 //! 1x1 GEMMs; [`upconv_forward`] and [`upconv_backward`] are its entry points here.
 //!
-//! [`forward`], [`backward_input`] and [`backward_params`] run the device's default
-//! ([`ConvAlgo::Auto`]); the `*_with` functions take the variant (benchmarks, tests).
+//! [`forward`], [`backward_input`] and [`backward_params`] run [`ConvAlgo::Auto`]: the
+//! device's default, or where autotuning is on ([`autotune`]) the variant and tiles timed
+//! fastest for the shape; the `*_with` functions take the variant (benchmarks, tests).
 
+pub mod autotune;
 mod direct;
 mod gemm;
 mod tiled;
@@ -34,6 +36,7 @@ mod tiled;
 pub use gemm::GemmTiles;
 pub use tiled::TiledTiles;
 
+use self::autotune::{Problem, TunedPass};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::{Shape, Tensor};
@@ -42,7 +45,8 @@ use crate::tensor::{Shape, Tensor};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ConvAlgo {
     /// The device's default: variant 2 on CPU devices with subgroup operations (lavapipe,
-    /// for which it is built), variant 3 everywhere else.
+    /// for which it is built), variant 3 everywhere else; or, with autotuning on
+    /// ([`autotune`]), the choice timed fastest for the shape.
     #[default]
     Auto,
     /// Variant 1: direct, one invocation per output value (`shaders/conv2d.wgsl`).
@@ -274,6 +278,8 @@ pub fn forward_with(
 ) -> Result<Tensor> {
     let out_shape = conv.check(inp, weight)?;
     check_len("bias", bias, out_shape.c)?;
+    let problem = Problem::conv(TunedPass::Forward, conv, inp.shape(), out_shape.c);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
     let out = Tensor::empty(gpu, out_shape, "conv2d out")?;
     match algo.variant(gpu, conv.kernel)? {
         Variant::Direct => direct::forward(gpu, conv, inp, weight, bias, &out)?,
@@ -293,7 +299,9 @@ pub fn backward_input_with(
     out: &Tensor,
     dout: &Tensor,
 ) -> Result<Tensor> {
-    check_backward(conv, inp_shape, weight, out, dout)?;
+    let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
+    let problem = Problem::conv(TunedPass::BackwardInput, conv, inp_shape, out_shape.c);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
     let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
     match algo.variant(gpu, conv.kernel)? {
         Variant::Direct => direct::backward_input(gpu, conv, weight, out, dout, &dinp)?,
@@ -322,6 +330,8 @@ pub fn backward_params_with(
     let out_shape = conv.out_shape(inp.shape(), c_out)?;
     check_same("out", out, out_shape)?;
     check_same("dout", dout, out_shape)?;
+    let problem = Problem::conv(TunedPass::BackwardParams, conv, inp.shape(), c_out);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
 
     match algo.variant(gpu, conv.kernel)? {
         Variant::Direct => direct::backward_weight(gpu, conv, inp, out, dout, dweight)?,
@@ -351,6 +361,8 @@ pub(crate) fn upconv_forward(
     bias: &Tensor,
     out: &Tensor,
 ) -> Result<bool> {
+    let problem = Problem::upconv(TunedPass::UpForward, inp.shape(), out.shape().c);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
     match algo.variant(gpu, UPCONV_GEMM.kernel)? {
         Variant::Direct => return Ok(false),
         Variant::Gemm(t) => gemm::upconv_forward(gpu, t, inp, weight, bias, out)?,
@@ -372,6 +384,8 @@ pub(crate) fn upconv_backward(
     dweight: &Tensor,
     dbias: &Tensor,
 ) -> Result<bool> {
+    let problem = Problem::upconv(TunedPass::UpBackward, inp.shape(), dout.shape().c);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
     match algo.variant(gpu, UPCONV_GEMM.kernel)? {
         Variant::Direct => return Ok(false),
         Variant::Gemm(t) => gemm::upconv_backward(gpu, t, inp, weight, dout, dinp, dweight)?,
