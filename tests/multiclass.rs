@@ -124,8 +124,8 @@ fn normalization_is_per_channel_and_parses() {
     }
     assert_eq!(
         Normalize::default(),
-        Normalize::None,
-        "the default is today's"
+        Normalize::ZScore,
+        "the default (see DEFAULT_NORMALIZE)"
     );
 }
 
