@@ -40,13 +40,12 @@ pub enum Normalize {
     ZScore,
 }
 
-/// The one place the default lives: z-score per image and channel. Measured on the
-/// synthetic styles with the small U-Net and otherwise default flags (300-step runs,
-/// README "Training on new kinds of data"): without normalisation the EM-like and
-/// phase-like cells had not left the class prior after 300 steps (held-out IoU 0.0 and
-/// 0.60), with z-score they reached 0.74 and 0.81 by step 200. Zero-mean, unit-variance
-/// inputs are what the He initialisation assumes.
-pub const DEFAULT_NORMALIZE: Normalize = Normalize::ZScore;
+/// The one place the default lives: the bit-depth scaling alone, as before normalisation
+/// existed. z-score trains the synthetic styles better (README, "Training on new kinds of
+/// data") but is not the default yet: a z-score checkpoint's BioImage Model Zoo package
+/// fails the zoo's own reproduction test (`scripts/validate_bioimageio.sh`), to be fixed
+/// first.
+pub const DEFAULT_NORMALIZE: Normalize = Normalize::None;
 
 /// The usual percentile range (csbdeep, CARE, StarDist): 1 .. 99.8.
 pub const DEFAULT_PERCENTILES: (f32, f32) = (1.0, 99.8);
