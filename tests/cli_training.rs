@@ -109,43 +109,35 @@ fn training_without_val_holds_images_out_and_says_whether_the_network_learned() 
         &synthetic_dataset(10, 64, 64, 3, &SynthConfig::default()).unwrap(),
     )
     .unwrap();
-    let out = unet(&[
-        "train",
-        "--data",
-        s(&data),
-        "--mask",
-        "instance",
-        "--tile",
-        "124",
-        "--steps",
-        "1",
-        "--out",
-        s(&dir.join("run")),
-    ]);
-    let log = text(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    // One step of training on the folder, into `run`, with `extra` flags; returns stderr.
+    let one_step = |run: &str, extra: &[&str]| {
+        let out_dir = dir.join(run);
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--mask",
+            "instance",
+            "--tile",
+            "124",
+            "--steps",
+            "1",
+            "--out",
+            s(&out_dir),
+        ];
+        args.extend_from_slice(extra);
+        let out = unet(&args);
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let log = one_step("run", &[]);
     assert!(log.contains("holding out the last 1 of 10 images"), "{log}");
     // One step learns nothing: the summary says so, against the one-class baseline.
     assert!(log.contains("one class everywhere"), "{log}");
     assert!(log.contains("did NOT learn"), "{log}");
 
-    let out = unet(&[
-        "train",
-        "--data",
-        s(&data),
-        "--mask",
-        "instance",
-        "--tile",
-        "124",
-        "--steps",
-        "1",
-        "--holdout",
-        "0",
-        "--out",
-        s(&dir.join("run0")),
-    ]);
-    let log = text(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = one_step("run0", &["--holdout", "0"]);
     assert!(log.contains("no validation"), "{log}");
 }
 
