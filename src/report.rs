@@ -22,7 +22,8 @@ where
     write_atomically(path, &png_bytes(image)?)
 }
 
-fn png_bytes<P, C>(image: &ImageBuffer<P, C>) -> Result<Vec<u8>>
+/// Encodes `image` as PNG bytes.
+pub(crate) fn png_bytes<P, C>(image: &ImageBuffer<P, C>) -> Result<Vec<u8>>
 where
     P: image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,

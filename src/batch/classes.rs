@@ -13,6 +13,7 @@ use crate::data::{GrayImage, Grid};
 use crate::error::{Error, Result};
 use crate::infer::class_map;
 use crate::report::plots::with_legend;
+use crate::report::png_bytes;
 use crate::train::checkpoint::write_atomically;
 
 /// The colour of class `k` in overlays (class 0, the background, is not drawn): a
@@ -79,21 +80,6 @@ pub fn class_overlay_figure(
     with_legend(&image, &entries).map_err(|e| Error::Config(format!("could not draw: {e}")))
 }
 
-/// Encodes `image` as PNG bytes.
-fn png<P: image::PixelWithColorType>(image: &ImageBuffer<P, Vec<P::Subpixel>>) -> Result<Vec<u8>>
-where
-    [P::Subpixel]: image::EncodableLayout,
-{
-    let mut bytes = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .map_err(|e| Error::Config(format!("could not encode a PNG: {e}")))?;
-    Ok(bytes)
-}
-
 fn prob16(p: f32) -> u16 {
     (p.clamp(0.0, 1.0) * 65535.0).round() as u16
 }
@@ -118,7 +104,11 @@ pub fn write_class_outputs(
     };
     let class_png: ImageBuffer<Luma<u8>, Vec<u8>> =
         ImageBuffer::from_raw(w, h, classes.data.clone()).expect("sizes match");
-    put(&mut names, format!("{stem}_class.png"), png(&class_png)?)?;
+    put(
+        &mut names,
+        format!("{stem}_class.png"),
+        png_bytes(&class_png)?,
+    )?;
     if tiff {
         let name = format!("{stem}_prob.tif");
         let path: PathBuf = out.join(&name);
@@ -145,10 +135,18 @@ pub fn write_class_outputs(
             let pixels = map.data.iter().map(|&p| prob16(p)).collect();
             let image: ImageBuffer<Luma<u16>, Vec<u16>> =
                 ImageBuffer::from_raw(w, h, pixels).expect("sizes match");
-            put(&mut names, format!("{stem}_prob_{k}.png"), png(&image)?)?;
+            put(
+                &mut names,
+                format!("{stem}_prob_{k}.png"),
+                png_bytes(&image)?,
+            )?;
         }
     }
     let overlay = class_overlay_figure(gray, &classes, maps.len(), None)?;
-    put(&mut names, format!("{stem}_overlay.png"), png(&overlay)?)?;
+    put(
+        &mut names,
+        format!("{stem}_overlay.png"),
+        png_bytes(&overlay)?,
+    )?;
     Ok(names)
 }
