@@ -98,6 +98,26 @@ fn random_window_start(n: usize, tile_out: usize, rng: &mut impl Rng) -> isize {
     }
 }
 
+/// Runs `cut` on the source of an unnormalised image with instance labels and two
+/// classes (cell = label > 0), what [`random_training_tile`] and [`training_tile_at`] take.
+fn with_binary_source<T>(
+    image: &impl AsImage,
+    labels: &LabelImage,
+    weights: &WeightMap,
+    cut: impl FnOnce(&TileSource) -> Result<T>,
+) -> Result<T> {
+    let image = image.as_image();
+    let classes = foreground_classes(labels);
+    let norm = vec![Affine::IDENTITY; image.channels];
+    cut(&TileSource {
+        image: &image,
+        labels,
+        classes: &classes,
+        weights,
+        norm: &norm,
+    })
+}
+
 /// Cuts one augmented training tile from `image`/`labels`/`weights` (all the same size):
 /// a random output window, one random transform from `augment` applied jointly.
 pub fn random_training_tile(
@@ -108,17 +128,9 @@ pub fn random_training_tile(
     augment: &AugmentConfig,
     rng: &mut impl Rng,
 ) -> Result<TrainingTile> {
-    let image = image.as_image();
-    let classes = foreground_classes(labels);
-    let norm = vec![Affine::IDENTITY; image.channels];
-    let source = TileSource {
-        image: &image,
-        labels,
-        classes: &classes,
-        weights,
-        norm: &norm,
-    };
-    random_tile(&source, spec, augment, rng)
+    with_binary_source(image, labels, weights, |source| {
+        random_tile(source, spec, augment, rng)
+    })
 }
 
 /// [`random_training_tile`] of any source. A transform's gray-value change is drawn once
@@ -157,17 +169,9 @@ pub fn training_tile_at(
     y0: isize,
     transform: &Transform,
 ) -> Result<TrainingTile> {
-    let image = image.as_image();
-    let classes = foreground_classes(labels);
-    let norm = vec![Affine::IDENTITY; image.channels];
-    let source = TileSource {
-        image: &image,
-        labels,
-        classes: &classes,
-        weights,
-        norm: &norm,
-    };
-    tile_at(&source, spec, x0, y0, std::slice::from_ref(transform))
+    with_binary_source(image, labels, weights, |source| {
+        tile_at(source, spec, x0, y0, std::slice::from_ref(transform))
+    })
 }
 
 /// [`training_tile_at`] of any source: `transforms[0]`'s geometry for every channel and the
