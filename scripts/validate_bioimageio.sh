@@ -5,7 +5,7 @@
 # model.onnx with onnxruntime on test_input.npy through the stated preprocessing and
 # compares with test_output.npy, at several sizes and batch sizes).
 #
-#   scripts/validate_bioimageio.sh              train two tiny runs (U-Net, U-Net++) on
+#   scripts/validate_bioimageio.sh              train two tiny runs (U-Net z-score, U-Net++ none) on
 #                                               synthetic cells, export each as a folder
 #                                               and a zip, validate all four
 #   scripts/validate_bioimageio.sh PACKAGE...   validate these folders or .zip files
@@ -29,10 +29,14 @@ if [ ${#packages[@]} -eq 0 ]; then
     UNET=${UNET:-target/debug/unet}
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
+    # The U-Net with the default normalisation (z-score), U-Net++ with none: the two
+    # kinds of preprocessing an export states.
     for arch in unet unetpp; do
         tile=$([ "$arch" = unet ] && echo 100 || echo 96) # valid: 92 + 8k; same: 8k
+        normalize=$([ "$arch" = unet ] && echo z-score || echo none)
         "$UNET" train --data synthetic --arch "$arch" --tile "$tile" --steps 2 --no-augment \
-            --out "$work/$arch" >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
+            --normalize "$normalize" --out "$work/$arch" >"$work/log" 2>&1 \
+            || { cat "$work/log"; exit 1; }
         for out in "$work/$arch-package" "$work/$arch.zip"; do
             "$UNET" export --checkpoint "$work/$arch/checkpoint.safetensors" \
                 --format bioimageio --out "$out" --author "unet-wgpu CI" \

@@ -376,19 +376,20 @@ fn a_normalised_checkpoint_exports_its_normalisation_as_preprocessing() {
     ] {
         assert!(yaml.contains(line), "no {line:?} in\n{yaml}");
     }
-    // The stated preprocessing by hand: x / 255, then per channel
-    // (x - p1) / (p99.8 - p1 + 1e-6); the engine on that gives the packaged output.
+    // The zoo's runtimes take a step's statistics from the input as given, so no
+    // division by 255 may come before the normalisation.
+    assert!(!yaml.contains("scale_linear"), "{yaml}");
+    // The stated preprocessing by hand, on the 8-bit values:
+    // (x - p1) / (p99.8 - p1 + 1e-6) per channel; the engine on that gives the packaged
+    // output.
     let (in_shape, raw) = parse_npy(file(&files, "test_input.npy")).unwrap();
     let (_, want) = parse_npy(file(&files, "test_output.npy")).unwrap();
     let side = in_shape[2];
     let plane = side * side;
     let mut input = Vec::new();
     for c in 0..2 {
-        let x: Vec<f32> = raw[c * plane..(c + 1) * plane]
-            .iter()
-            .map(|v| v / 255.0)
-            .collect();
-        let mut sorted = x.clone();
+        let x = &raw[c * plane..(c + 1) * plane];
+        let mut sorted = x.to_vec();
         sorted.sort_by(f32::total_cmp);
         let (lo, hi) = (percentile(&sorted, 1.0), percentile(&sorted, 99.8));
         input.extend(x.iter().map(|v| (v - lo) * (1.0 / (hi - lo + 1e-6))));

@@ -124,7 +124,7 @@ fn normalization_is_per_channel_and_parses() {
     }
     assert_eq!(
         Normalize::default(),
-        Normalize::None,
+        Normalize::ZScore,
         "the default (see DEFAULT_NORMALIZE)"
     );
 }

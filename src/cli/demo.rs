@@ -42,9 +42,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "C", default_value_t = 1)]
     channels: usize,
     /// Per image and channel: none, min-max, percentile, percentile:LOW,HIGH or z-score
-    /// [default: none; z-score for the colour cells, which collapse to one class without]
-    #[arg(long)]
-    normalize: Option<Normalize>,
+    #[arg(long, default_value_t = DEFAULT_NORMALIZE)]
+    normalize: Normalize,
 }
 
 /// The demo's data: seeded synthetic cells, 16 images to train on and 4 held out.
@@ -69,11 +68,7 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
     };
     eprintln!("generating synthetic {kind} ({DEMO_SIZE}x{DEMO_SIZE}: 16 to train on, 4 held out)");
     let synth = SynthConfig::default();
-    let normalize = args.normalize.unwrap_or(if colour {
-        Normalize::ZScore
-    } else {
-        DEFAULT_NORMALIZE
-    });
+    let normalize = args.normalize;
     let cells = |count, seed| -> Result<Dataset> {
         let data = if colour {
             synthetic_rgb_dataset(count, DEMO_SIZE, DEMO_SIZE, seed, RgbStain::HAndE, &synth)?

@@ -11,10 +11,16 @@
 //! README.md          what the model is, how to use it, and a "# Validation" section
 //! ```
 //!
-//! Preprocessing says exactly what the engine does to an 8-bit image when it reads it
-//! (`data::RawPage::to_gray`): divide by 255 (`scale_linear`, gain 1/255), which keeps it
-//! in [0, 1] (`clip` states it). The test output is computed by the engine on the GPU, so
-//! a consumer that reproduces it has run the same network. A folder is written to a
+//! Preprocessing says exactly what the engine does to an 8-bit image when it reads it.
+//! Without normalisation that is `data::RawPage::to_gray`'s division by 255 (`scale_linear`,
+//! gain 1/255), which keeps it in [0, 1] (`clip` states it). With normalisation it is the
+//! checkpoint's normalisation alone, applied to the stored 8-bit values: the zoo's runtimes
+//! (`bioimageio.core`) compute a step's statistics on the input as given, before any step
+//! runs, so a `scale_linear` ahead of a `zero_mean_unit_variance` would be normalised with
+//! the raw image's mean and deviation. Every normalisation is affine, so normalising the
+//! stored values equals normalising them divided by 255 (up to the epsilon). The test
+//! output is computed by the engine on the GPU from the stated preprocessing, so a consumer
+//! that reproduces it has run the same network. A folder is written to a
 //! temporary folder beside it and renamed into place; a `.zip` is written atomically.
 
 use std::io::Write;
@@ -122,15 +128,19 @@ fn package(
     let c = config.in_channels;
     // Every input channel gets the gray image (the engine reads images as one channel).
     let raw: Vec<f32> = (0..c).flat_map(|_| input8.iter().copied()).collect();
-    // Scaled as the engine reads an 8-bit image, then normalised as the checkpoint says.
+    // The stated preprocessing (module notes): the checkpoint's normalisation of the 8-bit
+    // values, or without one the engine's division by 255.
     let normalize = checkpoint::read_data_spec(checkpoint)?.normalize;
     let mut scaled = Image {
         width: side,
         height: side,
         channels: c,
-        data: raw.iter().map(|&v| v / 255.0).collect(),
+        data: raw.clone(),
     };
-    normalize.apply(&mut scaled);
+    match normalize {
+        Normalize::None => scaled.data.iter_mut().for_each(|v| *v /= 255.0),
+        _ => drop(normalize.apply(&mut scaled)),
+    }
     let scaled = scaled.data;
 
     let trainer = checkpoint::load(gpu, checkpoint)?;
@@ -169,7 +179,7 @@ fn package(
         ),
         (
             "README.md".to_string(),
-            readme(&config, heads, g, name, side).into_bytes(),
+            readme(&config, heads, g, name, side, normalize).into_bytes(),
         ),
     ];
     let yaml = to_yaml(&description(
@@ -344,11 +354,14 @@ fn description(
     files: &[(String, Vec<u8>)],
     normalize: Normalize,
 ) -> Value {
-    let mut preprocessing = vec![
-        json!({ "id": "scale_linear", "kwargs": { "gain": 1.0 / 255.0, "offset": 0.0 } }),
-        json!({ "id": "clip", "kwargs": { "min": 0.0, "max": 1.0 } }),
-    ];
-    preprocessing.extend(normalization_step(normalize));
+    // The normalisation alone, or the division by 255 (module notes).
+    let preprocessing = match normalization_step(normalize) {
+        Some(step) => vec![step],
+        None => vec![
+            json!({ "id": "scale_linear", "kwargs": { "gain": 1.0 / 255.0, "offset": 0.0 } }),
+            json!({ "id": "clip", "kwargs": { "min": 0.0, "max": 1.0 } }),
+        ],
+    };
     let channels: Vec<String> = match config.in_channels {
         1 => vec!["gray".into()],
         c => (0..c).map(|i| format!("channel{i}")).collect(),
@@ -454,7 +467,30 @@ fn citations(config: &UNetConfig) -> Value {
     Value::Array(cite)
 }
 
-fn readme(config: &UNetConfig, heads: Heads, g: Geometry, name: &str, side: usize) -> String {
+fn readme(
+    config: &UNetConfig,
+    heads: Heads,
+    g: Geometry,
+    name: &str,
+    side: usize,
+    normalize: Normalize,
+) -> String {
+    let (preprocessing, by_hand) = match normalize {
+        Normalize::None => (
+            "The preprocessing divides by 255, as the engine does when it reads an 8-bit \
+             image (a 16-bit image is divided by 65535 instead: scale such data to 0..255 \
+             first)."
+                .to_string(),
+            "an image scaled to [0, 1]".to_string(),
+        ),
+        n => (
+            format!(
+                "The preprocessing normalises each channel of each image (unet-wgpu's \
+                 `--normalize {n}`, as the network was trained), so 16-bit values work as well."
+            ),
+            format!("each channel of an image normalised the same way (`{n}`)"),
+        ),
+    };
     let out = side - 2 * g.margin;
     let (min, halo) = described_sizes(config, g);
     let margin = match g.margin {
@@ -475,15 +511,14 @@ fn readme(config: &UNetConfig, heads: Heads, g: Geometry, name: &str, side: usiz
          wgpu/WGSL U-Net engine) and exported by `unet export --format bioimageio`.\n\n\
          ## Input and output\n\n\
          - `{INPUT}`: float32 `[batch, {c}, y, x]`, the values of an 8-bit image (0..255). \
-         The preprocessing divides by 255, as the engine does when it reads an 8-bit image \
-         (a 16-bit image is divided by 65535 instead: scale such data to 0..255 first).\n\
+         {preprocessing}\n\
          - y and x: {min} + k * {step} pixels (k = 0, 1, 2, ...).\n\
          - `{OUTPUT}`: float32 `[batch, {k}, y', x']`, class probabilities (a softmax over \
          the channels, summing to 1 per pixel). {margin}\n\n\
          ## Use\n\n\
          Fiji with deepImageJ, ilastik, QuPath and napari open this package directly. In \
-         Python, `bioimageio.core` runs it, or run `model.onnx` with onnxruntime on an \
-         image scaled to [0, 1].\n\n\
+         Python, `bioimageio.core` runs it, or run `model.onnx` with onnxruntime on \
+         {by_hand}.\n\n\
          # Validation\n\n\
          `test_input.npy` is a synthetic cell image of {side} x {side} pixels and \
          `test_output.npy` the probabilities the unet-wgpu engine itself computed for it \
