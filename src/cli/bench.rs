@@ -7,7 +7,7 @@ use unet_wgpu::model::UNetConfig;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::ArchArgs;
-use super::{default_tile, open_gpu, write_json};
+use super::{open_gpu, write_json};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -148,7 +148,7 @@ pub fn run(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             arch,
         } => {
             let net = arch.apply(UNetConfig::preset(&config)?)?;
-            let tile = tile.unwrap_or_else(|| default_tile(&net));
+            let tile = tile.unwrap_or_else(|| net.default_tile());
             let report = step::bench_step(&gpu, &config, net, tile, 1, reps, profile)?;
             step::print_step_report(&report);
             if let Some(path) = json {
@@ -165,7 +165,7 @@ pub fn run(choice: AdapterChoice, command: BenchCommand) -> Result<()> {
             let checkpoint_every = 200;
             let options = soak::SoakOptions {
                 config,
-                tile: default_tile(&config),
+                tile: config.default_tile(),
                 steps,
                 sample_every: every,
                 // The first checkpoint allocates its read-back buffers: part of warm-up.

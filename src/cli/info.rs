@@ -9,7 +9,6 @@ use unet_wgpu::ops::conv2d::{Conv2d, Padding};
 use unet_wgpu::{AdapterChoice, Gpu, Result, Shape};
 
 use super::args::ArchArgs;
-use super::default_tile;
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -39,7 +38,7 @@ pub fn run(choice: AdapterChoice, args: InfoArgs) -> Result<()> {
     }
 
     let config = args.arch.apply(UNetConfig::preset(&args.config)?)?;
-    let tile = args.tile.unwrap_or_else(|| default_tile(&config));
+    let tile = args.tile.unwrap_or_else(|| config.default_tile());
     let layers = config.layers(tile)?;
     println!(
         "{} {} on a {tile}x{tile} tile (output {}):",

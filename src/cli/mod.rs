@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use unet_wgpu::model::UNetConfig;
 use unet_wgpu::train::checkpoint::write_atomically;
 use unet_wgpu::{AdapterChoice, Gpu, Result};
 
@@ -166,15 +165,6 @@ pub fn enable_autotune(gpu: &Gpu) -> Result<()> {
     let mode = TuneMode::from_env(TuneMode::default_for(gpu.info()))?;
     gpu.set_autotune(mode, default_cache_path());
     Ok(())
-}
-
-/// The paper's tile (572) for a depth-5 network, 188 otherwise, or with same padding the
-/// next size the network takes (576, 192).
-pub fn default_tile(config: &UNetConfig) -> usize {
-    let tile = if config.depth >= 5 { 572 } else { 188 };
-    (tile..)
-        .find(|&t| config.output_size(t).is_some())
-        .expect("some tile size fits")
 }
 
 /// A flag set by Ctrl-C or SIGTERM; the training loop stops at the next step boundary.

@@ -16,8 +16,8 @@ use unet_wgpu::Gpu;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::HeadsArg;
+use super::open_gpu;
 use super::predict_batch::{self, BatchArgs};
-use super::{default_tile, open_gpu};
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -75,7 +75,7 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
             config.arch
         )));
     }
-    let tile = args.tile.unwrap_or_else(|| default_tile(config));
+    let tile = args.tile.unwrap_or_else(|| config.default_tile());
     let mut options = TileOptions::fitting(&gpu, model, tile)?;
     if let Some(batch) = args.batch {
         options.batch = batch;

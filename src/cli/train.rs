@@ -13,14 +13,14 @@ use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::run::{
-    self as training, resume_checkpoint, run_folder, RunOptions, RunSummary,
+    self as training, resume_checkpoint, run_folder, validation_tile, RunOptions, RunSummary,
 };
 use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 use super::args::{ArchArgs, ImageArgs, LabelArgs, MaskArgs, WeightArgs};
 use super::predict::write_sample_overlay;
-use super::{default_tile, open_gpu, stop_flag};
+use super::{open_gpu, stop_flag};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -239,7 +239,7 @@ pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
     let gpu = open_gpu(choice)?;
     let options = RunOptions {
         config,
-        tile: args.tile.unwrap_or_else(|| default_tile(&config)),
+        tile: args.tile.unwrap_or_else(|| config.default_tile()),
         batch: args.batch,
         steps: args.steps,
         sgd,
@@ -370,7 +370,8 @@ pub fn predict_dataset(
     tile: usize,
     limit: usize,
 ) -> Result<Vec<Vec<Grid<f32>>>> {
-    let options = TileOptions::fitting(gpu, &summary.trainer.model, tile)?;
+    let model = &summary.trainer.model;
+    let options = TileOptions::fitting(gpu, model, validation_tile(model.config(), tile))?;
     data.samples()
         .iter()
         .take(limit)

@@ -208,6 +208,16 @@ impl UNetConfig {
         Ok(())
     }
 
+    /// The paper's tile (572) for a network of depth 5 or more, 188 otherwise, or with
+    /// same padding the next size the network takes (576, 192): what training and
+    /// prediction use unless told otherwise.
+    pub fn default_tile(&self) -> usize {
+        let tile = if self.depth >= 5 { 572 } else { 188 };
+        (tile..)
+            .find(|&t| self.output_size(t).is_some())
+            .expect("some tile size fits")
+    }
+
     /// The side length of the output for an input tile of side `input`, following it
     /// through the network: two convs per level, a max-pool (whose input must be even)
     /// between levels on the way down, a 2x2 up-conv between levels on the way up.

@@ -159,6 +159,7 @@ pub fn run(
     let started = Instant::now();
     let first_step = trainer.step;
     // The latest validation and the step it was made at.
+    let val_tile = validation_tile(&config, options.tile);
     let mut validation: Option<(u64, Validation)> = None;
     let mut interrupted = false;
     let (mut input, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
@@ -234,7 +235,7 @@ pub fn run(
             }
         }
         if let Some(val) = val.filter(|_| trainer.step % options.validate_every.max(1) == 0) {
-            let v = validate(gpu, &trainer.model, val, options.tile)?;
+            let v = validate(gpu, &trainer.model, val, val_tile)?;
             // Printed above the bar, and also when there is no bar (output to a file).
             bar.suspend(|| {
                 eprintln!(
@@ -261,7 +262,7 @@ pub fn run(
     )?;
     let validation = match (val, validation) {
         (Some(val), last) if last.is_none_or(|(step, _)| step != trainer.step) => {
-            Some(validate(gpu, &trainer.model, val, options.tile)?)
+            Some(validate(gpu, &trainer.model, val, val_tile)?)
         }
         (_, last) => last.map(|(_, v)| v),
     };
@@ -357,6 +358,13 @@ fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+/// The input tile validation predicts with, as `unet predict` would: the training tile or
+/// the default one if that is larger (the same result for valid convolutions whatever the
+/// tile, and many times fewer tiles than a small training tile takes).
+pub fn validation_tile(config: &UNetConfig, training_tile: usize) -> usize {
+    training_tile.max(config.default_tile())
 }
 
 /// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
