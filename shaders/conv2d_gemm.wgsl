@@ -36,7 +36,7 @@
 //   - no bounds checks and no div/mod in the inner loops: cheap preparation passes copy the
 //     patch source into a zero-padded buffer whose rows are whole vec4s and cover whole
 //     tiles (pad_source), and rearrange the weight so that one invocation's taps of one
-//     channel are 16-byte aligned vec4s (arrange_weight).
+//     channel are 16-byte aligned vec4s (arrange_weight, once per update of the weight).
 //
 // Subgroups: SG is the smallest subgroup size any pipeline of the device may get, as
 // measured when the device opens (src/gpu/subgroups.rs: a driver may run smaller
@@ -63,14 +63,15 @@ struct Params {
     c_src: u32,
     h_src: u32,
     w_src: u32,
-    // The weight matrix's M dimension rounded up to whole workgroups.
+    // backward_weight: the grid channels rounded up to whole workgroups.
     c_grid_pad: u32,
     // conv_gemm: rows of pixel tiles per image.
     tiles_y: u32,
-    // backward_weight: pixel tiles of the reduction per split.
+    // backward_weight: pixel tiles of the reduction per split, and values per split in
+    // `partial` (the weight's, then with BIAS the bias's).
     per_split: u32,
-    _pad0: u32,
-    // pad_source, arrange_weight: elements (vec4s for pad_source) to write.
+    split_stride: u32,
+    // pad_source, arrange_weight: vec4s to write.
     count: u32,
     // backward_weight: columns of pixel tiles per image.
     tiles_x: u32,
@@ -169,13 +170,18 @@ fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---- preparation: the weight as the GEMM's A matrix -------------------------------------
-// a[(c * c_grid_pad + m) * 4 KV + t] = A[m, c, t] for tap t = ky * K + kx, zero for
-// m >= c_grid and t >= k*k. Forward: A[m = co, c = ci] = W[co, ci]; backward-input (FLIP):
-// A[m = ci, c = co, t] = W[co, ci, k*k - 1 - t] (transposed, flipped).
-override FLIP: bool = false;
-
+// A weight [rows, cols, K, K] (a conv's [C_out, C_in, K, K]; the up-convolution's
+// [C_in, C_out, 2, 2] read as [C_in, 4 C_out, 1, 1]) copied into records: with K > 1,
+// record (row, col) = vec4s (row * cols + col) * KV .. + KV - 1 hold its K * K taps, zero
+// past the last, so that every weight load of conv_gemm is one aligned vec4; with K = 1
+// the records are the values themselves, four to a vec4 (the weight as it is, zero past
+// its end). conv_gemm reads A[m, c] = record (m, c) in the forward and record (c, m) with
+// its taps reversed in backward-input (FLIP): A[m = ci, c = co, t] = W[co, ci, K*K - 1 - t],
+// the weight transposed and flipped, so one copy serves both passes. It is made once per
+// update of the weight (see `Tensor::derived`), not in every pass. rows = c_grid,
+// cols = c_patch here; one invocation writes one vec4.
 @group(0) @binding(1) var<storage, read> aw_weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> aw_a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> aw_a: array<vec4<f32>>;
 
 @compute @workgroup_size(WG_PREP)
 fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -184,15 +190,18 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
     if (e >= p.count) {
         return;
     }
-    let t = e % (4u * KV);
-    let m = (e / (4u * KV)) % p.c_grid_pad;
-    let c = e / (4u * KV * p.c_grid_pad);
-    var v = 0.0;
-    if (m < p.c_grid && t < K * K) {
-        if (FLIP) {
-            v = aw_weight[(c * p.c_grid + m) * K * K + K * K - 1u - t];
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (K == 1u) {
+            let i = 4u * e + j;
+            if (i < p.c_grid * p.c_patch) {
+                v[j] = aw_weight[i];
+            }
         } else {
-            v = aw_weight[(m * p.c_patch + c) * K * K + t];
+            let t = 4u * (e % KV) + j;
+            if (t < K * K) {
+                v[j] = aw_weight[(e / KV) * K * K + t];
+            }
         }
     }
     aw_a[e] = v;
@@ -210,7 +219,8 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
 // every loaded value serves many FMAs.
 // All tile loops have override-constant bounds, so the compiler unrolls them and every
 // private-array index is a constant.
-// Bindings: forward: S (padded inp), A, bias, out; backward-input: S (padded g), A, (unused), dinp.
+// Bindings: forward: S (padded inp), A (arrange_weight's records), bias, out;
+// backward-input: S (padded g), A, (unused), dinp.
 //
 // UPCONV: the 2x2 stride-2 up-convolution's forward, out[n, co, 2y + a, 2x + b] = bias[co]
 // + sum over ci of W[ci, co, a, b] * inp[n, ci, y, x], is this GEMM with k = 1 over the
@@ -218,6 +228,7 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
 // epilogue differs: it adds bias[m / 4] and scatters each m to its pixel of the 2x2 block.
 override BACKWARD_INPUT: bool = false;
 override UPCONV: bool = false;
+override FLIP: bool = false;
 override WG: u32 = 8u;
 override MI: u32 = 1u;
 override ROWS: u32 = 3u;
@@ -231,6 +242,14 @@ override WIN_ROWS: u32 = ROWS + K - 1u;
 override WINDOW: u32 = WIN_ROWS * (QUADS + 1u);
 override ROUNDS: u32 = (WINDOW + SG - 1u) / SG;
 const MAX_ROUNDS: u32 = 10u;
+
+// The weight record that holds A[m, c] (see arrange_weight).
+fn weight_record(m: u32, c: u32) -> u32 {
+    if (FLIP) {
+        return c * p.c_grid + m;
+    }
+    return m * p.c_patch + c;
+}
 
 // Where grid value (n, m, y, x) goes.
 fn destination_index(n: u32, m: u32, y: u32, x: u32) -> u32 {
@@ -265,13 +284,24 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 
     // The first vec4 of the tile's top source row in channel 0 of image n.
     var src_base = ((n * p.c_src) * p.h_src + y0) * row_quads + x0 / 4u;
-    // This invocation's first weight vec4 (channel m0, reduction channel 0).
-    var a_base = m0 * KV;
+    // This invocation's weight records in reduction channel 0 (see arrange_weight); a lane
+    // past the last grid channel reads the last one's (its sums are never stored).
+    var rec: array<u32, MAX_MI>;
+    for (var i = 0u; i < MI; i++) {
+        rec[i] = weight_record(min(m0 + i, p.c_grid - 1u), 0u);
+    }
     for (var c = 0u; c < p.c_patch; c++) {
-        // w[i * KV + t / 4][t % 4]: A[m0 + i, c, tap t].
+        // w[i * KV + t / 4][t % 4]: A[m0 + i, c, tap t] (before FLIP reverses the taps).
         var w: array<vec4<f32>, MAX_MI * MAX_KV>;
-        for (var i = 0u; i < MI * KV; i++) {
-            w[i] = cg_a[a_base + i];
+        for (var i = 0u; i < MI; i++) {
+            if (K == 1u) {
+                w[i] = vec4<f32>(cg_a[rec[i] / 4u][rec[i] % 4u]);
+            } else {
+                for (var v = 0u; v < KV; v++) {
+                    w[i * KV + v] = cg_a[rec[i] * KV + v];
+                }
+            }
+            rec[i] += weight_record(0u, 1u);
         }
         // This channel's source window: item i is row i / (QUADS + 1), vec4 i % (QUADS + 1).
         var coop: array<vec4<f32>, MAX_ROUNDS>;
@@ -293,7 +323,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
                         let s = 4u * q + kx;
                         let xs = four_from(&win, s);
                         for (var i = 0u; i < MI; i++) {
-                            let t = ky * K + kx;
+                            let t = select(ky * K + kx, K * K - 1u - ky * K - kx, FLIP);
                             let a = (i * ROWS + r) * QUADS + q;
                             acc[a] = fma(vec4<f32>(w[i * KV + t / 4u][t % 4u]), xs, acc[a]);
                         }
@@ -302,7 +332,6 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         src_base += p.h_src * row_quads;
-        a_base += p.c_grid_pad * KV;
     }
 
     // Epilogue: bias and ReLU in the forward; bounds guards for partial tiles.
@@ -346,11 +375,14 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // BW_CI windows of (BW_ROWS + K - 1) x (BW_QUADS + 1) vec4s, and does BW_CI x K x K x
 // BW_ROWS x 4 BW_QUADS FMAs. The tiles are split into `splits` slices (grid z), each
 // writing its own partial dW, which sum_splits.wgsl adds up in a fixed order.
+// With BIAS the workgroups of the first input-channel block also sum g over their pixels,
+// dbias[co] = sum over (n, y, x) of g[n, co, y, x], into the same partial sums (after dW).
 //
 // Both operands are zero-padded copies made by pad_source, so no load needs a bounds check:
 // g = dout * relu'(out) as [n, c_grid_pad, tiles_y * BW_ROWS, tiles_x * 4 BW_QUADS], and
 // the input, shifted by pad, as [n, c_src, h_src, w_src] with c_src a multiple of BW_CI.
 // Bindings: padded g, padded inp, partial.
+override BIAS: bool = false;
 override BW_CI: u32 = 4u;
 override BW_ROWS: u32 = 2u;
 override BW_QUADS: u32 = 2u;
@@ -387,6 +419,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = 0u; i < BW_CI * K * K; i++) {
         acc[i] = 0.0;
     }
+    var bias_acc = 0.0;
 
     for (var t = first; t < last; t++) {
         let n = t / tiles_per_image;
@@ -400,6 +433,9 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
         for (var r = 0u; r < BW_ROWS; r++) {
             for (var q = 0u; q < BW_QUADS; q++) {
                 g[r * BW_QUADS + q] = bw_g[g_base + r * g_row_quads + q];
+                if (BIAS) {
+                    bias_acc += dot(g[r * BW_QUADS + q], vec4<f32>(1.0));
+                }
             }
         }
 
@@ -439,14 +475,18 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     if (co < p.c_grid) {
+        let split = wid.z * p.split_stride;
         for (var c = 0u; c < BW_CI; c++) {
             let ci = ci0 + c;
             if (ci < p.c_patch) {
                 for (var t = 0u; t < K * K; t++) {
                     let e = (co * p.c_patch + ci) * K * K + t;
-                    bw_partial[wid.z * p.c_grid * p.c_patch * K * K + e] = acc[c * K * K + t];
+                    bw_partial[split + e] = acc[c * K * K + t];
                 }
             }
+        }
+        if (BIAS && wid.y == 0u) {
+            bw_partial[split + p.c_grid * p.c_patch * K * K + co] = bias_acc;
         }
     }
 }

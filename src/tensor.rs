@@ -1,6 +1,8 @@
 //! A GPU tensor: a shape (N, C, H, W) and a buffer of 32-bit elements, contiguous, NCHW.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PooledBuffer};
@@ -62,6 +64,14 @@ pub struct Tensor {
     shape: Shape,
     dtype: DType,
     buffer: PooledBuffer,
+    /// A tensor made from this one's contents (see [`Tensor::derived`]), if any.
+    derived: RefCell<Option<Derived>>,
+}
+
+/// A derived tensor and the write count of its source when it was made.
+struct Derived {
+    made_at: u64,
+    tensor: Rc<Tensor>,
 }
 
 impl Tensor {
@@ -88,6 +98,7 @@ impl Tensor {
             shape,
             dtype,
             buffer,
+            derived: RefCell::new(None),
         };
         if gpu.poison() {
             crate::ops::fill::fill(gpu, &tensor, f32::NAN)?;
@@ -173,6 +184,39 @@ impl Tensor {
     /// The buffer, for binding to a kernel.
     pub fn buffer(&self) -> &PooledBuffer {
         &self.buffer
+    }
+
+    /// A tensor of `shape` made from this one by `make` (which records the kernels that
+    /// fill it), kept with this tensor and made again only once this one has been written
+    /// since (an upload, a copy, a fill or a kernel binding it read-write): a weight in the
+    /// layout a kernel reads is then made once per update instead of in every pass. It is
+    /// made for real even inside a dry run ([`Gpu::plan_memory`]): it outlives the job.
+    pub(crate) fn derived(
+        &self,
+        gpu: &Gpu,
+        shape: Shape,
+        name: &str,
+        make: impl FnOnce(&Tensor) -> Result<()>,
+    ) -> Result<Rc<Tensor>> {
+        let mut slot = self.derived.borrow_mut();
+        let writes = self.buffer.writes();
+        if let Some(d) = slot.as_ref() {
+            if d.made_at == writes && d.tensor.shape == shape {
+                return Ok(Rc::clone(&d.tensor));
+            }
+        }
+        gpu.outside_dry_run(|| {
+            let tensor = match slot.take() {
+                Some(d) if d.tensor.shape == shape => d.tensor,
+                _ => Rc::new(Tensor::empty(gpu, shape, name)?),
+            };
+            make(&tensor)?;
+            *slot = Some(Derived {
+                made_at: writes,
+                tensor: Rc::clone(&tensor),
+            });
+            Ok(tensor)
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 use common::reference::{self, Host};
 use common::*;
 use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, GemmTiles, Padding, TiledTiles};
+use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::{Gpu, Shape, Tensor};
 
 /// The reference forward in f64, from the shared reference ops (after ReLU if fused).
@@ -163,37 +164,40 @@ fn run_all(gpu: &Gpu, algo: ConvAlgo, c: &Case, d: &Data) -> [Vec<f32>; 4] {
     ]
 }
 
+/// Checks the four results of `run_all` (`got`) against the f64 reference for weight `w`
+/// (`d.w`, or what the weight tensor holds after a change).
+fn assert_matches_reference(
+    what: &dyn Fn(&str) -> String,
+    c: &Case,
+    d: &Data,
+    w: &[f32],
+    got: &[Vec<f32>; 4],
+) {
+    let (x, w, g) = (to_f64(&d.x), to_f64(w), to_f64(&d.g));
+    let want_out = reference_forward(&c.conv, c.inp, &x, &w, &to_f64(&d.b), c.c_out);
+    // The backward reference reads relu' off the GPU's own output, as the kernels do, so
+    // that a pre-activation within rounding of 0 cannot flip the mask between the two.
+    let (want_dinp, want_dw, want_db) =
+        reference_backward(&c.conv, c.inp, &x, &w, &to_f64(&got[0]), &g, c.c_out);
+    let wants = [want_out, want_dinp, want_dw, want_db];
+    for (pass, (got, want)) in ["forward", "dinp", "dweight", "dbias"]
+        .iter()
+        .zip(got.iter().zip(&wants))
+    {
+        assert_close(&what(pass), got, want, 1e-4, 1e-4);
+    }
+}
+
 fn check_against_reference_and_direct(gpu: &Gpu, algo: ConvAlgo, c: &Case, seed: u64) {
     let d = upload_case(gpu, c, seed);
     let fast = run_all(gpu, algo, c, &d);
     let direct = run_all(gpu, ConvAlgo::Direct, c, &d);
     let what = |pass: &str| format!("{pass} {algo:?} {:?} on {} -> {}", c.conv, c.inp, c.c_out);
-
-    let want_out = reference_forward(
-        &c.conv,
-        c.inp,
-        &to_f64(&d.x),
-        &to_f64(&d.w),
-        &to_f64(&d.b),
-        c.c_out,
-    );
-    // The backward reference reads relu' off the GPU's own output, as the kernels do, so
-    // that a pre-activation within rounding of 0 cannot flip the mask between the two.
-    let (want_dinp, want_dw, want_db) = reference_backward(
-        &c.conv,
-        c.inp,
-        &to_f64(&d.x),
-        &to_f64(&d.w),
-        &to_f64(&fast[0]),
-        &to_f64(&d.g),
-        c.c_out,
-    );
-    let wants = [want_out, want_dinp, want_dw, want_db];
-    for (pass, ((got, want), reference)) in ["forward", "dinp", "dweight", "dbias"]
+    assert_matches_reference(&what, c, &d, &d.w, &fast);
+    for (pass, (got, reference)) in ["forward", "dinp", "dweight", "dbias"]
         .iter()
-        .zip(fast.iter().zip(&wants).zip(&direct))
+        .zip(fast.iter().zip(&direct))
     {
-        assert_close(&what(pass), got, want, 1e-4, 1e-4);
         assert_close(
             &format!("{} vs direct", what(pass)),
             got,
@@ -201,6 +205,49 @@ fn check_against_reference_and_direct(gpu: &Gpu, algo: ConvAlgo, c: &Case, seed:
             1e-4,
             1e-4,
         );
+    }
+}
+
+/// Variant 2 reads a copy of the weight (its records, see `arrange_weight` in the shader)
+/// that it keeps with the weight tensor and makes again only once the weight has been
+/// written: after an SGD step, and after an upload (which is how a checkpoint load sets
+/// the parameters), every pass must see the new weight. For k = 3 and k = 1.
+#[test]
+fn gemm_weight_copy_follows_updates_of_the_weight() {
+    let gpu = gpu();
+    for c in [
+        case(3, Padding::Valid, true, Shape::new(1, 5, 12, 14), 6),
+        case(1, Padding::Valid, false, Shape::new(1, 7, 6, 9), 3),
+    ] {
+        let d = upload_case(&gpu, &c, 11);
+        let what =
+            |stage: &'static str| move |pass: &str| format!("{pass} of {:?} {stage}", c.conv);
+        assert_matches_reference(
+            &what("at first"),
+            &c,
+            &d,
+            &d.w,
+            &run_all(&gpu, ConvAlgo::Gemm, &c, &d),
+        );
+
+        let mut r = rng(12);
+        let grad = upload(&gpu, d.weight.shape(), &random_vec(&mut r, d.w.len()));
+        let velocity = Tensor::zeros(&gpu, d.weight.shape(), "velocity").unwrap();
+        let sgd = Sgd {
+            lr: 0.5,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        sgd.step(&gpu, &d.weight, &grad, &velocity).unwrap();
+        let stepped = d.weight.to_vec(&gpu).unwrap();
+        assert_ne!(stepped, d.w, "the SGD step changes the weight");
+        let got = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
+        assert_matches_reference(&what("after an SGD step"), &c, &d, &stepped, &got);
+
+        let written = random_vec(&mut r, d.w.len());
+        d.weight.write(&gpu, &written).unwrap();
+        let got = run_all(&gpu, ConvAlgo::Gemm, &c, &d);
+        assert_matches_reference(&what("after an upload"), &c, &d, &written, &got);
     }
 }
 

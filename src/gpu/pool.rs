@@ -31,7 +31,7 @@
 //! if a run asks for a different length or kind than recorded, the rest of that run comes
 //! from the size classes, so a changed job still runs, only with more memory.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -139,11 +139,22 @@ pub struct PooledBuffer {
     kind: BufferKind,
     origin: Origin,
     pool: Rc<BufferPool>,
+    /// Writes recorded into this buffer so far (see [`PooledBuffer::writes`]).
+    writes: Cell<u64>,
 }
 
 impl PooledBuffer {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+    /// How many writes (uploads, copies, fills, dispatches binding it read-write) have been
+    /// recorded into this buffer: a copy derived from its contents is current while this
+    /// has not changed.
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+    pub(crate) fn note_write(&self) {
+        self.writes.set(self.writes.get() + 1);
     }
     /// The requested length in bytes.
     pub fn len(&self) -> u64 {
@@ -309,6 +320,7 @@ impl BufferPool {
             kind,
             origin,
             pool: Rc::clone(self),
+            writes: Cell::new(0),
         }
     }
 

@@ -16,12 +16,19 @@ use super::WORKGROUP_SIZE;
 struct Params {
     count: u32,
     splits: u32,
+    count_first: u32,
+    _pad: u32,
 }
 
 const SUM_SPLITS: Kernel = Kernel {
     shader: shader!("sum_splits.wgsl"),
     entry: "sum_splits",
     bindings: &[Access::Read, Access::ReadWrite], // partial, dst
+};
+const SUM_SPLITS_PAIR: Kernel = Kernel {
+    shader: shader!("sum_splits.wgsl"),
+    entry: "sum_splits_pair",
+    bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite], // partial, dst, dst2
 };
 
 /// dst[e] += sum over s of partial[s * dst.numel() + e], for `splits` slices. Accumulates.
@@ -31,7 +38,29 @@ pub(crate) fn add_split_sums(
     splits: usize,
     dst: &Tensor,
 ) -> Result<()> {
-    let count = dst.numel();
+    let params = check(partial, splits, dst.numel())?;
+    let grid = gpu.grid_1d(params.count as u64, WORKGROUP_SIZE);
+    let buffers = [partial.buffer(), dst.buffer()];
+    gpu.dispatch(&SUM_SPLITS, &[], &params, &buffers, grid)
+}
+
+/// [`add_split_sums`] of two results reduced together, each split's partial sums holding
+/// `first`'s values and then `second`'s: one pass instead of two. Accumulates.
+pub(crate) fn add_split_sums_pair(
+    gpu: &Gpu,
+    partial: &Tensor,
+    splits: usize,
+    [first, second]: [&Tensor; 2],
+) -> Result<()> {
+    let mut params = check(partial, splits, first.numel() + second.numel())?;
+    params.count_first = first.numel() as u32;
+    let grid = gpu.grid_1d(params.count as u64, WORKGROUP_SIZE);
+    let buffers = [partial.buffer(), first.buffer(), second.buffer()];
+    gpu.dispatch(&SUM_SPLITS_PAIR, &[], &params, &buffers, grid)
+}
+
+/// The params for `splits` slices of `count` values each, checked against `partial`.
+fn check(partial: &Tensor, splits: usize, count: usize) -> Result<Params> {
     if partial.numel() != splits * count {
         return Err(Error::shape(
             "sum of split reductions",
@@ -42,16 +71,10 @@ pub(crate) fn add_split_sums(
             ),
         ));
     }
-    let params = Params {
+    Ok(Params {
         count: count as u32,
         splits: splits as u32,
-    };
-    let grid = gpu.grid_1d(count as u64, WORKGROUP_SIZE);
-    gpu.dispatch(
-        &SUM_SPLITS,
-        &[],
-        &params,
-        &[partial.buffer(), dst.buffer()],
-        grid,
-    )
+        count_first: count as u32,
+        _pad: 0,
+    })
 }

@@ -5,12 +5,14 @@
 //! pass adds in a fixed order, so results are bit-identical run to run. It also runs the
 //! 2x2 up-convolution as three 1x1 GEMMs (see "The up-convolution" below).
 
+use std::rc::Rc;
+
 use crate::error::Result;
 use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
 use crate::tensor::{Shape, Tensor};
 
-use super::super::sum_splits::add_split_sums;
+use super::super::sum_splits::{add_split_sums, add_split_sums_pair};
 use super::{Conv2d, UPCONV_GEMM};
 
 use Access::{Read, ReadWrite};
@@ -219,8 +221,10 @@ pub(super) fn backward_input(
     gemm_conv(gpu, tiles, &pass)
 }
 
-/// dweight += G[co, pix] x X[(ci,ky,kx), pix]^T.
-pub(super) fn backward_weight(
+/// dweight += G[co, pix] x X[(ci,ky,kx), pix]^T and dbias[co] += sum over pix of
+/// G[co, pix], in one reduction.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_params(
     gpu: &Gpu,
     tiles: GemmTiles,
     conv: &Conv2d,
@@ -228,13 +232,15 @@ pub(super) fn backward_weight(
     out: &Tensor,
     dout: &Tensor,
     dweight: &Tensor,
+    dbias: &Tensor,
 ) -> Result<()> {
     let g = Operand {
         relu_of: conv.relu.then_some(out),
         ..Operand::plain(dout)
     };
     let pad = conv.pad() as u32;
-    gemm_backward_weight(gpu, conv, tiles, g, Operand::plain(inp), pad, dweight)
+    let x = Operand::plain(inp);
+    gemm_backward_weight(gpu, conv, tiles, g, x, pad, dweight, Some(dbias))
 }
 
 /// An image as a GEMM operand reads it.
@@ -287,7 +293,8 @@ struct GemmPass<'a> {
     src: Operand<'a>,
     /// Zero padding on the top and left of `src`.
     pad: u32,
-    /// A = the weight arranged by `arrange_weight` (`flip`: transposed and flipped).
+    /// The weight, as stored; `flip`: A is it transposed and flipped (its records read as
+    /// `arrange_weight` in the shader says).
     weight: &'a Tensor,
     flip: bool,
     bias: &'a Tensor,
@@ -296,14 +303,14 @@ struct GemmPass<'a> {
     epilogue: Epilogue,
 }
 
-/// Prepares the padded patch source and the A matrix, then runs `conv_gemm`.
+/// Prepares the padded patch source (and the weight's records, if the weight has changed),
+/// then runs `conv_gemm`.
 fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
     let k = pass.conv.kernel as u32;
     let patch = pass.src.shape();
     let grid = pass.grid;
     let wg = tiles.wg_for(gpu, grid.c, tiles.mi);
     let block = wg * tiles.mi;
-    let c_grid_pad = (grid.c as u32).div_ceil(block) * block;
     let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
     let tiles_y = (grid.h as u32).div_ceil(tiles.rows);
     // The tiles read source rows y0 .. y0 + rows + k - 2 and columns x0 .. x0 + 4 quads + 3.
@@ -314,18 +321,16 @@ fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
         (4 * (tiles_x * tiles.quads + 1)) as usize,
     );
     let s = pad_source(gpu, &pass.conv, pass.src, pass.pad, padded)?;
-    let a = arrange_weight(
-        gpu,
-        &pass.conv,
-        pass.weight,
-        grid.c,
-        patch.c,
-        c_grid_pad,
-        pass.flip,
-    )?;
+    // The weight is [rows = grid channels, cols = patch channels, k, k], read transposed
+    // where `flip` says so.
+    let (rows, cols) = if pass.flip {
+        (patch.c, grid.c)
+    } else {
+        (grid.c, patch.c)
+    };
+    let a = weight_records(gpu, &pass.conv, pass.weight, rows, cols)?;
 
     let mut params = GemmParams::new(&pass.conv, patch, grid, pass.pad, padded);
-    params.c_grid_pad = c_grid_pad;
     params.tiles_y = tiles_y;
     let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
     let flag = |on: bool| f64::from(u8::from(on));
@@ -340,10 +345,15 @@ fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
             flag(pass.epilogue == Epilogue::BackwardInput),
         ),
         ("UPCONV", flag(pass.epilogue == Epilogue::UpConv)),
+        ("FLIP", flag(pass.flip)),
         sg,
         sg_fixed,
     ];
-    let workgroups = [c_grid_pad / block, tiles_x, grid.n as u32 * tiles_y];
+    let workgroups = [
+        (grid.c as u32).div_ceil(block),
+        tiles_x,
+        grid.n as u32 * tiles_y,
+    ];
     let buffers = [
         s.buffer(),
         a.buffer(),
@@ -372,33 +382,34 @@ fn pad_source(gpu: &Gpu, conv: &Conv2d, src: Operand, pad: u32, padded: Shape) -
     Ok(dst)
 }
 
-/// The weight as the GEMM's A matrix `[C_patch, c_grid_pad, 4 KV]` (see `arrange_weight`
-/// in the shader); `flip`: transposed and flipped for backward-input.
-fn arrange_weight(
+/// The weight [rows, cols, k, k] as the records `conv_gemm` reads (see `arrange_weight` in
+/// the shader), kept with the weight and made again only after it has been written (an
+/// SGD step, a checkpoint load): once per update, for both the forward and backward-input.
+fn weight_records(
     gpu: &Gpu,
     conv: &Conv2d,
     weight: &Tensor,
-    c_grid: usize,
-    c_patch: usize,
-    c_grid_pad: u32,
-    flip: bool,
-) -> Result<Tensor> {
-    let taps = 4 * (conv.kernel * conv.kernel).div_ceil(4);
-    let shape = Shape::new(1, 1, c_patch, c_grid_pad as usize * taps);
-    let a = Tensor::empty(gpu, shape, "conv2d weight matrix")?;
-    let mut params = GemmParams::new(conv, shape, shape, 0, shape);
-    params.c_patch = c_patch as u32;
-    params.c_grid = c_grid as u32;
-    params.c_grid_pad = c_grid_pad;
-    params.count = shape.numel() as u32;
-    let constants = [
-        ("K", conv.kernel as f64),
-        ("FLIP", f64::from(u8::from(flip))),
-    ];
-    let buffers = [weight.buffer(), a.buffer()];
-    let grid = gpu.grid_1d(shape.numel() as u64, PREP_WORKGROUP);
-    gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)?;
-    Ok(a)
+    rows: usize,
+    cols: usize,
+) -> Result<Rc<Tensor>> {
+    let taps = conv.kernel * conv.kernel;
+    let vec4s = if taps == 1 {
+        (rows * cols).div_ceil(4)
+    } else {
+        rows * cols * taps.div_ceil(4)
+    };
+    let shape = Shape::vector(4 * vec4s);
+    weight.derived(gpu, shape, "conv2d weight records", |a| {
+        let records = Shape::new(1, 1, rows, cols);
+        let mut params = GemmParams::new(conv, records, records, 0, records);
+        params.c_patch = cols as u32;
+        params.c_grid = rows as u32;
+        params.count = vec4s as u32;
+        let constants = [("K", conv.kernel as f64)];
+        let buffers = [weight.buffer(), a.buffer()];
+        let grid = gpu.grid_1d(vec4s as u64, PREP_WORKGROUP);
+        gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)
+    })
 }
 
 /// The most pixels one slice of the weight gradient's reduction covers.
@@ -411,7 +422,9 @@ const PREP_WORKGROUP: u32 = 64;
 /// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
 /// slice order (deterministic, no atomics). Both operands are first copied into
 /// zero-padded buffers that cover whole tiles: g (for a conv, dout * relu'(out)) and x
-/// (the input, padded by `pad`).
+/// (the input, padded by `pad`). With `dbias`, the same pass sums g over the pixels into
+/// it (`BIAS` in the shader).
+#[allow(clippy::too_many_arguments)]
 fn gemm_backward_weight(
     gpu: &Gpu,
     conv: &Conv2d,
@@ -420,6 +433,7 @@ fn gemm_backward_weight(
     x: Operand,
     pad: u32,
     dweight: &Tensor,
+    dbias: Option<&Tensor>,
 ) -> Result<()> {
     let x_shape = x.shape();
     let g_shape = g.shape();
@@ -458,15 +472,16 @@ fn gemm_backward_weight(
     );
     let x = pad_source(gpu, conv, x, pad, x_padded)?;
 
-    let count = dweight.numel() as u32;
+    let split_stride = dweight.numel() + dbias.map_or(0, |b| b.numel());
     let mut params = GemmParams::new(conv, x_shape, g_shape, pad, x_padded);
     params.c_grid_pad = co_blocks * wg;
     params.tiles_x = tiles_x;
     params.tiles_y = tiles_y;
     params.per_split = per_split;
+    params.split_stride = split_stride as u32;
     let partial = Tensor::empty(
         gpu,
-        Shape::new(splits as usize, 1, 1, count as usize),
+        Shape::new(splits as usize, 1, 1, split_stride),
         "conv2d dweight partial sums",
     )?;
     let buffers = [g.buffer(), x.buffer(), partial.buffer()];
@@ -477,12 +492,16 @@ fn gemm_backward_weight(
         ("BW_CI", f64::from(tiles.bw_ci)),
         ("BW_ROWS", f64::from(tiles.bw_rows)),
         ("BW_QUADS", f64::from(tiles.bw_quads)),
+        ("BIAS", f64::from(u8::from(dbias.is_some()))),
         sg,
         sg_fixed,
     ];
     let grid = [co_blocks, ci_blocks, splits];
     gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
-    add_split_sums(gpu, &partial, splits as usize, dweight)
+    match dbias {
+        Some(dbias) => add_split_sums_pair(gpu, &partial, splits as usize, [dweight, dbias]),
+        None => add_split_sums(gpu, &partial, splits as usize, dweight),
+    }
 }
 
 // ---- The up-convolution on the same kernels ---------------------------------------------
@@ -548,7 +567,7 @@ pub(super) fn upconv_backward(
     gemm_conv(gpu, tiles, &pass)?;
     // The weight gradient's rows run over ci: the GEMM's "g" is the input.
     let g = Operand::plain(inp);
-    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight)
+    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight, None)
 }
 
 /// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
@@ -570,7 +589,7 @@ struct GemmParams {
     c_grid_pad: u32,
     tiles_y: u32,
     per_split: u32,
-    _pad0: u32,
+    split_stride: u32,
     count: u32,
     tiles_x: u32,
     _pad: [u32; 2],
@@ -595,7 +614,7 @@ impl GemmParams {
             c_grid_pad: 0,
             tiles_y: 0,
             per_split: 0,
-            _pad0: 0,
+            split_stride: 0,
             count: 0,
             tiles_x: 0,
             _pad: [0; 2],

@@ -335,10 +335,13 @@ pub fn backward_params_with(
 
     match algo.variant(gpu, conv.kernel)? {
         Variant::Direct => direct::backward_weight(gpu, conv, inp, out, dout, dweight)?,
-        Variant::Gemm(t) => gemm::backward_weight(gpu, t, conv, inp, out, dout, dweight)?,
+        // Variant 2 sums dbias in the same reduction as dweight.
+        Variant::Gemm(t) => {
+            return gemm::backward_params(gpu, t, conv, inp, out, dout, dweight, dbias)
+        }
         Variant::Tiled(t) => tiled::backward_weight(gpu, t, conv, inp, out, dout, dweight)?,
     }
-    // dbias is a plain reduction over pixels for every variant.
+    // dbias is a plain reduction over pixels.
     direct::backward_bias(gpu, conv, inp.shape(), out, dout, dbias)
 }
 
