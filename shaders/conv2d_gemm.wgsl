@@ -56,7 +56,7 @@ struct Params {
     c_grid: u32,
     h_grid: u32,
     w_grid: u32,
-    // Zero padding on the top and left of the padded copy.
+    // The padded copy's zero margins: rows above the image, columns left of it.
     pad: u32,
     relu: u32,
     // The padded copy: channels, rows, columns (a multiple of 4).
@@ -75,8 +75,16 @@ struct Params {
     count: u32,
     // backward_weight: columns of pixel tiles per image.
     tiles_x: u32,
-    _pad1: u32,
-    _pad2: u32,
+    pad_left: u32,
+    // conv_gemm: the pixel tiles start `shift` columns left of the grid's first (see
+    // "Tile shift" below).
+    shift: u32,
+    // backward_weight: the padded copy of g (c_grid_pad channels of g_rows rows of
+    // g_quads vec4s), its image at row g_top, vec4 g_left.
+    g_rows: u32,
+    g_quads: u32,
+    g_top: u32,
+    g_left: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,8 +123,8 @@ const MAX_K: u32 = 5u;
 const MAX_TILE_M: u32 = 16u;
 
 // ---- preparation: zero-padded copy of an image ------------------------------------------
-// dst[n, c, y, x] (c < c_src, y < h_src, x < w_src) = src[n, c, y - pad, x - pad], zero
-// outside src; with MASK (backward) src is dout and is zeroed where relu' (read off the
+// dst[n, c, y, x] (c < c_src, y < h_src, x < w_src) = src[n, c, y - pad, x - pad_left],
+// zero outside src; with MASK (backward) src is dout and is zeroed where relu' (read off the
 // forward's out, `aux`) is 0. One invocation writes one vec4.
 // With SPACE_TO_DEPTH, src is an image of c_patch / 4 channels of 2 h_patch x 2 w_patch
 // pixels, seen as c_patch channels of h_patch x w_patch: channel 4 c + 2 a + b holds the
@@ -155,7 +163,7 @@ fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
     var v = vec4<f32>(0.0);
     if (c < p.c_patch && sy >= 0 && sy < i32(p.h_patch)) {
         for (var j = 0u; j < 4u; j++) {
-            let sx = i32(x0 + j) - i32(p.pad);
+            let sx = i32(x0 + j) - i32(p.pad_left);
             if (sx >= 0 && sx < i32(p.w_patch)) {
                 let i = source_index(n, c, u32(sy), u32(sx));
                 var s = ps_src[i];
@@ -222,6 +230,14 @@ fn arrange_weight(@builtin(global_invocation_id) gid: vec3<u32>,
 // Bindings: forward: S (padded inp), A (arrange_weight's records), bias, out;
 // backward-input: S (padded g), A, (unused), dinp.
 //
+// Tile shift: tile column j reads the source window that starts at vec4 j * QUADS of S,
+// whose image starts pad_left columns in. A pass with padding `pad` reads grid column x
+// from source columns x - pad .., so the tile's grid columns start at 4 QUADS j - shift,
+// shift = pad_left - pad (0 where the margin is the padding). Backward-input pads g by
+// k - 1 - pad with the left margin rounded up to a whole vec4, so that backward_weight can
+// read the same copy in vec4s; its tiles then start shift = 2 columns early (a valid 3x3)
+// and the epilogue drops the columns left of the grid.
+//
 // UPCONV: the 2x2 stride-2 up-convolution's forward, out[n, co, 2y + a, 2x + b] = bias[co]
 // + sum over ci of W[ci, co, a, b] * inp[n, ci, y, x], is this GEMM with k = 1 over the
 // input's pixels, grid channel m = 4 co + 2 a + b and A[m, ci] = W[ci, co, a, b]; only the
@@ -272,7 +288,8 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
     let m0 = (wid.x * WG + lid) * MI;
     let segment = segment_start(lane);
     let n = wid.z / p.tiles_y;
-    let x0 = wid.y * 4u * QUADS;
+    // The grid column of the tile's first pixel (see "Tile shift").
+    let x0 = i32(wid.y * 4u * QUADS) - i32(p.shift);
     let y0 = (wid.z % p.tiles_y) * ROWS;
     let row_quads = p.w_src / 4u;
 
@@ -283,7 +300,7 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     // The first vec4 of the tile's top source row in channel 0 of image n.
-    var src_base = ((n * p.c_src) * p.h_src + y0) * row_quads + x0 / 4u;
+    var src_base = ((n * p.c_src) * p.h_src + y0) * row_quads + wid.y * QUADS;
     // This invocation's weight records in reduction channel 0 (see arrange_weight); a lane
     // past the last grid channel reads the last one's (its sums are never stored).
     var rec: array<u32, MAX_MI>;
@@ -354,9 +371,9 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
                     v = max(v, vec4<f32>(0.0));
                 }
                 for (var j = 0u; j < 4u; j++) {
-                    let x = x0 + 4u * q + j;
-                    if (y < p.h_grid && x < p.w_grid) {
-                        cg_dst[destination_index(n, m, y, x)] = v[j];
+                    let x = x0 + i32(4u * q + j);
+                    if (y < p.h_grid && x >= 0 && x < i32(p.w_grid)) {
+                        cg_dst[destination_index(n, m, y, u32(x))] = v[j];
                     }
                 }
             }
@@ -379,8 +396,10 @@ fn conv_gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // dbias[co] = sum over (n, y, x) of g[n, co, y, x], into the same partial sums (after dW).
 //
 // Both operands are zero-padded copies made by pad_source, so no load needs a bounds check:
-// g = dout * relu'(out) as [n, c_grid_pad, tiles_y * BW_ROWS, tiles_x * 4 BW_QUADS], and
-// the input, shifted by pad, as [n, c_src, h_src, w_src] with c_src a multiple of BW_CI.
+// g = dout * relu'(out) as [n, c_grid_pad, g_rows, 4 g_quads] with its image at row g_top
+// and vec4 g_left (the copy backward-input reads too, see "Tile shift"), covering
+// tiles_y * BW_ROWS x tiles_x * 4 BW_QUADS pixels from there, and the input, shifted by
+// pad, as [n, c_src, h_src, w_src] with c_src a multiple of BW_CI.
 // Bindings: padded g, padded inp, partial.
 override BIAS: bool = false;
 override BW_CI: u32 = 4u;
@@ -410,8 +429,6 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     let tiles_per_image = p.tiles_x * p.tiles_y;
     let first = wid.z * p.per_split;
     let last = min(first + p.per_split, p.n * tiles_per_image);
-    let g_row_quads = p.tiles_x * BW_QUADS;
-    let g_rows = p.tiles_y * BW_ROWS;
     let x_row_quads = p.w_src / 4u;
 
     // acc[(c * K + ky) * K + kx]: dW[co, ci0 + c, ky, kx] over this split's pixels.
@@ -428,11 +445,11 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
 
         // g[r * BW_QUADS + q]: this lane's g at row r, pixels 4q .. 4q + 3 of the tile.
         var g: array<vec4<f32>, MAX_BW_ROWS * MAX_BW_QUADS>;
-        let g_base = ((n * p.c_grid_pad + co) * g_rows + tile_y * BW_ROWS) * g_row_quads
-            + tile_x * BW_QUADS;
+        let g_base = ((n * p.c_grid_pad + co) * p.g_rows + p.g_top + tile_y * BW_ROWS) * p.g_quads
+            + p.g_left + tile_x * BW_QUADS;
         for (var r = 0u; r < BW_ROWS; r++) {
             for (var q = 0u; q < BW_QUADS; q++) {
-                g[r * BW_QUADS + q] = bw_g[g_base + r * g_row_quads + q];
+                g[r * BW_QUADS + q] = bw_g[g_base + r * p.g_quads + q];
                 if (BIAS) {
                     bias_acc += dot(g[r * BW_QUADS + q], vec4<f32>(1.0));
                 }

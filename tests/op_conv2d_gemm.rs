@@ -259,6 +259,52 @@ fn gemm_matches_reference_and_direct() {
     }
 }
 
+/// `conv2d::backward`, both gradients in one call (on variant 2 from one padded copy of g
+/// that both passes read), gives exactly what the two separate launchers give, with and
+/// without dinp. The 4x4 valid case pads g by 3 for backward-input, the one tile shift
+/// (see the shader) the other cases do not reach.
+#[test]
+fn backward_in_one_call_matches_the_separate_passes() {
+    let gpu = gpu();
+    let mut all = cases();
+    all.push(case(4, Padding::Valid, true, Shape::new(1, 3, 13, 22), 5));
+    for (seed, c) in all.iter().enumerate() {
+        let d = upload_case(&gpu, c, 100 + seed as u64);
+        let separate = run_all(&gpu, ConvAlgo::Auto, c, &d);
+        let what = |pass: &str| format!("{pass} of {:?} on {} -> {}", c.conv, c.inp, c.c_out);
+        assert_matches_reference(&what, c, &d, &d.w, &separate);
+
+        let out = conv2d::forward(&gpu, &c.conv, &d.inp, &d.weight, &d.bias).unwrap();
+        let dout = upload(&gpu, out.shape(), &d.g);
+        for need_dinp in [true, false] {
+            let dweight = Tensor::zeros(&gpu, d.weight.shape(), "dweight").unwrap();
+            let dbias = Tensor::zeros(&gpu, d.bias.shape(), "dbias").unwrap();
+            let grads = [&dweight, &dbias];
+            let dinp = conv2d::backward(
+                &gpu, &c.conv, &d.inp, &d.weight, &out, &dout, grads, need_dinp,
+            )
+            .unwrap();
+            assert_eq!(dinp.is_some(), need_dinp);
+            let mut got = vec![("dweight", dweight.to_vec(&gpu).unwrap(), &separate[2])];
+            got.push(("dbias", dbias.to_vec(&gpu).unwrap(), &separate[3]));
+            if let Some(dinp) = dinp {
+                got.push(("dinp", dinp.to_vec(&gpu).unwrap(), &separate[1]));
+            }
+            for (pass, one_call, two_calls) in got {
+                let same = one_call
+                    .iter()
+                    .zip(two_calls)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{} (need_dinp {need_dinp}): one call differs",
+                    what(pass)
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn other_tile_sizes_match_reference() {
     let gpu = gpu();

@@ -66,11 +66,8 @@ impl ConvLayer {
         need_dinp: bool,
     ) -> Result<Option<Tensor>> {
         let (w, b) = (&self.weight, &self.bias);
-        conv2d::backward_params(gpu, &self.conv, inp, out, dout, &w.grad, &b.grad)?;
-        if !need_dinp {
-            return Ok(None);
-        }
-        conv2d::backward_input(gpu, &self.conv, inp.shape(), &w.value, out, dout).map(Some)
+        let grads = [&w.grad, &b.grad];
+        conv2d::backward(gpu, &self.conv, inp, &w.value, out, dout, grads, need_dinp)
     }
 }
 

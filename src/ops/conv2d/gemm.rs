@@ -179,10 +179,10 @@ pub(super) fn forward(
     bias: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    let pad = conv.pad() as u32;
     let pass = GemmPass {
         conv: *conv,
-        src: Operand::plain(inp),
-        pad: conv.pad() as u32,
+        pad,
         weight,
         flip: false,
         bias,
@@ -190,57 +190,99 @@ pub(super) fn forward(
         grid: out.shape(),
         epilogue: Epilogue::Forward,
     };
-    gemm_conv(gpu, tiles, &pass)
+    let tiling = ConvTiling::new(gpu, tiles, &pass, pad);
+    let x = Operand::plain(inp);
+    let src = pad_source(
+        gpu,
+        conv,
+        x,
+        pad,
+        pad,
+        tiling.source(x.shape(), conv.kernel),
+    )?;
+    gemm_conv(gpu, &pass, &tiling, x.shape(), &src)
 }
 
-/// dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full" convolution of
-/// g = dout * relu'(out) with the transposed, flipped weight.
-pub(super) fn backward_input(
-    gpu: &Gpu,
-    tiles: GemmTiles,
-    conv: &Conv2d,
-    weight: &Tensor,
-    out: &Tensor,
-    dout: &Tensor,
-    dinp: &Tensor,
-) -> Result<()> {
-    let pass = GemmPass {
-        conv: *conv,
-        src: Operand {
-            relu_of: conv.relu.then_some(out),
-            ..Operand::plain(dout)
-        },
-        pad: (conv.kernel - 1 - conv.pad()) as u32,
-        weight,
-        flip: true,
-        bias: weight,
-        dst: dinp,
-        grid: dinp.shape(),
-        epilogue: Epilogue::BackwardInput,
-    };
-    gemm_conv(gpu, tiles, &pass)
+/// A conv's input gradient on variant 2: the tiles, the weight and dinp (written).
+pub(super) struct InputGrad<'a> {
+    pub tiles: GemmTiles,
+    pub weight: &'a Tensor,
+    pub dinp: &'a Tensor,
 }
 
-/// dweight += G[co, pix] x X[(ci,ky,kx), pix]^T and dbias[co] += sum over pix of
-/// G[co, pix], in one reduction.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward_params(
+/// A conv's weight and bias gradients on variant 2: the tiles, the forward's input and
+/// dweight, dbias (accumulated).
+pub(super) struct ParamGrads<'a> {
+    pub tiles: GemmTiles,
+    pub inp: &'a Tensor,
+    pub dweight: &'a Tensor,
+    pub dbias: &'a Tensor,
+}
+
+/// The backward of a conv: `input` and/or `grads`, from one zero-padded copy of
+/// g = dout * relu'(out) that both passes read:
+///   dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full" convolution of g
+///                   with the transposed, flipped weight (padding k - 1 - pad);
+///   dweight += G[co, pix] x X[(ci,ky,kx), pix]^T and dbias[co] += sum over pix of
+///   G[co, pix], in one reduction.
+pub(super) fn backward(
     gpu: &Gpu,
-    tiles: GemmTiles,
     conv: &Conv2d,
-    inp: &Tensor,
     out: &Tensor,
     dout: &Tensor,
-    dweight: &Tensor,
-    dbias: &Tensor,
+    input: Option<InputGrad>,
+    grads: Option<ParamGrads>,
 ) -> Result<()> {
     let g = Operand {
         relu_of: conv.relu.then_some(out),
         ..Operand::plain(dout)
     };
-    let pad = conv.pad() as u32;
-    let x = Operand::plain(inp);
-    gemm_backward_weight(gpu, conv, tiles, g, x, pad, dweight, Some(dbias))
+    // The left margin rounded up to a whole vec4, so that backward_weight reads the copy
+    // in vec4s (see "Tile shift" in the shader).
+    let full_pad = (conv.kernel - 1 - conv.pad()) as u32;
+    let (top, left) = (full_pad, full_pad.next_multiple_of(4));
+    let input_pass = input.map(|input| {
+        let pass = GemmPass {
+            conv: *conv,
+            pad: full_pad,
+            weight: input.weight,
+            flip: true,
+            bias: input.weight,
+            dst: input.dinp,
+            grid: input.dinp.shape(),
+            epilogue: Epilogue::BackwardInput,
+        };
+        let tiling = ConvTiling::new(gpu, input.tiles, &pass, left);
+        (pass, tiling)
+    });
+    let weight_pass = grads.map(|grads| {
+        let tiling = BwTiling::new(gpu, grads.tiles, conv, g.shape(), grads.inp.shape());
+        (grads, tiling)
+    });
+    let needed = cover(
+        input_pass
+            .iter()
+            .map(|(_, tiling)| tiling.source(g.shape(), conv.kernel))
+            .chain(
+                weight_pass
+                    .iter()
+                    .map(|(_, t)| t.g_needed(g.shape(), top, left)),
+            ),
+    );
+    let g_padded = pad_source(gpu, conv, g, top, left, needed)?;
+
+    if let Some((grads, tiling)) = weight_pass {
+        let pad = conv.pad() as u32;
+        let x = Operand::plain(grads.inp);
+        let x_padded = pad_source(gpu, conv, x, pad, pad, tiling.x_needed(x.shape()))?;
+        let operands = [(&g_padded, g.shape()), (&x_padded, x.shape())];
+        let dbias = Some(grads.dbias);
+        gemm_backward_weight(gpu, conv, &tiling, operands, grads.dweight, dbias)?;
+    }
+    if let Some((pass, tiling)) = input_pass {
+        gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded)?;
+    }
+    Ok(())
 }
 
 /// An image as a GEMM operand reads it.
@@ -274,6 +316,21 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// A zero-padded copy of an operand (whole vec4 rows), its image starting at row `top`,
+/// column `left`.
+struct Padded {
+    tensor: Tensor,
+    top: u32,
+    left: u32,
+}
+
+/// The smallest shape that holds each of `shapes` (of one batch size).
+fn cover(shapes: impl Iterator<Item = Shape>) -> Shape {
+    shapes
+        .reduce(|a, b| Shape::new(a.n, a.c.max(b.c), a.h.max(b.h), a.w.max(b.w)))
+        .expect("at least one pass")
+}
+
 /// What `conv_gemm`'s epilogue does with the sums.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Epilogue {
@@ -286,12 +343,11 @@ enum Epilogue {
     UpConv,
 }
 
-/// One `conv_gemm` launch: dst (seen as `grid`) = A x windows of the padded `src`.
+/// One `conv_gemm` launch: dst (seen as `grid`) = A x windows of the padded source.
 struct GemmPass<'a> {
     /// The kernel size and ReLU of the pass.
     conv: Conv2d,
-    src: Operand<'a>,
-    /// Zero padding on the top and left of `src`.
+    /// The zero padding the pass reads its source with.
     pad: u32,
     /// The weight, as stored; `flip`: A is it transposed and flipped (its records read as
     /// `arrange_weight` in the shader says).
@@ -303,24 +359,52 @@ struct GemmPass<'a> {
     epilogue: Epilogue,
 }
 
-/// Prepares the padded patch source (and the weight's records, if the weight has changed),
-/// then runs `conv_gemm`.
-fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
-    let k = pass.conv.kernel as u32;
-    let patch = pass.src.shape();
-    let grid = pass.grid;
-    let wg = tiles.wg_for(gpu, grid.c, tiles.mi);
-    let block = wg * tiles.mi;
-    let tiles_x = (grid.w as u32).div_ceil(4 * tiles.quads);
-    let tiles_y = (grid.h as u32).div_ceil(tiles.rows);
-    // The tiles read source rows y0 .. y0 + rows + k - 2 and columns x0 .. x0 + 4 quads + 3.
-    let padded = Shape::new(
-        patch.n,
-        patch.c,
-        (tiles_y * tiles.rows + k - 1) as usize,
-        (4 * (tiles_x * tiles.quads + 1)) as usize,
-    );
-    let s = pad_source(gpu, &pass.conv, pass.src, pass.pad, padded)?;
+/// How `conv_gemm` covers a pass's grid: workgroups, pixel tiles, and the tile shift for a
+/// source whose left margin is `left` (see "Tile shift" in the shader).
+struct ConvTiling {
+    tiles: GemmTiles,
+    wg: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+    shift: u32,
+}
+
+impl ConvTiling {
+    fn new(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass, left: u32) -> ConvTiling {
+        let shift = left - pass.pad;
+        ConvTiling {
+            tiles,
+            wg: tiles.wg_for(gpu, pass.grid.c, tiles.mi),
+            tiles_x: (pass.grid.w as u32 + shift).div_ceil(4 * tiles.quads),
+            tiles_y: (pass.grid.h as u32).div_ceil(tiles.rows),
+            shift,
+        }
+    }
+
+    /// The padded copy of `patch` the tiles read: rows y0 .. y0 + rows + k - 2 and vec4s
+    /// x0 / 4 .. x0 / 4 + quads of every tile.
+    fn source(&self, patch: Shape, kernel: usize) -> Shape {
+        let t = &self.tiles;
+        Shape::new(
+            patch.n,
+            patch.c,
+            (self.tiles_y * t.rows) as usize + kernel - 1,
+            (4 * (self.tiles_x * t.quads + 1)) as usize,
+        )
+    }
+}
+
+/// Runs `conv_gemm` on `src`, the padded copy of the pass's patch source `patch` (and
+/// makes the weight's records first, if the weight has changed since they were made).
+fn gemm_conv(
+    gpu: &Gpu,
+    pass: &GemmPass,
+    tiling: &ConvTiling,
+    patch: Shape,
+    src: &Padded,
+) -> Result<()> {
+    let (grid, tiles) = (pass.grid, tiling.tiles);
+    debug_assert_eq!((src.top, src.left), (pass.pad, pass.pad + tiling.shift));
     // The weight is [rows = grid channels, cols = patch channels, k, k], read transposed
     // where `flip` says so.
     let (rows, cols) = if pass.flip {
@@ -330,13 +414,14 @@ fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
     };
     let a = weight_records(gpu, &pass.conv, pass.weight, rows, cols)?;
 
-    let mut params = GemmParams::new(&pass.conv, patch, grid, pass.pad, padded);
-    params.tiles_y = tiles_y;
+    let mut params = GemmParams::new(&pass.conv, patch, grid, src);
+    params.tiles_y = tiling.tiles_y;
+    params.shift = tiling.shift;
     let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
     let flag = |on: bool| f64::from(u8::from(on));
     let constants = [
-        ("K", f64::from(k)),
-        ("WG", f64::from(wg)),
+        ("K", pass.conv.kernel as f64),
+        ("WG", f64::from(tiling.wg)),
         ("MI", f64::from(tiles.mi)),
         ("ROWS", f64::from(tiles.rows)),
         ("QUADS", f64::from(tiles.quads)),
@@ -350,12 +435,12 @@ fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
         sg_fixed,
     ];
     let workgroups = [
-        (grid.c as u32).div_ceil(block),
-        tiles_x,
-        grid.n as u32 * tiles_y,
+        (grid.c as u32).div_ceil(tiling.wg * tiles.mi),
+        tiling.tiles_x,
+        grid.n as u32 * tiling.tiles_y,
     ];
     let buffers = [
-        s.buffer(),
+        src.tensor.buffer(),
         a.buffer(),
         pass.bias.buffer(),
         pass.dst.buffer(),
@@ -363,11 +448,22 @@ fn gemm_conv(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass) -> Result<()> {
     gpu.dispatch(&GEMM_CONV, &constants, &params, &buffers, workgroups)
 }
 
-/// A zero-padded copy of `src` (as the GEMM sees it) of shape `padded` (whole vec4 rows):
-/// shifted by `pad` down and right, masked by relu' where the operand says so.
-fn pad_source(gpu: &Gpu, conv: &Conv2d, src: Operand, pad: u32, padded: Shape) -> Result<Tensor> {
-    let dst = Tensor::empty(gpu, padded, "conv2d padded source")?;
-    let mut params = GemmParams::new(conv, src.shape(), src.shape(), pad, padded);
+/// A zero-padded copy of `src` (as the GEMM sees it) of shape `padded` (whole vec4 rows),
+/// its image at row `top`, column `left`, masked by relu' where the operand says so.
+fn pad_source(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    src: Operand,
+    top: u32,
+    left: u32,
+    padded: Shape,
+) -> Result<Padded> {
+    let dst = Padded {
+        tensor: Tensor::empty(gpu, padded, "conv2d padded source")?,
+        top,
+        left,
+    };
+    let mut params = GemmParams::new(conv, src.shape(), src.shape(), &dst);
     params.relu = u32::from(src.relu_of.is_some());
     let quads = (padded.numel() / 4) as u32;
     params.count = quads;
@@ -376,7 +472,7 @@ fn pad_source(gpu: &Gpu, conv: &Conv2d, src: Operand, pad: u32, padded: Shape) -
         ("SPACE_TO_DEPTH", f64::from(u8::from(src.space_to_depth))),
     ];
     let aux = src.relu_of.unwrap_or(src.tensor);
-    let buffers = [src.tensor.buffer(), aux.buffer(), dst.buffer()];
+    let buffers = [src.tensor.buffer(), aux.buffer(), dst.tensor.buffer()];
     let grid = gpu.grid_1d(u64::from(quads), PREP_WORKGROUP);
     gpu.dispatch(&GEMM_PAD_SOURCE, &constants, &params, &buffers, grid)?;
     Ok(dst)
@@ -400,10 +496,9 @@ fn weight_records(
     };
     let shape = Shape::vector(4 * vec4s);
     weight.derived(gpu, shape, "conv2d weight records", |a| {
-        let records = Shape::new(1, 1, rows, cols);
-        let mut params = GemmParams::new(conv, records, records, 0, records);
-        params.c_patch = cols as u32;
+        let mut params: GemmParams = bytemuck::Zeroable::zeroed();
         params.c_grid = rows as u32;
+        params.c_patch = cols as u32;
         params.count = vec4s as u32;
         let constants = [("K", conv.kernel as f64)];
         let buffers = [weight.buffer(), a.buffer()];
@@ -418,85 +513,123 @@ const MAX_PIXELS_PER_SLICE: u32 = 16384;
 /// Workgroup size of the preparation passes (`WG_PREP` in the shader).
 const PREP_WORKGROUP: u32 = 64;
 
+/// How `backward_weight` covers its reduction for g of shape `g` and patch source `x`:
+/// workgroups over blocks of output and input channels, pixel tiles of g, and the slices
+/// the tiles are split into.
+struct BwTiling {
+    tiles: GemmTiles,
+    kernel: usize,
+    wg: u32,
+    co_blocks: u32,
+    ci_blocks: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+    per_split: u32,
+    splits: u32,
+}
+
+impl BwTiling {
+    fn new(gpu: &Gpu, tiles: GemmTiles, conv: &Conv2d, g: Shape, x: Shape) -> BwTiling {
+        let wg = tiles.wg_for(gpu, g.c, 1);
+        let co_blocks = (g.c as u32).div_ceil(wg);
+        let ci_blocks = (x.c as u32).div_ceil(tiles.bw_ci);
+        let tiles_x = (g.w as u32).div_ceil(4 * tiles.bw_quads);
+        let tiles_y = (g.h as u32).div_ceil(tiles.bw_rows);
+        let pixel_tiles = g.n as u32 * tiles_x * tiles_y;
+        // Enough slices to give the device min_workgroups workgroups, and slices of at most
+        // MAX_PIXELS_PER_SLICE pixels, so that no invocation walks a whole large image (GPU
+        // watchdogs end long dispatches); none empty, never more than the per-dimension limit.
+        let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
+        let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
+        let tile_pixels = tiles.bw_rows * 4 * tiles.bw_quads;
+        let longest = (MAX_PIXELS_PER_SLICE / tile_pixels).max(1);
+        let per_split = pixel_tiles
+            .div_ceil(wanted.clamp(1, max_splits))
+            .min(longest)
+            .max(pixel_tiles.div_ceil(max_splits));
+        BwTiling {
+            tiles,
+            kernel: conv.kernel,
+            wg,
+            co_blocks,
+            ci_blocks,
+            tiles_x,
+            tiles_y,
+            per_split,
+            splits: pixel_tiles.div_ceil(per_split),
+        }
+    }
+
+    /// The padded copy of g the tiles read, with g's image at row `top`, column `left` (a
+    /// multiple of 4): every workgroup's channels, and whole tiles from there.
+    fn g_needed(&self, g: Shape, top: u32, left: u32) -> Shape {
+        let t = &self.tiles;
+        Shape::new(
+            g.n,
+            (self.co_blocks * self.wg) as usize,
+            (top + self.tiles_y * t.bw_rows) as usize,
+            (left + self.tiles_x * 4 * t.bw_quads) as usize,
+        )
+    }
+
+    /// The padded copy of the patch source `x` the tiles read (padded by the conv's
+    /// padding): every workgroup's channels, and the tiles' windows.
+    fn x_needed(&self, x: Shape) -> Shape {
+        let t = &self.tiles;
+        Shape::new(
+            x.n,
+            (self.ci_blocks * t.bw_ci) as usize,
+            (self.tiles_y * t.bw_rows) as usize + self.kernel - 1,
+            (4 * (self.tiles_x * t.bw_quads + 1)) as usize,
+        )
+    }
+}
+
 /// dW[co, (ci,ky,kx)] += G[co, pix] x X[(ci,ky,kx), pix]^T, the pixel reduction split
 /// into slices: pass 1 writes one partial dW per slice, pass 2 adds them into dweight in
-/// slice order (deterministic, no atomics). Both operands are first copied into
-/// zero-padded buffers that cover whole tiles: g (for a conv, dout * relu'(out)) and x
-/// (the input, padded by `pad`). With `dbias`, the same pass sums g over the pixels into
-/// it (`BIAS` in the shader).
-#[allow(clippy::too_many_arguments)]
+/// slice order (deterministic, no atomics). Both operands are zero-padded copies that
+/// cover whole tiles, each with the shape of the image it holds: g (for a conv,
+/// dout * relu'(out)) and x (the input, padded by the conv's padding). With `dbias`, the
+/// same pass sums g over the pixels into it (`BIAS` in the shader).
 fn gemm_backward_weight(
     gpu: &Gpu,
     conv: &Conv2d,
-    tiles: GemmTiles,
-    g: Operand,
-    x: Operand,
-    pad: u32,
+    tiling: &BwTiling,
+    [(g, g_shape), (x, x_shape)]: [(&Padded, Shape); 2],
     dweight: &Tensor,
     dbias: Option<&Tensor>,
 ) -> Result<()> {
-    let x_shape = x.shape();
-    let g_shape = g.shape();
-    let k = conv.kernel as u32;
-    let wg = tiles.wg_for(gpu, g_shape.c, 1);
-    let co_blocks = (g_shape.c as u32).div_ceil(wg);
-    let ci_blocks = (x_shape.c as u32).div_ceil(tiles.bw_ci);
-    let tiles_x = (g_shape.w as u32).div_ceil(4 * tiles.bw_quads);
-    let tiles_y = (g_shape.h as u32).div_ceil(tiles.bw_rows);
-    let pixel_tiles = g_shape.n as u32 * tiles_x * tiles_y;
-    // Enough slices to give the device min_workgroups workgroups, and slices of at most
-    // MAX_PIXELS_PER_SLICE pixels, so that no invocation walks a whole large image (GPU
-    // watchdogs end long dispatches); none empty, never more than the per-dimension limit.
-    let max_splits = gpu.limits().max_compute_workgroups_per_dimension;
-    let wanted = tiles.min_workgroups.div_ceil(ci_blocks * co_blocks);
-    let tile_pixels = tiles.bw_rows * 4 * tiles.bw_quads;
-    let longest = (MAX_PIXELS_PER_SLICE / tile_pixels).max(1);
-    let per_split = pixel_tiles
-        .div_ceil(wanted.clamp(1, max_splits))
-        .min(longest)
-        .max(pixel_tiles.div_ceil(max_splits));
-    let splits = pixel_tiles.div_ceil(per_split);
-
-    let g_padded = Shape::new(
-        g_shape.n,
-        (co_blocks * wg) as usize,
-        (tiles_y * tiles.bw_rows) as usize,
-        (tiles_x * 4 * tiles.bw_quads) as usize,
-    );
-    let g = pad_source(gpu, conv, g, 0, g_padded)?;
-    let x_padded = Shape::new(
-        x_shape.n,
-        (ci_blocks * tiles.bw_ci) as usize,
-        (tiles_y * tiles.bw_rows + k - 1) as usize,
-        (4 * (tiles_x * tiles.bw_quads + 1)) as usize,
-    );
-    let x = pad_source(gpu, conv, x, pad, x_padded)?;
-
+    let (t, splits) = (&tiling.tiles, tiling.splits);
     let split_stride = dweight.numel() + dbias.map_or(0, |b| b.numel());
-    let mut params = GemmParams::new(conv, x_shape, g_shape, pad, x_padded);
-    params.c_grid_pad = co_blocks * wg;
-    params.tiles_x = tiles_x;
-    params.tiles_y = tiles_y;
-    params.per_split = per_split;
+    let g_padded = g.tensor.shape();
+    let mut params = GemmParams::new(conv, x_shape, g_shape, x);
+    params.c_grid_pad = g_padded.c as u32;
+    params.g_rows = g_padded.h as u32;
+    params.g_quads = (g_padded.w / 4) as u32;
+    params.g_top = g.top;
+    params.g_left = g.left / 4;
+    params.tiles_x = tiling.tiles_x;
+    params.tiles_y = tiling.tiles_y;
+    params.per_split = tiling.per_split;
     params.split_stride = split_stride as u32;
     let partial = Tensor::empty(
         gpu,
         Shape::new(splits as usize, 1, 1, split_stride),
         "conv2d dweight partial sums",
     )?;
-    let buffers = [g.buffer(), x.buffer(), partial.buffer()];
+    let buffers = [g.tensor.buffer(), x.tensor.buffer(), partial.buffer()];
     let [sg, sg_fixed] = GemmTiles::subgroup_constants(gpu);
     let constants = [
-        ("K", f64::from(k)),
-        ("WG", f64::from(wg)),
-        ("BW_CI", f64::from(tiles.bw_ci)),
-        ("BW_ROWS", f64::from(tiles.bw_rows)),
-        ("BW_QUADS", f64::from(tiles.bw_quads)),
+        ("K", conv.kernel as f64),
+        ("WG", f64::from(tiling.wg)),
+        ("BW_CI", f64::from(t.bw_ci)),
+        ("BW_ROWS", f64::from(t.bw_rows)),
+        ("BW_QUADS", f64::from(t.bw_quads)),
         ("BIAS", f64::from(u8::from(dbias.is_some()))),
         sg,
         sg_fixed,
     ];
-    let grid = [co_blocks, ci_blocks, splits];
+    let grid = [tiling.co_blocks, tiling.ci_blocks, splits];
     gpu.dispatch(&GEMM_BACKWARD_WEIGHT, &constants, &params, &buffers, grid)?;
     match dbias {
         Some(dbias) => add_split_sums_pair(gpu, &partial, splits as usize, [dweight, dbias]),
@@ -526,20 +659,29 @@ pub(super) fn upconv_forward(
     let (i, c_out) = (inp.shape(), out.shape().c);
     let pass = GemmPass {
         conv: UPCONV_GEMM,
-        src: Operand::plain(inp),
         pad: 0,
         weight,
-        // arrange_weight's transposed read of a 1x1 weight [C_in, 4 C_out] is W[ci, m]^T.
+        // The transposed read of a 1x1 weight [C_in, 4 C_out] is W[ci, m]^T.
         flip: true,
         bias,
         dst: out,
         grid: Shape::new(i.n, 4 * c_out, i.h, i.w),
         epilogue: Epilogue::UpConv,
     };
-    gemm_conv(gpu, tiles, &pass)
+    let tiling = ConvTiling::new(gpu, tiles, &pass, 0);
+    let src = pad_source(
+        gpu,
+        &UPCONV_GEMM,
+        Operand::plain(inp),
+        0,
+        0,
+        tiling.source(i, 1),
+    )?;
+    gemm_conv(gpu, &pass, &tiling, i, &src)
 }
 
-/// Writes dinp and accumulates dweight of the up-convolution.
+/// Writes dinp and accumulates dweight of the up-convolution. One padded copy of dout
+/// (space-to-depth) is the patch source of both passes.
 pub(super) fn upconv_backward(
     gpu: &Gpu,
     tiles: GemmTiles,
@@ -553,9 +695,9 @@ pub(super) fn upconv_backward(
         space_to_depth: true,
         ..Operand::plain(dout)
     };
+    let s2d = dout_s2d.shape();
     let pass = GemmPass {
         conv: UPCONV_GEMM,
-        src: dout_s2d,
         pad: 0,
         weight,
         flip: false,
@@ -564,10 +706,23 @@ pub(super) fn upconv_backward(
         grid: dinp.shape(),
         epilogue: Epilogue::BackwardInput,
     };
-    gemm_conv(gpu, tiles, &pass)?;
+    let input_tiling = ConvTiling::new(gpu, tiles, &pass, 0);
     // The weight gradient's rows run over ci: the GEMM's "g" is the input.
+    let weight_tiling = BwTiling::new(gpu, tiles, &UPCONV_GEMM, inp.shape(), s2d);
+    let needed = cover([input_tiling.source(s2d, 1), weight_tiling.x_needed(s2d)].into_iter());
+    let src = pad_source(gpu, &UPCONV_GEMM, dout_s2d, 0, 0, needed)?;
+    gemm_conv(gpu, &pass, &input_tiling, s2d, &src)?;
     let g = Operand::plain(inp);
-    gemm_backward_weight(gpu, &UPCONV_GEMM, tiles, g, dout_s2d, 0, dweight, None)
+    let g_padded = pad_source(
+        gpu,
+        &UPCONV_GEMM,
+        g,
+        0,
+        0,
+        weight_tiling.g_needed(g.shape(), 0, 0),
+    )?;
+    let operands = [(&g_padded, g.shape()), (&src, s2d)];
+    gemm_backward_weight(gpu, &UPCONV_GEMM, &weight_tiling, operands, dweight, None)
 }
 
 /// Mirrors `struct Params` in `shaders/conv2d_gemm.wgsl`.
@@ -592,12 +747,19 @@ struct GemmParams {
     split_stride: u32,
     count: u32,
     tiles_x: u32,
-    _pad: [u32; 2],
+    pad_left: u32,
+    shift: u32,
+    g_rows: u32,
+    g_quads: u32,
+    g_top: u32,
+    g_left: u32,
 }
 
 impl GemmParams {
-    /// Params for windows cut from `patch`, padded by `pad` into `padded`, onto `grid`.
-    fn new(conv: &Conv2d, patch: Shape, grid: Shape, pad: u32, padded: Shape) -> GemmParams {
+    /// Params for windows cut from `patch` (seen by the GEMM as `src` holds it, padded)
+    /// onto `grid`.
+    fn new(conv: &Conv2d, patch: Shape, grid: Shape, src: &Padded) -> GemmParams {
+        let padded = src.tensor.shape();
         GemmParams {
             n: patch.n as u32,
             c_patch: patch.c as u32,
@@ -606,7 +768,7 @@ impl GemmParams {
             c_grid: grid.c as u32,
             h_grid: grid.h as u32,
             w_grid: grid.w as u32,
-            pad,
+            pad: src.top,
             relu: u32::from(conv.relu),
             c_src: padded.c as u32,
             h_src: padded.h as u32,
@@ -617,7 +779,12 @@ impl GemmParams {
             split_stride: 0,
             count: 0,
             tiles_x: 0,
-            _pad: [0; 2],
+            pad_left: src.left,
+            shift: 0,
+            g_rows: 0,
+            g_quads: 0,
+            g_top: 0,
+            g_left: 0,
         }
     }
 }

@@ -305,7 +305,14 @@ pub fn backward_input_with(
     let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
     match algo.variant(gpu, conv.kernel)? {
         Variant::Direct => direct::backward_input(gpu, conv, weight, out, dout, &dinp)?,
-        Variant::Gemm(t) => gemm::backward_input(gpu, t, conv, weight, out, dout, &dinp)?,
+        Variant::Gemm(tiles) => {
+            let input = gemm::InputGrad {
+                tiles,
+                weight,
+                dinp: &dinp,
+            };
+            gemm::backward(gpu, conv, out, dout, Some(input), None)?
+        }
         Variant::Tiled(t) => tiled::backward_input(gpu, t, conv, weight, out, dout, &dinp)?,
     }
     Ok(dinp)
@@ -323,26 +330,97 @@ pub fn backward_params_with(
     dweight: &Tensor,
     dbias: &Tensor,
 ) -> Result<()> {
+    check_params(conv, inp, out, dout, dweight, dbias)?;
+    let problem = Problem::conv(TunedPass::BackwardParams, conv, inp.shape(), out.shape().c);
+    let algo = autotune::resolve(gpu, algo, &problem)?;
+
+    match algo.variant(gpu, conv.kernel)? {
+        Variant::Direct => direct::backward_weight(gpu, conv, inp, out, dout, dweight)?,
+        // Variant 2 sums dbias in the same reduction as dweight.
+        Variant::Gemm(tiles) => {
+            let grads = gemm::ParamGrads {
+                tiles,
+                inp,
+                dweight,
+                dbias,
+            };
+            return gemm::backward(gpu, conv, out, dout, None, Some(grads));
+        }
+        Variant::Tiled(t) => tiled::backward_weight(gpu, t, conv, inp, out, dout, dweight)?,
+    }
+    // dbias is a plain reduction over pixels.
+    direct::backward_bias(gpu, conv, inp.shape(), out, dout, dbias)
+}
+
+/// [`backward_params`] and, where `need_dinp`, [`backward_input`] (dinp returned) in one
+/// call: where both passes run variant 2 they read one padded copy of g = dout * relu'(out)
+/// instead of making one each. Runs the default variant.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    conv: &Conv2d,
+    inp: &Tensor,
+    weight: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    [dweight, dbias]: [&Tensor; 2],
+    need_dinp: bool,
+) -> Result<Option<Tensor>> {
+    check_params(conv, inp, out, dout, dweight, dbias)?;
+    check_backward(conv, inp.shape(), weight, out, dout)?;
+    let gemm_tiles = |pass| -> Result<Option<GemmTiles>> {
+        let problem = Problem::conv(pass, conv, inp.shape(), out.shape().c);
+        let algo = autotune::resolve(gpu, ConvAlgo::Auto, &problem)?;
+        Ok(match algo.variant(gpu, conv.kernel)? {
+            Variant::Gemm(tiles) => Some(tiles),
+            _ => None,
+        })
+    };
+    let params_tiles = gemm_tiles(TunedPass::BackwardParams)?;
+    let input_tiles = if need_dinp {
+        gemm_tiles(TunedPass::BackwardInput)?
+    } else {
+        None
+    };
+    let (Some(params_tiles), Some(input_tiles)) = (params_tiles, input_tiles) else {
+        backward_params(gpu, conv, inp, out, dout, dweight, dbias)?;
+        return match need_dinp {
+            true => backward_input(gpu, conv, inp.shape(), weight, out, dout).map(Some),
+            false => Ok(None),
+        };
+    };
+    let dinp = Tensor::empty(gpu, inp.shape(), "conv2d dinp")?;
+    let input = gemm::InputGrad {
+        tiles: input_tiles,
+        weight,
+        dinp: &dinp,
+    };
+    let grads = gemm::ParamGrads {
+        tiles: params_tiles,
+        inp,
+        dweight,
+        dbias,
+    };
+    gemm::backward(gpu, conv, out, dout, Some(input), Some(grads))?;
+    Ok(Some(dinp))
+}
+
+/// Checks the tensors of [`backward_params`].
+fn check_params(
+    conv: &Conv2d,
+    inp: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+) -> Result<()> {
     let c_out = out.shape().c;
     let weight_shape = conv.weight_shape(inp.shape().c, c_out);
     check_len("dweight", dweight, weight_shape.numel())?;
     check_len("dbias", dbias, c_out)?;
     let out_shape = conv.out_shape(inp.shape(), c_out)?;
     check_same("out", out, out_shape)?;
-    check_same("dout", dout, out_shape)?;
-    let problem = Problem::conv(TunedPass::BackwardParams, conv, inp.shape(), c_out);
-    let algo = autotune::resolve(gpu, algo, &problem)?;
-
-    match algo.variant(gpu, conv.kernel)? {
-        Variant::Direct => direct::backward_weight(gpu, conv, inp, out, dout, dweight)?,
-        // Variant 2 sums dbias in the same reduction as dweight.
-        Variant::Gemm(t) => {
-            return gemm::backward_params(gpu, t, conv, inp, out, dout, dweight, dbias)
-        }
-        Variant::Tiled(t) => tiled::backward_weight(gpu, t, conv, inp, out, dout, dweight)?,
-    }
-    // dbias is a plain reduction over pixels.
-    direct::backward_bias(gpu, conv, inp.shape(), out, dout, dbias)
+    check_same("dout", dout, out_shape)
 }
 
 // ---- The up-convolution on the GEMM kernels ----------------------------------------------
