@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, PooledBuffer};
@@ -64,14 +63,14 @@ pub struct Tensor {
     shape: Shape,
     dtype: DType,
     buffer: PooledBuffer,
-    /// A tensor made from this one's contents (see [`Tensor::derived`]), if any.
-    derived: RefCell<Option<Derived>>,
+    /// A tensor kept with this one for a later kernel (see [`Tensor::keep`]), if any.
+    kept: RefCell<Option<Kept>>,
 }
 
-/// A derived tensor and the write count of its source when it was made.
-struct Derived {
-    made_at: u64,
-    tensor: Rc<Tensor>,
+/// A kept tensor and the version of the tensor it was made from.
+struct Kept {
+    source: (u64, u64),
+    tensor: Box<Tensor>,
 }
 
 impl Tensor {
@@ -98,7 +97,7 @@ impl Tensor {
             shape,
             dtype,
             buffer,
-            derived: RefCell::new(None),
+            kept: RefCell::new(None),
         };
         if gpu.poison() {
             crate::ops::fill::fill(gpu, &tensor, f32::NAN)?;
@@ -186,37 +185,27 @@ impl Tensor {
         &self.buffer
     }
 
-    /// A tensor of `shape` made from this one by `make` (which records the kernels that
-    /// fill it), kept with this tensor and made again only once this one has been written
-    /// since (an upload, a copy, a fill or a kernel binding it read-write): a weight in the
-    /// layout a kernel reads is then made once per update instead of in every pass. It is
-    /// made for real even inside a dry run ([`Gpu::plan_memory`]): it outlives the job.
-    pub(crate) fn derived(
-        &self,
-        gpu: &Gpu,
-        shape: Shape,
-        name: &str,
-        make: impl FnOnce(&Tensor) -> Result<()>,
-    ) -> Result<Rc<Tensor>> {
-        let mut slot = self.derived.borrow_mut();
-        let writes = self.buffer.writes();
-        if let Some(d) = slot.as_ref() {
-            if d.made_at == writes && d.tensor.shape == shape {
-                return Ok(Rc::clone(&d.tensor));
-            }
-        }
-        gpu.outside_dry_run(|| {
-            let tensor = match slot.take() {
-                Some(d) if d.tensor.shape == shape => d.tensor,
-                _ => Rc::new(Tensor::empty(gpu, shape, name)?),
-            };
-            make(&tensor)?;
-            *slot = Some(Derived {
-                made_at: writes,
-                tensor: Rc::clone(&tensor),
-            });
-            Ok(tensor)
-        })
+    /// Keeps `tensor`, made from `source`, with this one for a later kernel to take back
+    /// ([`Tensor::take_kept`]): variant 2's forward leaves the weight's records (the weight
+    /// as its kernels read it) on its output for the backward of the same step, so they are
+    /// made once per step and live no longer than that output.
+    pub(crate) fn keep(&self, source: &Tensor, tensor: Tensor) {
+        *self.kept.borrow_mut() = Some(Kept {
+            source: source.version(),
+            tensor: Box::new(tensor),
+        });
+    }
+
+    /// The tensor kept with this one ([`Tensor::keep`]) if it was made from `source` as
+    /// `source` is now (not written since); it is no longer kept either way.
+    pub(crate) fn take_kept(&self, source: &Tensor) -> Option<Tensor> {
+        let kept = self.kept.borrow_mut().take()?;
+        (kept.source == source.version()).then_some(*kept.tensor)
+    }
+
+    /// Tells this tensor's contents apart: its buffer, and the writes recorded into it.
+    fn version(&self) -> (u64, u64) {
+        (self.buffer.id(), self.buffer.writes())
     }
 }
 

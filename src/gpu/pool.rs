@@ -34,6 +34,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::plan::{self, Request};
 
@@ -74,6 +75,9 @@ pub struct PoolStats {
     /// have held. `peak_bytes_held` above it is rounding and buffers idle in other classes.
     pub peak_bytes_in_use: u64,
 }
+
+/// The next [`PooledBuffer::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Every buffer size is a multiple of this many bytes.
 const SIZE_GRANULE: u64 = 256;
@@ -139,6 +143,8 @@ pub struct PooledBuffer {
     kind: BufferKind,
     origin: Origin,
     pool: Rc<BufferPool>,
+    /// Tells this lending of a buffer from every other (see [`PooledBuffer::id`]).
+    id: u64,
     /// Writes recorded into this buffer so far (see [`PooledBuffer::writes`]).
     writes: Cell<u64>,
 }
@@ -147,9 +153,13 @@ impl PooledBuffer {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
+    /// A number no other lending of a buffer has had in this process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
     /// How many writes (uploads, copies, fills, dispatches binding it read-write) have been
-    /// recorded into this buffer: a copy derived from its contents is current while this
-    /// has not changed.
+    /// recorded into this buffer: a copy made from its contents is current while this has
+    /// not changed.
     pub fn writes(&self) -> u64 {
         self.writes.get()
     }
@@ -320,6 +330,7 @@ impl BufferPool {
             kind,
             origin,
             pool: Rc::clone(self),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             writes: Cell::new(0),
         }
     }

@@ -5,8 +5,6 @@
 //! pass adds in a fixed order, so results are bit-identical run to run. It also runs the
 //! 2x2 up-convolution as three 1x1 GEMMs (see "The up-convolution" below).
 
-use std::rc::Rc;
-
 use crate::error::Result;
 use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
@@ -200,7 +198,11 @@ pub(super) fn forward(
         pad,
         tiling.source(x.shape(), conv.kernel),
     )?;
-    gemm_conv(gpu, &pass, &tiling, x.shape(), &src)
+    let records = Records::of(gpu, &pass, x.shape(), None)?;
+    gemm_conv(gpu, &pass, &tiling, x.shape(), &src, &records)?;
+    // For backward-input, which reads the same records.
+    records.keep_on(out, weight);
+    Ok(())
 }
 
 /// A conv's input gradient on variant 2: the tiles, the weight and dinp (written).
@@ -280,7 +282,8 @@ pub(super) fn backward(
         gemm_backward_weight(gpu, conv, &tiling, operands, grads.dweight, dbias)?;
     }
     if let Some((pass, tiling)) = input_pass {
-        gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded)?;
+        let records = Records::of(gpu, &pass, g.shape(), Some(out))?;
+        gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded, &records)?;
     }
     Ok(())
 }
@@ -394,25 +397,18 @@ impl ConvTiling {
     }
 }
 
-/// Runs `conv_gemm` on `src`, the padded copy of the pass's patch source `patch` (and
-/// makes the weight's records first, if the weight has changed since they were made).
+/// Runs `conv_gemm` on `src`, the padded copy of the pass's patch source `patch`, with
+/// the weight's `records`.
 fn gemm_conv(
     gpu: &Gpu,
     pass: &GemmPass,
     tiling: &ConvTiling,
     patch: Shape,
     src: &Padded,
+    records: &Records,
 ) -> Result<()> {
     let (grid, tiles) = (pass.grid, tiling.tiles);
     debug_assert_eq!((src.top, src.left), (pass.pad, pass.pad + tiling.shift));
-    // The weight is [rows = grid channels, cols = patch channels, k, k], read transposed
-    // where `flip` says so.
-    let (rows, cols) = if pass.flip {
-        (patch.c, grid.c)
-    } else {
-        (grid.c, patch.c)
-    };
-    let a = weight_records(gpu, &pass.conv, pass.weight, rows, cols)?;
 
     let mut params = GemmParams::new(&pass.conv, patch, grid, src);
     params.tiles_y = tiling.tiles_y;
@@ -441,7 +437,7 @@ fn gemm_conv(
     ];
     let buffers = [
         src.tensor.buffer(),
-        a.buffer(),
+        records.tensor().buffer(),
         pass.bias.buffer(),
         pass.dst.buffer(),
     ];
@@ -478,24 +474,47 @@ fn pad_source(
     Ok(dst)
 }
 
-/// The weight [rows, cols, k, k] as the records `conv_gemm` reads (see `arrange_weight` in
-/// the shader), kept with the weight and made again only after it has been written (an
-/// SGD step, a checkpoint load): once per update, for both the forward and backward-input.
-fn weight_records(
-    gpu: &Gpu,
-    conv: &Conv2d,
-    weight: &Tensor,
-    rows: usize,
-    cols: usize,
-) -> Result<Rc<Tensor>> {
-    let taps = conv.kernel * conv.kernel;
-    let vec4s = if taps == 1 {
-        (rows * cols).div_ceil(4)
-    } else {
-        rows * cols * taps.div_ceil(4)
-    };
-    let shape = Shape::vector(4 * vec4s);
-    weight.derived(gpu, shape, "conv2d weight records", |a| {
+/// The weight as `conv_gemm` reads it (see `arrange_weight` in the shader): for k = 1 the
+/// weight itself where it is whole vec4s, otherwise its records made by `arrange_weight`.
+enum Records<'a> {
+    Weight(&'a Tensor),
+    Made(Tensor),
+}
+
+impl<'a> Records<'a> {
+    /// The records of `pass`'s weight for the patch source `patch`: those the forward left
+    /// on `kept_on` (its output, for backward-input) if the weight has not been written
+    /// since, or made now.
+    fn of(
+        gpu: &Gpu,
+        pass: &GemmPass<'a>,
+        patch: Shape,
+        kept_on: Option<&Tensor>,
+    ) -> Result<Records<'a>> {
+        let (conv, weight) = (&pass.conv, pass.weight);
+        if conv.kernel == 1 && weight.numel().is_multiple_of(4) {
+            return Ok(Records::Weight(weight));
+        }
+        // The weight is [rows = grid channels, cols = patch channels, k, k], read
+        // transposed where `flip` says so.
+        let (rows, cols) = if pass.flip {
+            (patch.c, pass.grid.c)
+        } else {
+            (pass.grid.c, patch.c)
+        };
+        let taps = conv.kernel * conv.kernel;
+        let vec4s = if taps == 1 {
+            (rows * cols).div_ceil(4)
+        } else {
+            rows * cols * taps.div_ceil(4)
+        };
+        let shape = Shape::vector(4 * vec4s);
+        if let Some(kept) = kept_on.and_then(|out| out.take_kept(weight)) {
+            if kept.shape() == shape {
+                return Ok(Records::Made(kept));
+            }
+        }
+        let a = Tensor::empty(gpu, shape, "conv2d weight records")?;
         let mut params: GemmParams = bytemuck::Zeroable::zeroed();
         params.c_grid = rows as u32;
         params.c_patch = cols as u32;
@@ -503,8 +522,23 @@ fn weight_records(
         let constants = [("K", conv.kernel as f64)];
         let buffers = [weight.buffer(), a.buffer()];
         let grid = gpu.grid_1d(vec4s as u64, PREP_WORKGROUP);
-        gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)
-    })
+        gpu.dispatch(&GEMM_ARRANGE_WEIGHT, &constants, &params, &buffers, grid)?;
+        Ok(Records::Made(a))
+    }
+
+    fn tensor(&self) -> &Tensor {
+        match self {
+            Records::Weight(weight) => weight,
+            Records::Made(records) => records,
+        }
+    }
+
+    /// Leaves records that were made on `out` (made from `weight`), for the backward.
+    fn keep_on(self, out: &Tensor, weight: &Tensor) {
+        if let Records::Made(records) = self {
+            out.keep(weight, records);
+        }
+    }
 }
 
 /// The most pixels one slice of the weight gradient's reduction covers.
@@ -677,7 +711,8 @@ pub(super) fn upconv_forward(
         0,
         tiling.source(i, 1),
     )?;
-    gemm_conv(gpu, &pass, &tiling, i, &src)
+    let records = Records::of(gpu, &pass, i, None)?;
+    gemm_conv(gpu, &pass, &tiling, i, &src, &records)
 }
 
 /// Writes dinp and accumulates dweight of the up-convolution. One padded copy of dout
@@ -711,7 +746,8 @@ pub(super) fn upconv_backward(
     let weight_tiling = BwTiling::new(gpu, tiles, &UPCONV_GEMM, inp.shape(), s2d);
     let needed = cover([input_tiling.source(s2d, 1), weight_tiling.x_needed(s2d)].into_iter());
     let src = pad_source(gpu, &UPCONV_GEMM, dout_s2d, 0, 0, needed)?;
-    gemm_conv(gpu, &pass, &input_tiling, s2d, &src)?;
+    let records = Records::of(gpu, &pass, s2d, None)?;
+    gemm_conv(gpu, &pass, &input_tiling, s2d, &src, &records)?;
     let g = Operand::plain(inp);
     let g_padded = pad_source(
         gpu,
