@@ -36,7 +36,7 @@
 //   - no bounds checks and no div/mod in the inner loops: cheap preparation passes copy the
 //     patch source into a zero-padded buffer whose rows are whole vec4s and cover whole
 //     tiles (pad_source), and rearrange the weight so that one invocation's taps of one
-//     channel are 16-byte aligned vec4s (arrange_weight, once per step).
+//     channel are 16-byte aligned vec4s (arrange_weight).
 //
 // Subgroups: SG is the smallest subgroup size any pipeline of the device may get, as
 // measured when the device opens (src/gpu/subgroups.rs: a driver may run smaller
@@ -185,9 +185,8 @@ fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
 // the records are the values themselves, four to a vec4 (the weight as it is, zero past
 // its end). conv_gemm reads A[m, c] = record (m, c) in the forward and record (c, m) with
 // its taps reversed in backward-input (FLIP): A[m = ci, c = co, t] = W[co, ci, K*K - 1 - t],
-// the weight transposed and flipped, so one copy serves both passes: the forward makes it
-// and leaves it on its output for backward-input (`Tensor::keep`), once per step instead of
-// in every pass. With K = 1 the weight itself serves where its length is whole vec4s.
+// the weight transposed and flipped: one layout for both passes. Each pass makes its copy
+// (a small pass); with K = 1 the weight itself serves where its length is whole vec4s.
 // rows = c_grid, cols = c_patch here; one invocation writes one vec4.
 @group(0) @binding(1) var<storage, read> aw_weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> aw_a: array<vec4<f32>>;

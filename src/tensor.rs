@@ -1,6 +1,5 @@
 //! A GPU tensor: a shape (N, C, H, W) and a buffer of 32-bit elements, contiguous, NCHW.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -63,14 +62,6 @@ pub struct Tensor {
     shape: Shape,
     dtype: DType,
     buffer: PooledBuffer,
-    /// A tensor kept with this one for a later kernel (see [`Tensor::keep`]), if any.
-    kept: RefCell<Option<Kept>>,
-}
-
-/// A kept tensor and the version of the tensor it was made from.
-struct Kept {
-    source: (u64, u64),
-    tensor: Box<Tensor>,
 }
 
 impl Tensor {
@@ -97,7 +88,6 @@ impl Tensor {
             shape,
             dtype,
             buffer,
-            kept: RefCell::new(None),
         };
         if gpu.poison() {
             crate::ops::fill::fill(gpu, &tensor, f32::NAN)?;
@@ -183,29 +173,6 @@ impl Tensor {
     /// The buffer, for binding to a kernel.
     pub fn buffer(&self) -> &PooledBuffer {
         &self.buffer
-    }
-
-    /// Keeps `tensor`, made from `source`, with this one for a later kernel to take back
-    /// ([`Tensor::take_kept`]): variant 2's forward leaves the weight's records (the weight
-    /// as its kernels read it) on its output for the backward of the same step, so they are
-    /// made once per step and live no longer than that output.
-    pub(crate) fn keep(&self, source: &Tensor, tensor: Tensor) {
-        *self.kept.borrow_mut() = Some(Kept {
-            source: source.version(),
-            tensor: Box::new(tensor),
-        });
-    }
-
-    /// The tensor kept with this one ([`Tensor::keep`]) if it was made from `source` as
-    /// `source` is now (not written since); it is no longer kept either way.
-    pub(crate) fn take_kept(&self, source: &Tensor) -> Option<Tensor> {
-        let kept = self.kept.borrow_mut().take()?;
-        (kept.source == source.version()).then_some(*kept.tensor)
-    }
-
-    /// Tells this tensor's contents apart: its buffer, and the writes recorded into it.
-    fn version(&self) -> (u64, u64) {
-        (self.buffer.id(), self.buffer.writes())
     }
 }
 

@@ -208,11 +208,11 @@ fn check_against_reference_and_direct(gpu: &Gpu, algo: ConvAlgo, c: &Case, seed:
     }
 }
 
-/// Variant 2 reads the weight as records (see `arrange_weight` in the shader) that the
-/// forward makes and leaves on its output for backward-input. A weight written between the
-/// two, by an SGD step or by an upload (which is how a checkpoint load sets parameters),
-/// must not be read from those records: backward-input makes them again. For k = 3, and
-/// k = 1 with the weight read as it is (16 values) or copied into records (21).
+/// Variant 2 reads the weight as records (see `arrange_weight` in the shader). A weight
+/// written between a forward and its backward-input, by an SGD step or by an upload (which
+/// is how a checkpoint load sets parameters), must be what backward-input reads, and what
+/// every pass reads after it. For k = 3, and k = 1 with the weight read as it is (16
+/// values) or copied into records (21).
 #[test]
 fn gemm_weight_records_follow_writes_to_the_weight() {
     let gpu = gpu();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::adapter::{choose_adapter, AdapterChoice};
 use super::autotune::{device_key, Autotune, TuneMode};
-use super::pipeline::{Access, Constants, Kernel, PipelineCache};
+use super::pipeline::{Constants, Kernel, PipelineCache};
 use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
 use super::profile::{Profile, Profiler};
 use super::subgroups::{self, Probe, Subgroups};
@@ -440,10 +440,7 @@ impl Gpu {
                 size: wgpu::BufferSize::new(std::mem::size_of::<P>() as u64),
             }),
         }];
-        for ((buffer, binding), access) in buffers.iter().zip(1..).zip(kernel.bindings) {
-            if *access == Access::ReadWrite {
-                buffer.note_write();
-            }
+        for (buffer, binding) in buffers.iter().zip(1..) {
             entries.push(wgpu::BindGroupEntry {
                 binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -491,7 +488,6 @@ impl Gpu {
         if self.dry_run.get() {
             return;
         }
-        buffer.note_write();
         let mut recorder = self.recorder.borrow_mut();
         recorder.encoder(&self.device).clear_buffer(
             buffer.buffer(),
@@ -505,7 +501,6 @@ impl Gpu {
         if self.dry_run.get() {
             return;
         }
-        dst.note_write();
         let mut recorder = self.recorder.borrow_mut();
         recorder
             .encoder(&self.device)
@@ -522,7 +517,6 @@ impl Gpu {
             return Ok(());
         }
         self.flush()?;
-        buffer.note_write();
         self.queue.write_buffer(buffer.buffer(), 0, data);
         Ok(())
     }

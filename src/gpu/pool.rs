@@ -31,10 +31,9 @@
 //! if a run asks for a different length or kind than recorded, the rest of that run comes
 //! from the size classes, so a changed job still runs, only with more memory.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::plan::{self, Request};
 
@@ -75,9 +74,6 @@ pub struct PoolStats {
     /// have held. `peak_bytes_held` above it is rounding and buffers idle in other classes.
     pub peak_bytes_in_use: u64,
 }
-
-/// The next [`PooledBuffer::id`].
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Every buffer size is a multiple of this many bytes.
 const SIZE_GRANULE: u64 = 256;
@@ -143,28 +139,11 @@ pub struct PooledBuffer {
     kind: BufferKind,
     origin: Origin,
     pool: Rc<BufferPool>,
-    /// Tells this lending of a buffer from every other (see [`PooledBuffer::id`]).
-    id: u64,
-    /// Writes recorded into this buffer so far (see [`PooledBuffer::writes`]).
-    writes: Cell<u64>,
 }
 
 impl PooledBuffer {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
-    }
-    /// A number no other lending of a buffer has had in this process.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-    /// How many writes (uploads, copies, fills, dispatches binding it read-write) have been
-    /// recorded into this buffer: a copy made from its contents is current while this has
-    /// not changed.
-    pub fn writes(&self) -> u64 {
-        self.writes.get()
-    }
-    pub(crate) fn note_write(&self) {
-        self.writes.set(self.writes.get() + 1);
     }
     /// The requested length in bytes.
     pub fn len(&self) -> u64 {
@@ -330,8 +309,6 @@ impl BufferPool {
             kind,
             origin,
             pool: Rc::clone(self),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            writes: Cell::new(0),
         }
     }
 

@@ -188,7 +188,7 @@ pub(super) fn forward(
         grid: out.shape(),
         epilogue: Epilogue::Forward,
     };
-    let tiling = ConvTiling::new(gpu, tiles, &pass, pad);
+    let tiling = ConvTiling::new(gpu, tiles, pass.grid, pad, pad);
     let x = Operand::plain(inp);
     let src = pad_source(
         gpu,
@@ -198,18 +198,15 @@ pub(super) fn forward(
         pad,
         tiling.source(x.shape(), conv.kernel),
     )?;
-    let records = Records::of(gpu, &pass, x.shape(), None)?;
-    gemm_conv(gpu, &pass, &tiling, x.shape(), &src, &records)?;
-    // For backward-input, which reads the same records.
-    records.keep_on(out, weight);
-    Ok(())
+    let records = Records::of(gpu, &pass, x.shape())?;
+    gemm_conv(gpu, &pass, &tiling, x.shape(), &src, &records)
 }
 
-/// A conv's input gradient on variant 2: the tiles, the weight and dinp (written).
+/// A conv's input gradient on variant 2: the tiles, the weight and the input's shape.
 pub(super) struct InputGrad<'a> {
     pub tiles: GemmTiles,
     pub weight: &'a Tensor,
-    pub dinp: &'a Tensor,
+    pub inp_shape: Shape,
 }
 
 /// A conv's weight and bias gradients on variant 2: the tiles, the forward's input and
@@ -221,8 +218,8 @@ pub(super) struct ParamGrads<'a> {
     pub dbias: &'a Tensor,
 }
 
-/// The backward of a conv: `input` and/or `grads`, from one zero-padded copy of
-/// g = dout * relu'(out) that both passes read:
+/// The backward of a conv: `input` (dinp, returned) and/or `grads`, from one zero-padded
+/// copy of g = dout * relu'(out) that both passes read:
 ///   dinp[ci, pix] = W'[ci, (co,ky,kx)] x G[(co,ky,kx), pix], a "full" convolution of g
 ///                   with the transposed, flipped weight (padding k - 1 - pad);
 ///   dweight += G[co, pix] x X[(ci,ky,kx), pix]^T and dbias[co] += sum over pix of
@@ -234,7 +231,7 @@ pub(super) fn backward(
     dout: &Tensor,
     input: Option<InputGrad>,
     grads: Option<ParamGrads>,
-) -> Result<()> {
+) -> Result<Option<Tensor>> {
     let g = Operand {
         relu_of: conv.relu.then_some(out),
         ..Operand::plain(dout)
@@ -244,18 +241,8 @@ pub(super) fn backward(
     let full_pad = (conv.kernel - 1 - conv.pad()) as u32;
     let (top, left) = (full_pad, full_pad.next_multiple_of(4));
     let input_pass = input.map(|input| {
-        let pass = GemmPass {
-            conv: *conv,
-            pad: full_pad,
-            weight: input.weight,
-            flip: true,
-            bias: input.weight,
-            dst: input.dinp,
-            grid: input.dinp.shape(),
-            epilogue: Epilogue::BackwardInput,
-        };
-        let tiling = ConvTiling::new(gpu, input.tiles, &pass, left);
-        (pass, tiling)
+        let tiling = ConvTiling::new(gpu, input.tiles, input.inp_shape, full_pad, left);
+        (input, tiling)
     });
     let weight_pass = grads.map(|grads| {
         let tiling = BwTiling::new(gpu, grads.tiles, conv, g.shape(), grads.inp.shape());
@@ -281,11 +268,24 @@ pub(super) fn backward(
         let dbias = Some(grads.dbias);
         gemm_backward_weight(gpu, conv, &tiling, operands, grads.dweight, dbias)?;
     }
-    if let Some((pass, tiling)) = input_pass {
-        let records = Records::of(gpu, &pass, g.shape(), Some(out))?;
-        gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded, &records)?;
-    }
-    Ok(())
+    let Some((input, tiling)) = input_pass else {
+        return Ok(None);
+    };
+    // Made only now, so that it is not alive while the weight gradient runs.
+    let dinp = Tensor::empty(gpu, input.inp_shape, "conv2d dinp")?;
+    let pass = GemmPass {
+        conv: *conv,
+        pad: full_pad,
+        weight: input.weight,
+        flip: true,
+        bias: input.weight,
+        dst: &dinp,
+        grid: dinp.shape(),
+        epilogue: Epilogue::BackwardInput,
+    };
+    let records = Records::of(gpu, &pass, g.shape())?;
+    gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded, &records)?;
+    Ok(Some(dinp))
 }
 
 /// An image as a GEMM operand reads it.
@@ -373,13 +373,14 @@ struct ConvTiling {
 }
 
 impl ConvTiling {
-    fn new(gpu: &Gpu, tiles: GemmTiles, pass: &GemmPass, left: u32) -> ConvTiling {
-        let shift = left - pass.pad;
+    /// The tiling of `grid` for a pass with padding `pad`.
+    fn new(gpu: &Gpu, tiles: GemmTiles, grid: Shape, pad: u32, left: u32) -> ConvTiling {
+        let shift = left - pad;
         ConvTiling {
             tiles,
-            wg: tiles.wg_for(gpu, pass.grid.c, tiles.mi),
-            tiles_x: (pass.grid.w as u32 + shift).div_ceil(4 * tiles.quads),
-            tiles_y: (pass.grid.h as u32).div_ceil(tiles.rows),
+            wg: tiles.wg_for(gpu, grid.c, tiles.mi),
+            tiles_x: (grid.w as u32 + shift).div_ceil(4 * tiles.quads),
+            tiles_y: (grid.h as u32).div_ceil(tiles.rows),
             shift,
         }
     }
@@ -482,15 +483,8 @@ enum Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    /// The records of `pass`'s weight for the patch source `patch`: those the forward left
-    /// on `kept_on` (its output, for backward-input) if the weight has not been written
-    /// since, or made now.
-    fn of(
-        gpu: &Gpu,
-        pass: &GemmPass<'a>,
-        patch: Shape,
-        kept_on: Option<&Tensor>,
-    ) -> Result<Records<'a>> {
+    /// The records of `pass`'s weight for the patch source `patch`.
+    fn of(gpu: &Gpu, pass: &GemmPass<'a>, patch: Shape) -> Result<Records<'a>> {
         let (conv, weight) = (&pass.conv, pass.weight);
         if conv.kernel == 1 && weight.numel().is_multiple_of(4) {
             return Ok(Records::Weight(weight));
@@ -509,11 +503,6 @@ impl<'a> Records<'a> {
             rows * cols * taps.div_ceil(4)
         };
         let shape = Shape::vector(4 * vec4s);
-        if let Some(kept) = kept_on.and_then(|out| out.take_kept(weight)) {
-            if kept.shape() == shape {
-                return Ok(Records::Made(kept));
-            }
-        }
         let a = Tensor::empty(gpu, shape, "conv2d weight records")?;
         let mut params: GemmParams = bytemuck::Zeroable::zeroed();
         params.c_grid = rows as u32;
@@ -530,13 +519,6 @@ impl<'a> Records<'a> {
         match self {
             Records::Weight(weight) => weight,
             Records::Made(records) => records,
-        }
-    }
-
-    /// Leaves records that were made on `out` (made from `weight`), for the backward.
-    fn keep_on(self, out: &Tensor, weight: &Tensor) {
-        if let Records::Made(records) = self {
-            out.keep(weight, records);
         }
     }
 }
@@ -702,7 +684,7 @@ pub(super) fn upconv_forward(
         grid: Shape::new(i.n, 4 * c_out, i.h, i.w),
         epilogue: Epilogue::UpConv,
     };
-    let tiling = ConvTiling::new(gpu, tiles, &pass, 0);
+    let tiling = ConvTiling::new(gpu, tiles, pass.grid, 0, 0);
     let src = pad_source(
         gpu,
         &UPCONV_GEMM,
@@ -711,7 +693,7 @@ pub(super) fn upconv_forward(
         0,
         tiling.source(i, 1),
     )?;
-    let records = Records::of(gpu, &pass, i, None)?;
+    let records = Records::of(gpu, &pass, i)?;
     gemm_conv(gpu, &pass, &tiling, i, &src, &records)
 }
 
@@ -741,12 +723,12 @@ pub(super) fn upconv_backward(
         grid: dinp.shape(),
         epilogue: Epilogue::BackwardInput,
     };
-    let input_tiling = ConvTiling::new(gpu, tiles, &pass, 0);
+    let input_tiling = ConvTiling::new(gpu, tiles, pass.grid, 0, 0);
     // The weight gradient's rows run over ci: the GEMM's "g" is the input.
     let weight_tiling = BwTiling::new(gpu, tiles, &UPCONV_GEMM, inp.shape(), s2d);
     let needed = cover([input_tiling.source(s2d, 1), weight_tiling.x_needed(s2d)].into_iter());
     let src = pad_source(gpu, &UPCONV_GEMM, dout_s2d, 0, 0, needed)?;
-    let records = Records::of(gpu, &pass, s2d, None)?;
+    let records = Records::of(gpu, &pass, s2d)?;
     gemm_conv(gpu, &pass, &input_tiling, s2d, &src, &records)?;
     let g = Operand::plain(inp);
     let g_padded = pad_source(

@@ -7,7 +7,9 @@
 //! Backward is two launchers, so that a layer whose input needs no gradient (the first
 //! conv of the network) skips [`backward_input`]:
 //! - [`backward_input`] **writes** dinp;
-//! - [`backward_params`] **accumulates** into dweight and dbias.
+//! - [`backward_params`] **accumulates** into dweight and dbias;
+//! - [`backward`] runs the second and, if asked, the first in one call (what a model
+//!   layer uses): on variant 2 both then read one padded copy of g = dout * relu'(out).
 //!
 //! Three implementations ([`ConvAlgo`]) sit behind the same launchers, one file each:
 //! - variant 1, `direct.rs` ([`ConvAlgo::Direct`], `shaders/conv2d.wgsl`): one invocation
@@ -302,20 +304,28 @@ pub fn backward_input_with(
     let out_shape = check_backward(conv, inp_shape, weight, out, dout)?;
     let problem = Problem::conv(TunedPass::BackwardInput, conv, inp_shape, out_shape.c);
     let algo = autotune::resolve(gpu, algo, &problem)?;
-    let dinp = Tensor::empty(gpu, inp_shape, "conv2d dinp")?;
-    match algo.variant(gpu, conv.kernel)? {
-        Variant::Direct => direct::backward_input(gpu, conv, weight, out, dout, &dinp)?,
+    let empty = || Tensor::empty(gpu, inp_shape, "conv2d dinp");
+    Ok(match algo.variant(gpu, conv.kernel)? {
+        Variant::Direct => {
+            let dinp = empty()?;
+            direct::backward_input(gpu, conv, weight, out, dout, &dinp)?;
+            dinp
+        }
         Variant::Gemm(tiles) => {
             let input = gemm::InputGrad {
                 tiles,
                 weight,
-                dinp: &dinp,
+                inp_shape,
             };
-            gemm::backward(gpu, conv, out, dout, Some(input), None)?
+            let dinp = gemm::backward(gpu, conv, out, dout, Some(input), None)?;
+            dinp.expect("dinp was asked for")
         }
-        Variant::Tiled(t) => tiled::backward_input(gpu, t, conv, weight, out, dout, &dinp)?,
-    }
-    Ok(dinp)
+        Variant::Tiled(t) => {
+            let dinp = empty()?;
+            tiled::backward_input(gpu, t, conv, weight, out, dout, &dinp)?;
+            dinp
+        }
+    })
 }
 
 /// [`backward_params`] with the variant `algo`.
@@ -344,7 +354,7 @@ pub fn backward_params_with(
                 dweight,
                 dbias,
             };
-            return gemm::backward(gpu, conv, out, dout, None, Some(grads));
+            return gemm::backward(gpu, conv, out, dout, None, Some(grads)).map(drop);
         }
         Variant::Tiled(t) => tiled::backward_weight(gpu, t, conv, inp, out, dout, dweight)?,
     }
@@ -389,11 +399,10 @@ pub fn backward(
             false => Ok(None),
         };
     };
-    let dinp = Tensor::empty(gpu, inp.shape(), "conv2d dinp")?;
     let input = gemm::InputGrad {
         tiles: input_tiles,
         weight,
-        dinp: &dinp,
+        inp_shape: inp.shape(),
     };
     let grads = gemm::ParamGrads {
         tiles: params_tiles,
@@ -401,8 +410,7 @@ pub fn backward(
         dweight,
         dbias,
     };
-    gemm::backward(gpu, conv, out, dout, Some(input), Some(grads))?;
-    Ok(Some(dinp))
+    gemm::backward(gpu, conv, out, dout, Some(input), Some(grads))
 }
 
 /// Checks the tensors of [`backward_params`].
