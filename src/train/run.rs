@@ -18,7 +18,7 @@ use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileS
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
-use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
+use crate::metrics::{binary_truth, iou_ignoring, pixel_error_ignoring, BinaryMap, ProbabilityMap};
 use crate::model::{Heads, Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::report::{
@@ -359,7 +359,8 @@ fn progress_bar(options: &RunOptions, position: u64) -> ProgressBar {
     bar
 }
 
-/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
+/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images, over
+/// their labelled pixels (those of `--ignore-index` are left out, as of every metric).
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
     if model.config().classes > 2 {
         // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
@@ -406,12 +407,12 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
         )?;
         let fg = &probs[1];
         let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
-        let truth_pixels = sample.labels.data.iter().map(|&l| l != 0).collect();
-        let truth = BinaryMap::new(fg.width, fg.height, truth_pixels)?;
-        total.pixel_error += pixel_error(&pred, &truth)?;
-        total.iou += iou(&pred, &truth)?;
-        let foreground = sample.labels.data.iter().filter(|&&l| l != 0).count() as f64
-            / sample.labels.data.len().max(1) as f64;
+        // Class 1 against the rest, over the labelled pixels (`--ignore-index`).
+        let (truth, ignored) = binary_truth(fg.width, fg.height, &sample.classes.data, 1)?;
+        total.pixel_error += pixel_error_ignoring(&pred, &truth, ignored.as_ref())?;
+        total.iou += iou_ignoring(&pred, &truth, ignored.as_ref())?;
+        let labelled = truth.len() - ignored.as_ref().map_or(0, BinaryMap::count_foreground);
+        let foreground = truth.count_foreground() as f64 / labelled.max(1) as f64;
         total.one_class_pixel_error += foreground.min(1.0 - foreground);
         total.all_foreground_iou += foreground;
     }
