@@ -78,7 +78,12 @@ fn three_class_rgb_train_predict_evaluate() {
         "--out",
         s(&pred),
     ]);
-    assert!(printed.contains("000_class.png"), "{printed}");
+    // Through the batch path: the outputs of each input on one line, a manifest.
+    assert!(
+        printed.contains("000_{prob_0,prob_1,prob_2,class,overlay}.png"),
+        "{printed}"
+    );
+    assert!(pred.join("manifest-shard-0-of-1.json").is_file());
     for name in ["class", "prob_0", "prob_1", "prob_2", "overlay"] {
         assert!(pred.join(format!("001_{name}.png")).is_file(), "{name}");
     }
