@@ -123,6 +123,53 @@ fn three_class_rgb_train_predict_evaluate() {
     );
     assert!(report["binary"]["best_mean"]["iou"]["value"].is_number());
 
+    // The same predictions as TIFF, and the labels as 16-bit TIFFs: the same report.
+    let pred_tif = dir.join("pred-tif");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        s(&data_dir.join("images")),
+        "--out",
+        s(&pred_tif),
+        "--format",
+        "tiff",
+    ]);
+    assert!(pred_tif.join("001_class.tif").is_file() && pred_tif.join("001_prob.tif").is_file());
+    let labels_tif = dir.join("labels-tif");
+    std::fs::create_dir_all(&labels_tif).unwrap();
+    for sample in data.samples() {
+        let file = std::fs::File::create(labels_tif.join(format!("{}.tif", sample.name))).unwrap();
+        let values: Vec<u16> = sample
+            .classes
+            .data
+            .iter()
+            .map(|&c| [0, 128, 255][c as usize])
+            .collect();
+        tiff::encoder::TiffEncoder::new(file)
+            .unwrap()
+            .write_image::<tiff::encoder::colortype::Gray16>(96, 96, &values)
+            .unwrap();
+    }
+    let json_tif = dir.join("eval-tif.json");
+    let mut eval_tif = vec![
+        "eval",
+        "--pred",
+        s(&pred_tif),
+        "--labels",
+        s(&labels_tif),
+        "--json",
+        s(&json_tif),
+    ];
+    eval_tif.extend_from_slice(&values);
+    assert_eq!(ok(&eval_tif), table);
+    let report_tif: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_tif).unwrap()).unwrap();
+    assert_eq!(
+        report_tif, report,
+        "TIFF predictions and labels evaluate the same"
+    );
+
     // A gray image into a network of three input channels: a clear error.
     let gray = dir.join("gray.png");
     image::GrayImage::from_pixel(96, 96, image::Luma([90]))
@@ -224,4 +271,110 @@ fn the_demo_runs_three_colour_classes() {
     );
     let err = fails(&["demo", "--classes", "3", "--out", s(&dir)]);
     assert!(err.contains("--classes 3 --channels 3"), "{err}");
+}
+
+/// Writes 8-bit gray `values` (row-major, `width` wide) as a PNG.
+fn write_gray(path: &Path, width: u32, values: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let height = values.len() as u32 / width;
+    image::GrayImage::from_raw(width, height, values.to_vec())
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn eval_leaves_unlabelled_pixels_out_for_two_and_k_classes() {
+    let dir = scratch("eval-ignore");
+    // 6x4: cells (255) in columns 0..2, background (0) in 4..5, column 3 unlabelled
+    // (128). The prediction (a 0/1 map, so every threshold agrees) says cell in columns
+    // 0..3 and at (5, 0): column 3 is not compared, (5, 0) is the one labelled mistake.
+    let (w, h) = (6, 4);
+    let label: Vec<u8> = (0..w * h)
+        .map(|i| match i % w {
+            0..=2 => 255,
+            3 => 128,
+            _ => 0,
+        })
+        .collect();
+    let prob: Vec<u8> = (0..w * h)
+        .map(|i| if i % w <= 3 || i == 5 { 255 } else { 0 })
+        .collect();
+    write_gray(&dir.join("labels/a.png"), w as u32, &label);
+    write_gray(&dir.join("pred/a_prob.png"), w as u32, &prob);
+    let json = dir.join("eval.json");
+    let eval = |pred: &str, labels: &str, extra: &[&str]| {
+        let (pred, labels) = (dir.join(pred), dir.join(labels));
+        let mut args = ["eval", "--pred", s(&pred), "--labels", s(&labels)]
+            .map(String::from)
+            .to_vec();
+        args.extend(
+            ["--json", s(&json)]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
+        args
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let printed = run(eval("pred", "labels", &["--ignore-index", "128"]));
+    assert!(
+        printed.contains("4 unlabelled pixel(s) (--ignore-index 128) left out"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let best = &report["best_mean"];
+    let value = |metric: &str| best[metric]["value"].as_f64().unwrap();
+    // 1 wrong of 20 labelled pixels; P = 12 cells + (5, 0), G = the 12 cells.
+    assert!((value("pixel_error") - 1.0 / 20.0).abs() < 1e-12, "{best}");
+    assert!((value("iou") - 12.0 / 13.0).abs() < 1e-12, "{best}");
+    // Without --ignore-index, 128 is neither value of a binary mask: a one-line error.
+    let args = eval("pred", "labels", &[]);
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("a.png"), "{err}");
+
+    // K = 3: class masks 0/1/2 with 9 unlabelled, class maps as predict writes them.
+    // Truth: row 0 class 1, row 1 class 2, rows 2..3 class 0, column 0 unlabelled.
+    // Prediction: right but for (1, 1) (class 1 for 2) and column 0 (all class 2).
+    let truth: Vec<u8> = (0..w * h)
+        .map(|i| match (i % w, i / w) {
+            (0, _) => 9,
+            (_, 0) => 1,
+            (_, 1) => 2,
+            _ => 0,
+        })
+        .collect();
+    let pred: Vec<u8> = (0..w * h)
+        .map(|i| match (i % w, i / w) {
+            (0, _) => 2,
+            (1, 1) => 1,
+            (_, 0) => 1,
+            (_, 1) => 2,
+            _ => 0,
+        })
+        .collect();
+    write_gray(&dir.join("labels-k/a.png"), w as u32, &truth);
+    write_gray(&dir.join("pred-k/a_class.png"), w as u32, &pred);
+    let printed = run(eval(
+        "pred-k",
+        "labels-k",
+        &["--classes", "3", "--ignore-index", "9"],
+    ));
+    assert!(printed.contains("4 unlabelled pixel(s)"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // 20 labelled pixels: 5 of class 1 (all right), 5 of class 2 (one taken for 1), 10
+    // of class 0.
+    let confusion = &report["classes"]["confusion"];
+    assert_eq!(
+        confusion,
+        &serde_json::json!([[10, 0, 0], [0, 5, 0], [0, 1, 4]])
+    );
+    // Class 1 as foreground: 1 wrong of 20; P = 6 pixels, G = 5, IoU 5/6.
+    let best = &report["binary"]["best_mean"];
+    let value = |metric: &str| best[metric]["value"].as_f64().unwrap();
+    assert!((value("pixel_error") - 1.0 / 20.0).abs() < 1e-12, "{best}");
+    assert!((value("iou") - 5.0 / 6.0).abs() < 1e-12, "{best}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

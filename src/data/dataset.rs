@@ -420,8 +420,10 @@ fn load_pair(
     Ok((sample, labels.snapped))
 }
 
-/// The PNG/TIFF files of a folder by stem (hidden files and other extensions are skipped).
-fn list_image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The image files of a folder by stem, as a dataset's `images/` and `labels/` are read
+/// (PNG, TIFF, JPEG, BMP; hidden files and other extensions are skipped; two files of one
+/// stem are an error).
+pub fn list_image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let io_error = |source| DataError::Io {
         action: "list the folder",
         path: dir.to_path_buf(),
