@@ -1,6 +1,9 @@
 //! K classes and C channels through the `unet` binary: train, predict and evaluate a
-//! three-class RGB synthetic set (class masks stored as gray levels), and the one-line
-//! errors of the new bad inputs (a label out of range, K = 1, the wrong channel count).
+//! three-class RGB synthetic set (class masks stored as gray levels; predictions and
+//! labels as PNG and as TIFF), resume it (the data flags against the checkpoint's),
+//! evaluate with unlabelled pixels (hand-made cases), train with the issue's `--labels
+//! instance`, and the one-line errors of the new bad inputs (a label out of range, K = 1,
+//! the wrong channel count, data flags a checkpoint was not trained with).
 
 mod common;
 
@@ -43,21 +46,17 @@ fn three_class_rgb_train_predict_evaluate() {
     write_rgb_set(&data_dir, &data);
     let run = dir.join("run");
     let values = ["--classes", "3", "--class-values", "0,128,255"];
-    let mut train = vec![
-        "train",
-        "--data",
-        s(&data_dir),
-        "--holdout",
-        "1",
-        "--tile",
-        "124",
+    let data_flags = ["--data", s(&data_dir), "--holdout", "1", "--tile", "124"];
+    let mut train = vec!["train"];
+    train.extend_from_slice(&data_flags);
+    train.extend_from_slice(&[
         "--steps",
         "2",
         "--normalize",
         "percentile",
         "--out",
         s(&run),
-    ];
+    ]);
     train.extend_from_slice(&values);
     ok(&train);
     let checkpoint = run.join("checkpoint.safetensors");
@@ -169,6 +168,49 @@ fn three_class_rgb_train_predict_evaluate() {
         report_tif, report,
         "TIFF predictions and labels evaluate the same"
     );
+
+    // Resuming checks the data flags against the checkpoint's; flags left out take its.
+    let resume = |steps: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--resume", s(&run)];
+        args.extend_from_slice(&data_flags);
+        args.extend_from_slice(&["--steps", steps]);
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    for (extra, wanted) in [
+        (
+            &["--normalize", "z-score"][..],
+            "was trained with --normalize percentile:1,99.8, not --normalize z-score: pass \
+             --normalize percentile:1,99.8 (or leave it out) to resume it",
+        ),
+        (
+            &["--classes", "4"],
+            "was trained with --classes 3, not --classes 4",
+        ),
+        (
+            &["--class-values", "0,127,255"],
+            "was trained with --class-values 0,128,255, not --class-values 0,127,255",
+        ),
+        (
+            &["--ignore-index", "7"],
+            "was trained without --ignore-index, not --ignore-index 7: leave --ignore-index out",
+        ),
+        (
+            &["--channels", "1"],
+            "was trained with --channels auto, not --channels 1",
+        ),
+    ] {
+        let err = common::cli::clean_failure(&resume("3", extra));
+        assert!(err.contains(wanted), "{extra:?}: {err}");
+    }
+    // The same flags again, or none at all: it resumes, reading the data as before.
+    let mut same = vec!["--normalize", "percentile"];
+    same.extend_from_slice(&values);
+    for (steps, extra) in [("3", &same[..]), ("4", &[][..])] {
+        let out = resume(steps, extra);
+        assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    }
+    assert_eq!(read_data_spec(&checkpoint).unwrap(), spec);
 
     // A gray image into a network of three input channels: a clear error.
     let gray = dir.join("gray.png");

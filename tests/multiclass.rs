@@ -615,3 +615,49 @@ fn two_class_validation_leaves_unlabelled_pixels_out() {
     close(v.one_class_pixel_error, f.min(1.0 - f));
     close(v.all_foreground_iou, f);
 }
+
+#[test]
+fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
+    use unet_wgpu::data::DataSpec;
+    use unet_wgpu::train::checkpoint::check_resumed_data;
+    let path = Path::new("run/checkpoint.safetensors");
+    let held = DataSpec {
+        normalize: Normalize::ZScore,
+        class_values: Some(parse_class_values("0,128,255").unwrap()),
+        ignore_index: Some(7),
+        ..DataSpec::legacy(1, 3)
+    };
+    check_resumed_data(&held, &held.clone(), path).unwrap();
+    for (data, wanted) in [
+        (
+            DataSpec {
+                normalize: Normalize::None,
+                ..held.clone()
+            },
+            "normalisation z-score, but the data is read with none",
+        ),
+        (
+            DataSpec {
+                class_values: None,
+                ..held.clone()
+            },
+            "class values 0,128,255, but the data is read with none",
+        ),
+        (
+            DataSpec {
+                ignore_index: None,
+                ..held.clone()
+            },
+            "unlabelled value 7, but the data is read with none",
+        ),
+    ] {
+        let err = check_resumed_data(&held, &data, path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(wanted), "{err}");
+    }
+    // A checkpoint from before the unlabelled value reads as none.
+    let old = r#"{"channels":1,"channel_mode":"gray","stack":"pages","normalize":{"kind":"none"},"classes":2,"class_values":null}"#;
+    let spec: DataSpec = serde_json::from_str(old).unwrap();
+    assert_eq!(spec, DataSpec::legacy(1, 2));
+}

@@ -142,6 +142,7 @@ impl Dataset {
                 normalize: Normalize::None,
                 classes,
                 class_values: None,
+                ignore_index: None,
             },
             objects_by_class: false,
             samples,
@@ -264,6 +265,7 @@ impl Dataset {
             normalize: Normalize::None,
             classes: options.labels.classes,
             class_values: options.labels.values.clone(),
+            ignore_index: options.labels.ignore,
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)

@@ -141,6 +141,10 @@ pub fn run(
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
     let data_spec = checkpoint::checked_data_spec(&train, &config)?;
+    if let Some(folder) = &options.resume {
+        let path = resume_checkpoint(folder);
+        checkpoint::check_resumed_data(&checkpoint::read_data_spec(&path)?, &data_spec, &path)?;
+    }
     let batch = options.batch.max(1);
     let mut stream =
         TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
