@@ -420,3 +420,61 @@ fn eval_leaves_unlabelled_pixels_out_for_two_and_k_classes() {
     assert!((value("iou") - 5.0 / 6.0).abs() < 1e-12, "{best}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_takes_the_issues_labels_instance_spelling() {
+    let dir = scratch("labels-instance");
+    // Two images with three touching instances each (ids 1..3), as 8-bit masks.
+    for i in 0..2u8 {
+        let (w, h) = (48u32, 48u32);
+        let mask = image::GrayImage::from_fn(w, h, |x, y| {
+            let id = match (x, y) {
+                (8..=23, 8..=39) => 1,
+                (24..=39, 8..=23) => 2,
+                (24..=39, 24..=39) => 3,
+                _ => 0,
+            };
+            image::Luma([id])
+        });
+        let image = image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([mask.get_pixel(x, y).0[0] * 60 + (x * 3 + y + u32::from(i)) as u8 % 20])
+        });
+        for (sub, picture) in [("images", &image), ("labels", &mask)] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            picture
+                .save(dir.join(sub).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let run = dir.join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&dir),
+            "--holdout",
+            "0",
+            "--tile",
+            "124",
+            "--steps",
+            "1",
+            "--out",
+            s(&run),
+        ];
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    // Read as binary masks (the default), ids 1..3 are an error.
+    let err = common::cli::clean_failure(&train(&[]));
+    assert!(err.contains("0.png") || err.contains("1.png"), "{err}");
+    // --labels instance --classes 3, as the issue spells it: background, interior,
+    // boundary, exactly as --mask instance --classes 3.
+    let out = train(&["--labels", "instance", "--classes", "3"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    let spec = read_data_spec(&run.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(spec.classes, 3);
+    // Both spellings at once: a usage error.
+    let err = common::cli::clean_failure(&train(&["--labels", "instance", "--mask", "instance"]));
+    assert!(err.contains("--mask"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

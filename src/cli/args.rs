@@ -36,6 +36,14 @@ pub struct MaskArgs {
 }
 
 impl MaskArgs {
+    /// These flags with `kind` in place of `--mask`, if given (`train --labels KIND`).
+    pub fn with_kind(self, kind: Option<MaskKind>) -> MaskArgs {
+        MaskArgs {
+            mask: kind.unwrap_or(self.mask),
+            ..self
+        }
+    }
+
     pub fn format(&self) -> MaskFormat {
         match (self.mask, self.invert) {
             (MaskKind::Instance, _) => MaskFormat::Instance,

@@ -18,7 +18,9 @@ use unet_wgpu::train::run::{
 use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
-use super::args::{adopt_data_spec, ArchArgs, ImageArgs, LabelArgs, MaskArgs, WeightArgs};
+use super::args::{
+    adopt_data_spec, ArchArgs, ImageArgs, LabelArgs, MaskArgs, MaskKind, WeightArgs,
+};
 use super::predict::write_sample_overlay;
 use super::{default_tile, open_gpu, stop_flag};
 
@@ -94,6 +96,15 @@ pub struct TrainArgs {
     arch: ArchArgs,
     #[command(flatten)]
     masks: MaskArgs,
+    /// How masks are stored, the spelling of --mask (`--labels instance --classes
+    /// 3`); `unet eval` has --mask only, its --labels being the folder of masks.
+    #[arg(
+        long = "labels",
+        value_enum,
+        value_name = "KIND",
+        conflicts_with = "mask"
+    )]
+    labels_kind: Option<MaskKind>,
     #[command(flatten)]
     weights: WeightArgs,
     #[command(flatten)]
@@ -172,6 +183,7 @@ fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)>
 }
 
 pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
+    args.masks = args.masks.clone().with_kind(args.labels_kind.take());
     if let Some(resumed) = &args.resume {
         // The data is read as the checkpoint's was (a flag left out takes its value).
         let path = resume_checkpoint(resumed);
