@@ -35,7 +35,8 @@ pub struct PredictArgs {
     /// Tiles per forward pass (default: as many as the device's limits allow, up to 8).
     #[arg(long)]
     batch: Option<usize>,
-    /// Foreground probability above which a pixel is a cell in the mask and overlay.
+    /// Foreground probability above which a pixel is a cell in the mask and overlay (two
+    /// classes; with K > 2 every pixel takes its most probable class).
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
     /// The architecture the checkpoint must hold (it is read from the checkpoint anyway).
