@@ -121,15 +121,16 @@ impl LabelArgs {
 #[derive(Args, Clone)]
 pub struct ImageArgs {
     /// Input channels: auto (gray 1, RGB 3), 1 (colour turned into gray) or 3 (gray
-    /// repeated) [default: auto]
+    /// repeated) [default: auto; with --resume, the checkpoint's]
     #[arg(long, value_enum)]
     pub channels: Option<ChannelMode>,
     /// Multi-page TIFFs: pages (separate images) or channels (one image, a page per
-    /// channel) [default: pages]
+    /// channel) [default: pages; with --resume, the checkpoint's]
     #[arg(long, value_enum)]
     pub stack: Option<StackMode>,
     /// Per image and channel: none (8-bit / 255, 16-bit / 65535), min-max, percentile
-    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score [default: none]
+    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score [default: none; with
+    /// --resume, the checkpoint's]
     #[arg(long)]
     pub normalize: Option<Normalize>,
 }

@@ -96,8 +96,9 @@ pub struct TrainArgs {
     arch: ArchArgs,
     #[command(flatten)]
     masks: MaskArgs,
-    /// How masks are stored, the spelling of --mask (`--labels instance --classes
-    /// 3`); `unet eval` has --mask only, its --labels being the folder of masks.
+    /// How masks are stored: another name for --mask (`--labels instance --classes 3`:
+    /// instances as background, interior and boundary); `unet eval` has --mask only, its
+    /// --labels being the folder of masks.
     #[arg(
         long = "labels",
         value_enum,
