@@ -18,7 +18,7 @@ use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileS
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
-use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
+use crate::metrics::{binary_truth, iou_ignoring, pixel_error_ignoring, BinaryMap, ProbabilityMap};
 use crate::model::{Heads, Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::report::{
@@ -141,6 +141,10 @@ pub fn run(
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
     let data_spec = checkpoint::checked_data_spec(&train, &config)?;
+    if let Some(folder) = &options.resume {
+        let path = resume_checkpoint(folder);
+        checkpoint::check_resumed_data(&checkpoint::read_data_spec(&path)?, &data_spec, &path)?;
+    }
     let batch = options.batch.max(1);
     let mut stream =
         TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
@@ -367,7 +371,8 @@ pub fn validation_tile(config: &UNetConfig, training_tile: usize) -> usize {
     training_tile.max(config.default_tile())
 }
 
-/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
+/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images, over
+/// their labelled pixels (those of `--ignore-index` are left out, as of every metric).
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
     if model.config().classes > 2 {
         // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
@@ -414,12 +419,12 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
         )?;
         let fg = &probs[1];
         let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
-        let truth_pixels = sample.labels.data.iter().map(|&l| l != 0).collect();
-        let truth = BinaryMap::new(fg.width, fg.height, truth_pixels)?;
-        total.pixel_error += pixel_error(&pred, &truth)?;
-        total.iou += iou(&pred, &truth)?;
-        let foreground = sample.labels.data.iter().filter(|&&l| l != 0).count() as f64
-            / sample.labels.data.len().max(1) as f64;
+        // Class 1 against the rest, over the labelled pixels (`--ignore-index`).
+        let (truth, ignored) = binary_truth(fg.width, fg.height, &sample.classes.data, 1)?;
+        total.pixel_error += pixel_error_ignoring(&pred, &truth, ignored.as_ref())?;
+        total.iou += iou_ignoring(&pred, &truth, ignored.as_ref())?;
+        let labelled = truth.len() - ignored.as_ref().map_or(0, BinaryMap::count_foreground);
+        let foreground = truth.count_foreground() as f64 / labelled.max(1) as f64;
         total.one_class_pixel_error += foreground.min(1.0 - foreground);
         total.all_foreground_iou += foreground;
     }
