@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
-use super::health::{dead_layers, prior_entropy, HealthMonitor};
+use super::health::{dead_layers, prior_entropy, HealthMonitor, Verdict, PRIOR_PATIENCE};
 use super::schedule::LrSchedule;
 use super::trainer::{Batch, Trainer};
 use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileStream};
@@ -200,17 +200,30 @@ pub fn run(
                 false => None,
             };
             let prior = prior_entropy(&labels, &weights, config.classes);
-            if let Some(collapse) = health.record(trainer.step, loss, prior, dead) {
-                bar.finish_and_clear();
-                save_log(&losses, &log, &options.out)?;
-                return Err(Error::Collapsed {
-                    step: trainer.step,
-                    reason: collapse.to_string(),
-                    saved: match saved_step {
-                        Some(step) => format!("step {step}"),
-                        None => "none written yet".into(),
-                    },
-                });
+            match health.record(trainer.step, loss, prior, dead) {
+                None => {}
+                Some(Verdict::Warning(collapse)) => bar.suspend(|| {
+                    eprintln!(
+                        "warning at step {}: the network may have collapsed: {collapse}. \
+                         Training goes on for up to {PRIOR_PATIENCE} steps in case it \
+                         starts to learn (faint cues can take that long); if it does not, \
+                         it stops. To try instead: a warm-up (--warmup 1000), a lower rate \
+                         (--lr 0.0003), or the mask flags (--foreground, --invert)",
+                        trainer.step
+                    )
+                }),
+                Some(Verdict::Collapsed(collapse)) => {
+                    bar.finish_and_clear();
+                    save_log(&losses, &log, &options.out)?;
+                    return Err(Error::Collapsed {
+                        step: trainer.step,
+                        reason: collapse.to_string(),
+                        saved: match saved_step {
+                            Some(step) => format!("step {step}"),
+                            None => "none written yet".into(),
+                        },
+                    });
+                }
             }
         }
         log.push(StepLog {
