@@ -129,7 +129,7 @@ pub struct ImageArgs {
     #[arg(long, value_enum)]
     pub stack: Option<StackMode>,
     /// Per image and channel: none (8-bit / 255, 16-bit / 65535), min-max, percentile
-    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score [default: none; with
+    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score [default: z-score; with
     /// --resume, the checkpoint's]
     #[arg(long)]
     pub normalize: Option<Normalize>,

@@ -46,6 +46,10 @@ pub const PRIOR_RATIO: f64 = 0.95;
 pub const CONFIRMATIONS: u32 = 3;
 /// Steps a loss at the prior is watched after its warning before the run is stopped.
 pub const PRIOR_PATIENCE: u64 = 700;
+/// What to try against a collapse, said by the warning and by the error that stops a run.
+pub const REMEDIES: &str = "a warm-up (--warmup 1000) or a lower rate (--lr 0.0003), and \
+                            check that the masks mark what you want segmented (--foreground, \
+                            --invert)";
 
 /// What a check found wrong.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
-use super::health::{dead_layers, prior_entropy, HealthMonitor, Verdict, PRIOR_PATIENCE};
+use super::health::{dead_layers, prior_entropy, HealthMonitor, Verdict, PRIOR_PATIENCE, REMEDIES};
 use super::schedule::LrSchedule;
 use super::trainer::{Batch, Trainer};
 use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileStream};
@@ -162,8 +162,8 @@ pub fn run(
     let bar = progress_bar(options, trainer.step);
     let started = Instant::now();
     let first_step = trainer.step;
-    // The latest validation and the step it was made at.
     let val_tile = validation_tile(&config, options.tile);
+    // The latest validation and the step it was made at.
     let mut validation: Option<(u64, Validation)> = None;
     let mut interrupted = false;
     let (mut input, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
@@ -207,8 +207,7 @@ pub fn run(
                         "warning at step {}: the network may have collapsed: {collapse}. \
                          Training goes on for up to {PRIOR_PATIENCE} steps in case it \
                          starts to learn (faint cues can take that long); if it does not, \
-                         it stops. To try instead: a warm-up (--warmup 1000), a lower rate \
-                         (--lr 0.0003), or the mask flags (--foreground, --invert)",
+                         it stops. Else start again with {REMEDIES}",
                         trainer.step
                     )
                 }),
