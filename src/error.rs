@@ -41,9 +41,9 @@ pub enum Error {
 
     #[error(
         "the network collapsed at step {step}: {reason}. Training stopped; the run folder \
-         keeps its last checkpoint ({saved}). Start again with a warm-up (--warmup 1000) or a \
-         lower rate (--lr 0.0003), and check that the masks mark what you want segmented \
-         (--foreground, --invert); --no-collapse-check trains on regardless"
+         keeps its last checkpoint ({saved}). Start again with {remedies}; \
+         --no-collapse-check trains on regardless",
+        remedies = crate::train::health::REMEDIES
     )]
     Collapsed {
         step: u64,

@@ -1,6 +1,9 @@
 //! K classes and C channels through the `unet` binary: train, predict and evaluate a
-//! three-class RGB synthetic set (class masks stored as gray levels), and the one-line
-//! errors of the new bad inputs (a label out of range, K = 1, the wrong channel count).
+//! three-class RGB synthetic set (class masks stored as gray levels; predictions and
+//! labels as PNG and as TIFF), resume it (the data flags against the checkpoint's),
+//! evaluate with unlabelled pixels (hand-made cases), train with the issue's `--labels
+//! instance`, and the one-line errors of the new bad inputs (a label out of range, K = 1,
+//! the wrong channel count, data flags a checkpoint was not trained with).
 
 mod common;
 
@@ -43,21 +46,17 @@ fn three_class_rgb_train_predict_evaluate() {
     write_rgb_set(&data_dir, &data);
     let run = dir.join("run");
     let values = ["--classes", "3", "--class-values", "0,128,255"];
-    let mut train = vec![
-        "train",
-        "--data",
-        s(&data_dir),
-        "--holdout",
-        "1",
-        "--tile",
-        "124",
+    let data_flags = ["--data", s(&data_dir), "--holdout", "1", "--tile", "124"];
+    let mut train = vec!["train"];
+    train.extend_from_slice(&data_flags);
+    train.extend_from_slice(&[
         "--steps",
         "2",
         "--normalize",
         "percentile",
         "--out",
         s(&run),
-    ];
+    ]);
     train.extend_from_slice(&values);
     ok(&train);
     let checkpoint = run.join("checkpoint.safetensors");
@@ -78,7 +77,12 @@ fn three_class_rgb_train_predict_evaluate() {
         "--out",
         s(&pred),
     ]);
-    assert!(printed.contains("000_class.png"), "{printed}");
+    // Through the batch path: the outputs of each input on one line, a manifest.
+    assert!(
+        printed.contains("000_{prob_0,prob_1,prob_2,class,overlay}.png"),
+        "{printed}"
+    );
+    assert!(pred.join("manifest-shard-0-of-1.json").is_file());
     for name in ["class", "prob_0", "prob_1", "prob_2", "overlay"] {
         assert!(pred.join(format!("001_{name}.png")).is_file(), "{name}");
     }
@@ -117,6 +121,96 @@ fn three_class_rgb_train_predict_evaluate() {
         "every pixel of the three images counted once"
     );
     assert!(report["binary"]["best_mean"]["iou"]["value"].is_number());
+
+    // The same predictions as TIFF, and the labels as 16-bit TIFFs: the same report.
+    let pred_tif = dir.join("pred-tif");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        s(&checkpoint),
+        s(&data_dir.join("images")),
+        "--out",
+        s(&pred_tif),
+        "--format",
+        "tiff",
+    ]);
+    assert!(pred_tif.join("001_class.tif").is_file() && pred_tif.join("001_prob.tif").is_file());
+    let labels_tif = dir.join("labels-tif");
+    std::fs::create_dir_all(&labels_tif).unwrap();
+    for sample in data.samples() {
+        let file = std::fs::File::create(labels_tif.join(format!("{}.tif", sample.name))).unwrap();
+        let values: Vec<u16> = sample
+            .classes
+            .data
+            .iter()
+            .map(|&c| [0, 128, 255][c as usize])
+            .collect();
+        tiff::encoder::TiffEncoder::new(file)
+            .unwrap()
+            .write_image::<tiff::encoder::colortype::Gray16>(96, 96, &values)
+            .unwrap();
+    }
+    let json_tif = dir.join("eval-tif.json");
+    let mut eval_tif = vec![
+        "eval",
+        "--pred",
+        s(&pred_tif),
+        "--labels",
+        s(&labels_tif),
+        "--json",
+        s(&json_tif),
+    ];
+    eval_tif.extend_from_slice(&values);
+    assert_eq!(ok(&eval_tif), table);
+    let report_tif: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_tif).unwrap()).unwrap();
+    assert_eq!(
+        report_tif, report,
+        "TIFF predictions and labels evaluate the same"
+    );
+
+    // Resuming checks the data flags against the checkpoint's; flags left out take its.
+    let resume = |steps: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--resume", s(&run)];
+        args.extend_from_slice(&data_flags);
+        args.extend_from_slice(&["--steps", steps]);
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    for (extra, wanted) in [
+        (
+            &["--normalize", "z-score"][..],
+            "was trained with --normalize percentile:1,99.8, not --normalize z-score: pass \
+             --normalize percentile:1,99.8 (or leave it out) to resume it",
+        ),
+        (
+            &["--classes", "4"],
+            "was trained with --classes 3, not --classes 4",
+        ),
+        (
+            &["--class-values", "0,127,255"],
+            "was trained with --class-values 0,128,255, not --class-values 0,127,255",
+        ),
+        (
+            &["--ignore-index", "7"],
+            "was trained without --ignore-index, not --ignore-index 7: leave --ignore-index out",
+        ),
+        (
+            &["--channels", "1"],
+            "was trained with --channels auto, not --channels 1",
+        ),
+    ] {
+        let err = common::cli::clean_failure(&resume("3", extra));
+        assert!(err.contains(wanted), "{extra:?}: {err}");
+    }
+    // The same flags again, or none at all: it resumes, reading the data as before.
+    let mut same = vec!["--normalize", "percentile"];
+    same.extend_from_slice(&values);
+    for (steps, extra) in [("3", &same[..]), ("4", &[][..])] {
+        let out = resume(steps, extra);
+        assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    }
+    assert_eq!(read_data_spec(&checkpoint).unwrap(), spec);
 
     // A gray image into a network of three input channels: a clear error.
     let gray = dir.join("gray.png");
@@ -219,4 +313,168 @@ fn the_demo_runs_three_colour_classes() {
     );
     let err = fails(&["demo", "--classes", "3", "--out", s(&dir)]);
     assert!(err.contains("--classes 3 --channels 3"), "{err}");
+}
+
+/// Writes 8-bit gray `values` (row-major, `width` wide) as a PNG.
+fn write_gray(path: &Path, width: u32, values: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let height = values.len() as u32 / width;
+    image::GrayImage::from_raw(width, height, values.to_vec())
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn eval_leaves_unlabelled_pixels_out_for_two_and_k_classes() {
+    let dir = scratch("eval-ignore");
+    // 6x4: cells (255) in columns 0..2, background (0) in 4..5, column 3 unlabelled
+    // (128). The prediction (a 0/1 map, so every threshold agrees) says cell in columns
+    // 0..3 and at (5, 0): column 3 is not compared, (5, 0) is the one labelled mistake.
+    let (w, h) = (6, 4);
+    let label: Vec<u8> = (0..w * h)
+        .map(|i| match i % w {
+            0..=2 => 255,
+            3 => 128,
+            _ => 0,
+        })
+        .collect();
+    let prob: Vec<u8> = (0..w * h)
+        .map(|i| if i % w <= 3 || i == 5 { 255 } else { 0 })
+        .collect();
+    write_gray(&dir.join("labels/a.png"), w as u32, &label);
+    write_gray(&dir.join("pred/a_prob.png"), w as u32, &prob);
+    let json = dir.join("eval.json");
+    let eval = |pred: &str, labels: &str, extra: &[&str]| {
+        let (pred, labels) = (dir.join(pred), dir.join(labels));
+        let mut args = ["eval", "--pred", s(&pred), "--labels", s(&labels)]
+            .map(String::from)
+            .to_vec();
+        args.extend(
+            ["--json", s(&json)]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
+        args
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let printed = run(eval("pred", "labels", &["--ignore-index", "128"]));
+    assert!(
+        printed.contains("4 unlabelled pixel(s) (--ignore-index 128) left out"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let best = &report["best_mean"];
+    let value = |metric: &str| best[metric]["value"].as_f64().unwrap();
+    // 1 wrong of 20 labelled pixels; P = 12 cells + (5, 0), G = the 12 cells.
+    assert!((value("pixel_error") - 1.0 / 20.0).abs() < 1e-12, "{best}");
+    assert!((value("iou") - 12.0 / 13.0).abs() < 1e-12, "{best}");
+    // Without --ignore-index, 128 is neither value of a binary mask: a one-line error.
+    let args = eval("pred", "labels", &[]);
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("a.png"), "{err}");
+
+    // K = 3: class masks 0/1/2 with 9 unlabelled, class maps as predict writes them.
+    // Truth: row 0 class 1, row 1 class 2, rows 2..3 class 0, column 0 unlabelled.
+    // Prediction: right but for (1, 1) (class 1 for 2) and column 0 (all class 2).
+    let truth: Vec<u8> = (0..w * h)
+        .map(|i| match (i % w, i / w) {
+            (0, _) => 9,
+            (_, 0) => 1,
+            (_, 1) => 2,
+            _ => 0,
+        })
+        .collect();
+    let pred: Vec<u8> = (0..w * h)
+        .map(|i| match (i % w, i / w) {
+            (0, _) => 2,
+            (1, 1) => 1,
+            (_, 0) => 1,
+            (_, 1) => 2,
+            _ => 0,
+        })
+        .collect();
+    write_gray(&dir.join("labels-k/a.png"), w as u32, &truth);
+    write_gray(&dir.join("pred-k/a_class.png"), w as u32, &pred);
+    let printed = run(eval(
+        "pred-k",
+        "labels-k",
+        &["--classes", "3", "--ignore-index", "9"],
+    ));
+    assert!(printed.contains("4 unlabelled pixel(s)"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // 20 labelled pixels: 5 of class 1 (all right), 5 of class 2 (one taken for 1), 10
+    // of class 0.
+    let confusion = &report["classes"]["confusion"];
+    assert_eq!(
+        confusion,
+        &serde_json::json!([[10, 0, 0], [0, 5, 0], [0, 1, 4]])
+    );
+    // Class 1 as foreground: 1 wrong of 20; P = 6 pixels, G = 5, IoU 5/6.
+    let best = &report["binary"]["best_mean"];
+    let value = |metric: &str| best[metric]["value"].as_f64().unwrap();
+    assert!((value("pixel_error") - 1.0 / 20.0).abs() < 1e-12, "{best}");
+    assert!((value("iou") - 5.0 / 6.0).abs() < 1e-12, "{best}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_takes_the_issues_labels_instance_spelling() {
+    let dir = scratch("labels-instance");
+    // Two images with three touching instances each (ids 1..3), as 8-bit masks.
+    for i in 0..2u8 {
+        let (w, h) = (48u32, 48u32);
+        let mask = image::GrayImage::from_fn(w, h, |x, y| {
+            let id = match (x, y) {
+                (8..=23, 8..=39) => 1,
+                (24..=39, 8..=23) => 2,
+                (24..=39, 24..=39) => 3,
+                _ => 0,
+            };
+            image::Luma([id])
+        });
+        let image = image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([mask.get_pixel(x, y).0[0] * 60 + (x * 3 + y + u32::from(i)) as u8 % 20])
+        });
+        for (sub, picture) in [("images", &image), ("labels", &mask)] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            picture
+                .save(dir.join(sub).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let run = dir.join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&dir),
+            "--holdout",
+            "0",
+            "--tile",
+            "124",
+            "--steps",
+            "1",
+            "--out",
+            s(&run),
+        ];
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    // Read as binary masks (the default), ids 1..3 are an error.
+    let err = common::cli::clean_failure(&train(&[]));
+    assert!(err.contains("0.png") || err.contains("1.png"), "{err}");
+    // --labels instance --classes 3, as the issue spells it: background, interior,
+    // boundary, exactly as --mask instance --classes 3.
+    let out = train(&["--labels", "instance", "--classes", "3"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    let spec = read_data_spec(&run.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(spec.classes, 3);
+    // Both spellings at once: a usage error.
+    let err = common::cli::clean_failure(&train(&["--labels", "instance", "--mask", "instance"]));
+    assert!(err.contains("--mask"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,9 +4,11 @@
 //! (membrane). N below is the number of pixels of the map.
 
 use unet_wgpu::metrics::{
-    adapted_rand, adapted_rand_cremi, connected_components, default_thresholds, evaluate, iou,
-    is_simple_point, pixel_error, rand_error, rand_error_cremi, sweep_image, warp_truth,
-    warping_error, warping_error_at, BinaryMap, Connectivity, LabelMap, MetricsError,
+    adapted_rand, adapted_rand_cremi, binary_truth, connected_components, default_thresholds,
+    evaluate, evaluate_ignoring, iou, iou_ignoring, is_simple_point, pixel_error,
+    pixel_error_ignoring, rand_error, rand_error_cremi, rand_error_cremi_ignoring,
+    rand_error_ignoring, scores_at_ignoring, sweep_image, warp_truth, warping_error,
+    warping_error_at, warping_error_at_ignoring, BinaryMap, Connectivity, LabelMap, MetricsError,
     ProbabilityMap,
 };
 
@@ -547,4 +549,140 @@ fn default_thresholds_are_twentieths() {
     for (k, t) in thresholds.iter().enumerate() {
         assert!((t - (k + 1) as f32 * 0.05).abs() < 1e-6, "{thresholds:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unlabelled pixels (`--ignore-index`): left out of every metric. In the drawings of the
+// ignored maps `#` marks an unlabelled pixel.
+
+fn probabilities(map: &BinaryMap) -> ProbabilityMap {
+    let values = map.pixels().iter().map(|&v| f32::from(v)).collect();
+    ProbabilityMap::new(map.width(), map.height(), values).unwrap()
+}
+
+#[test]
+fn pixel_error_and_iou_count_labelled_pixels_only() {
+    // Pixel 1 disagrees but is unlabelled; of the 3 labelled pixels, pixel 2 disagrees.
+    let (pred, truth, ignored) = (binary(&["##.."]), binary(&["#.#."]), binary(&[".#.."]));
+    assert_close(pixel_error(&pred, &truth).unwrap(), 2.0 / 4.0);
+    assert_close(
+        pixel_error_ignoring(&pred, &truth, Some(&ignored)).unwrap(),
+        1.0 / 3.0,
+    );
+    // Pixel 0 unlabelled: P = {1, 2}, G = {1}, IoU 1/2 (every pixel: P ∪ G = {0, 1, 2}).
+    let (pred, truth, ignored) = (binary(&[".##."]), binary(&["##.."]), binary(&["#..."]));
+    assert_close(iou(&pred, &truth).unwrap(), 1.0 / 3.0);
+    assert_close(iou_ignoring(&pred, &truth, Some(&ignored)).unwrap(), 0.5);
+    // Nothing labelled: no error, and the empty sets agree.
+    let all = binary(&["####"]);
+    assert_close(
+        pixel_error_ignoring(&pred, &truth, Some(&all)).unwrap(),
+        0.0,
+    );
+    assert_close(iou_ignoring(&pred, &truth, Some(&all)).unwrap(), 1.0);
+    // None means every pixel; a map of another size is an error.
+    assert_close(
+        pixel_error_ignoring(&pred, &truth, None).unwrap(),
+        pixel_error(&pred, &truth).unwrap(),
+    );
+    assert!(matches!(
+        pixel_error_ignoring(&pred, &truth, Some(&binary(&["#"]))).unwrap_err(),
+        MetricsError::SizeMismatch { .. }
+    ));
+}
+
+#[test]
+fn rand_errors_leave_unlabelled_pixels_out_of_every_pair() {
+    // The truth's one cell has an unlabelled pixel in its middle; the prediction splits it
+    // there (and, the other way round, joins two cells through it). Without the pixel
+    // both maps are the same two segments: no error. Counting it, there is one.
+    let ignored = binary(&["..#.."]);
+    for (pred, truth) in [
+        (binary(&["##.##"]), binary(&["#####"])),
+        (binary(&["#####"]), binary(&["##.##"])),
+    ] {
+        assert!(rand_error(&pred, &truth).unwrap() > 0.1);
+        assert!(rand_error_cremi(&pred, &truth).unwrap() > 0.1);
+        assert_close(
+            rand_error_ignoring(&pred, &truth, Some(&ignored)).unwrap(),
+            0.0,
+        );
+        assert_close(
+            rand_error_cremi_ignoring(&pred, &truth, Some(&ignored)).unwrap(),
+            0.0,
+        );
+    }
+    // A labelled mistake still counts: skimage's form as worked out above for "#.#." vs
+    // "####" (error 2/3), with a fifth, unlabelled pixel that the prediction gets wrong.
+    let (pred, truth, ignored) = (binary(&["#.#.#"]), binary(&["####."]), binary(&["....#"]));
+    assert_close(
+        rand_error_ignoring(&pred, &truth, Some(&ignored)).unwrap(),
+        rand_error(&binary(&["#.#."]), &binary(&["####"])).unwrap(),
+    );
+}
+
+#[test]
+fn warping_error_does_not_compare_unlabelled_pixels() {
+    // Two cells with a membrane column x = 3 between them; the prediction joins them
+    // across it. Neither cut pixel can be flipped (each would join the cells): 2 of 28.
+    let truth = binary(&[".......", ".##.##.", ".##.##.", "......."]);
+    let pred = binary(&[".......", ".#####.", ".#####.", "......."]);
+    let prob = probabilities(&pred);
+    assert_close(warping_error_at(&prob, 0.5, &truth).unwrap(), 2.0 / 28.0);
+    // The column unlabelled: nothing is known there, so the join costs nothing.
+    let strip = binary(&["...#...", "...#...", "...#...", "...#..."]);
+    assert_close(
+        warping_error_at_ignoring(&prob, 0.5, &truth, Some(&strip)).unwrap(),
+        0.0,
+    );
+    // A spurious one-pixel object in the labelled part still counts, over the 24
+    // labelled pixels.
+    let with_blob = binary(&["#......", ".#####.", ".#####.", "......."]);
+    assert_close(
+        warping_error_at_ignoring(&probabilities(&with_blob), 0.5, &truth, Some(&strip)).unwrap(),
+        1.0 / 24.0,
+    );
+}
+
+#[test]
+fn the_sweep_with_unlabelled_pixels_is_the_sweep_of_the_labelled_ones() {
+    // Every metric at once: a column that the prediction gets wrong, unlabelled, leaves
+    // exactly the scores of a perfect prediction; with no unlabelled pixel the triple
+    // form equals `evaluate`.
+    let truth = binary(&[".......", ".##.##.", ".##.##.", "......."]);
+    let pred = binary(&[".......", ".#####.", ".#####.", "......."]);
+    let strip = binary(&["...#...", "...#...", "...#...", "...#..."]);
+    let scores = scores_at_ignoring(&probabilities(&pred), &truth, Some(&strip), 0.5).unwrap();
+    assert_eq!(
+        (
+            scores.pixel_error,
+            scores.rand_error,
+            scores.rand_error_cremi,
+            scores.warping_error,
+            scores.iou
+        ),
+        (0.0, 0.0, 0.0, 0.0, 1.0)
+    );
+    let images = [(probabilities(&pred), truth.clone())];
+    let plain = evaluate(&images, &default_thresholds()).unwrap();
+    let triples = [(probabilities(&pred), truth.clone(), None)];
+    assert_eq!(
+        evaluate_ignoring(&triples, &default_thresholds()).unwrap(),
+        plain
+    );
+    let masked = [(probabilities(&pred), truth, Some(strip))];
+    let report = evaluate_ignoring(&masked, &default_thresholds()).unwrap();
+    assert_close(report.best_mean.warping_error.value, 0.0);
+    assert_close(report.best_mean.iou.value, 1.0);
+}
+
+#[test]
+fn a_class_map_gives_the_truth_of_one_class_and_its_unlabelled_pixels() {
+    // Classes 0, 1, 2 and unlabelled (255) in a 4x1 map.
+    let (truth, ignored) = binary_truth(4, 1, &[0, 1, 2, 255], 2).unwrap();
+    assert_eq!(truth.pixels(), &[false, false, true, false]);
+    assert_eq!(ignored.unwrap().pixels(), &[false, false, false, true]);
+    let (truth, ignored) = binary_truth(2, 1, &[1, 0], 1).unwrap();
+    assert_eq!(truth.pixels(), &[true, false]);
+    assert!(ignored.is_none(), "no unlabelled pixel, no map");
 }

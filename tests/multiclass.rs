@@ -552,3 +552,112 @@ fn thirty_two_bit_tiffs_read_as_floats_and_integer_masks() {
         .unwrap_err();
     assert!(err.to_string().contains("not a whole number"), "{err}");
 }
+
+#[test]
+fn two_class_validation_leaves_unlabelled_pixels_out() {
+    // A tiny untrained network's validation against labels whose left third is unlabelled
+    // (class IGNORE; its instance ids say "cell", which must not count): the figures are
+    // those of the labelled pixels alone, worked out here from the prediction.
+    let gpu = gpu();
+    let model = unet_wgpu::model::Network::new(&gpu, tiny_config(), 3).unwrap();
+    let (w, h) = (30, 26);
+    let mut r = rng(9);
+    let image = Grid {
+        width: w,
+        height: h,
+        data: random_vec(&mut r, w * h).iter().map(|v| v.abs()).collect(),
+    };
+    let labels = Grid::from_fn(w, h, |x, y| u32::from(x < w / 3 || (x + y) % 5 < 2));
+    let classes = Grid::from_fn(w, h, |x, y| match x < w / 3 {
+        true => IGNORE,
+        false => labels.get(x, y) as u8,
+    });
+    let sample = unet_wgpu::data::Sample::new(
+        "s".into(),
+        Image::from(image.clone()),
+        labels,
+        classes.clone(),
+    );
+    let val = unet_wgpu::data::Dataset::new(vec![sample], WeightMapConfig::default()).unwrap();
+    let tile = 36;
+    let v = unet_wgpu::train::run::validate(&gpu, &model, &val, tile).unwrap();
+
+    let options = unet_wgpu::infer::TileOptions {
+        tile,
+        batch: 1,
+        heads: Default::default(),
+        average_symmetries: false,
+    };
+    let probs = unet_wgpu::infer::predict(&gpu, &model, &Image::from(image), options).unwrap();
+    let (mut wrong, mut labelled, mut cells, mut both, mut either) = (0, 0, 0, 0, 0);
+    for (i, &c) in classes.data.iter().enumerate() {
+        if c == IGNORE {
+            continue;
+        }
+        let (p, t) = (probs[1].data[i] > 0.5, c == 1);
+        labelled += 1;
+        wrong += usize::from(p != t);
+        cells += usize::from(t);
+        both += usize::from(p && t);
+        either += usize::from(p || t);
+    }
+    let f = cells as f64 / labelled as f64;
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    close(v.pixel_error, wrong as f64 / labelled as f64);
+    close(
+        v.iou,
+        if either == 0 {
+            1.0
+        } else {
+            both as f64 / either as f64
+        },
+    );
+    close(v.one_class_pixel_error, f.min(1.0 - f));
+    close(v.all_foreground_iou, f);
+}
+
+#[test]
+fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
+    use unet_wgpu::data::DataSpec;
+    use unet_wgpu::train::checkpoint::check_resumed_data;
+    let path = Path::new("run/checkpoint.safetensors");
+    let held = DataSpec {
+        normalize: Normalize::ZScore,
+        class_values: Some(parse_class_values("0,128,255").unwrap()),
+        ignore_index: Some(7),
+        ..DataSpec::legacy(1, 3)
+    };
+    check_resumed_data(&held, &held.clone(), path).unwrap();
+    for (data, wanted) in [
+        (
+            DataSpec {
+                normalize: Normalize::None,
+                ..held.clone()
+            },
+            "normalisation z-score, but the data is read with none",
+        ),
+        (
+            DataSpec {
+                class_values: None,
+                ..held.clone()
+            },
+            "class values 0,128,255, but the data is read with none",
+        ),
+        (
+            DataSpec {
+                ignore_index: None,
+                ..held.clone()
+            },
+            "unlabelled value 7, but the data is read with none",
+        ),
+    ] {
+        let err = check_resumed_data(&held, &data, path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(wanted), "{err}");
+    }
+    // A checkpoint from before the unlabelled value reads as none.
+    let old = r#"{"channels":1,"channel_mode":"gray","stack":"pages","normalize":{"kind":"none"},"classes":2,"class_values":null}"#;
+    let spec: DataSpec = serde_json::from_str(old).unwrap();
+    assert_eq!(spec, DataSpec::legacy(1, 2));
+}

@@ -1,7 +1,7 @@
 //! Prediction at scale through the `unet` binary: shards run as separate processes equal one
 //! unsharded run byte for byte, a killed shard is rerun without recomputing what it had
 //! finished and without anything half-written, TIFF outputs and stacks, and the merged
-//! report of the shards' manifests.
+//! report of the shards' manifests; K > 2 classes through the same path.
 
 mod common;
 
@@ -15,14 +15,23 @@ use common::tiny_config;
 use image::{ImageBuffer, Luma};
 use unet_wgpu::batch::{Manifest, Shard};
 use unet_wgpu::data::read_pages;
-use unet_wgpu::model::UNet;
+use unet_wgpu::model::{UNet, UNetConfig};
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::{checkpoint, Trainer};
 use unet_wgpu::{AdapterChoice, Gpu};
 
 fn tiny_checkpoint(dir: &Path) -> PathBuf {
+    tiny_checkpoint_of(dir, 2)
+}
+
+/// A tiny untrained network of `classes` classes, saved.
+fn tiny_checkpoint_of(dir: &Path, classes: usize) -> PathBuf {
     let gpu = Gpu::new(AdapterChoice::default()).expect("a GPU adapter (or lavapipe)");
-    let model = UNet::new(&gpu, tiny_config(), 7).unwrap();
+    let config = UNetConfig {
+        classes,
+        ..tiny_config()
+    };
+    let model = UNet::new(&gpu, config, 7).unwrap();
     let path = dir.join("tiny.safetensors");
     checkpoint::save(&gpu, &Trainer::new(model, Sgd::default(), 7), &path).unwrap();
     path
@@ -356,4 +365,84 @@ fn shards_from_the_environment_cover_every_input_once() {
             }
         }
     }
+}
+
+#[test]
+fn k_classes_take_the_batch_path_shards_stacks_tiff_and_reruns() {
+    let dir = scratch("classes-batch");
+    let checkpoint = tiny_checkpoint_of(&dir, 3);
+    let input = images(&dir, 3);
+    let whole = dir.join("whole");
+    let printed = ok(&predict_args(&checkpoint, &input, &whole));
+    assert!(
+        printed.contains("img00_{prob_0,prob_1,prob_2,class,overlay}.png")
+            && printed.contains("stack_{prob,class,overlay}.tif"),
+        "{printed}"
+    );
+    // 3 PNG inputs with 5 files each (3 probabilities, class map, overlay); the stack as
+    // 3 TIFFs: the class map and overlay a page per image, the probabilities a page per
+    // class of each image (image-major).
+    let want = outputs(&whole);
+    assert_eq!(want.len(), 3 * 5 + 3, "{:?}", want.keys());
+    let class_pages = read_pages(&whole.join("stack_class.tif")).unwrap();
+    let prob_pages = read_pages(&whole.join("stack_prob.tif")).unwrap();
+    assert_eq!((class_pages.len(), prob_pages.len()), (3, 9));
+    assert!(class_pages
+        .iter()
+        .all(|p| p.bit_depth == 8 && p.channels == 1));
+    for (i, page) in class_pages.iter().enumerate() {
+        // The class map is the most probable class (up to the 16-bit rounding of ties).
+        for (j, &c) in page.samples.iter().enumerate() {
+            let p: Vec<u16> = (0..3).map(|k| prob_pages[3 * i + k].samples[j]).collect();
+            let most = *p.iter().max().unwrap();
+            assert!(
+                c < 3 && p[c as usize] + 1 >= most,
+                "page {i} pixel {j}: {c} {p:?}"
+            );
+        }
+    }
+
+    // Two shards, run one after the other into one folder, equal the unsharded run.
+    let shared = dir.join("shared");
+    for k in 0..2 {
+        let shard = format!("{k}/2");
+        let mut args = predict_args(&checkpoint, &input, &shared);
+        args.extend(["--shard", &shard]);
+        ok(&args);
+    }
+    assert!(outputs(&shared) == want, "sharded K-class outputs differ");
+    assert!(hidden(&shared).is_empty(), "{:?}", hidden(&shared));
+    let report = ok(&["predict", "--merge-report", s(&shared)]);
+    assert!(report.contains("4 of 4 inputs done"), "{report}");
+
+    // A rerun skips every complete input; a lost class map is predicted again.
+    std::fs::remove_file(whole.join("img01_class.png")).unwrap();
+    let again = ok(&predict_args(&checkpoint, &input, &whole));
+    assert!(
+        again.contains("1 predicted (") && again.contains("3 already complete"),
+        "{again}"
+    );
+    assert!(outputs(&whole) == want, "the rerun's outputs differ");
+
+    // --format tiff holds the PNGs' values: the class map, and a page per class.
+    let tif = dir.join("tif");
+    let image = input.join("img00.png");
+    let mut args = predict_args(&checkpoint, &image, &tif);
+    args.extend(["--format", "tiff", "--no-overlap"]);
+    ok(&args);
+    let class_tif = read_pages(&tif.join("img00_class.tif")).unwrap();
+    let class_png = read_pages(&whole.join("img00_class.png")).unwrap();
+    assert!(class_tif.len() == 1 && class_tif[0].samples == class_png[0].samples);
+    let prob_tif = read_pages(&tif.join("img00_prob.tif")).unwrap();
+    assert_eq!(prob_tif.len(), 3);
+    for (k, page) in prob_tif.iter().enumerate() {
+        let png = read_pages(&whole.join(format!("img00_prob_{k}.png"))).unwrap();
+        assert!(page.samples == png[0].samples, "class {k}: values differ");
+    }
+    let overlay = read_pages(&tif.join("img00_overlay.tif")).unwrap();
+    assert_eq!(
+        (overlay[0].width, overlay[0].height, overlay[0].channels),
+        (class_png[0].width, class_png[0].height, 3)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,8 @@
 //! Learning-rate schedules and the collapse checks' arithmetic, on the CPU.
 
-use unet_wgpu::train::health::{prior_entropy, Collapse, HealthMonitor, GRACE_STEPS, WINDOW};
+use unet_wgpu::train::health::{
+    prior_entropy, Collapse, HealthMonitor, Verdict, GRACE_STEPS, PRIOR_PATIENCE, WINDOW,
+};
 use unet_wgpu::train::{warmup_factor, LrSchedule, Schedule};
 
 fn close(a: f32, b: f32) -> bool {
@@ -160,24 +162,50 @@ fn the_monitor_confirms_a_collapse_and_forgives_a_bad_tile() {
     assert_eq!(monitor.record(100, 0.5, 0.7, dead()), None);
     assert_eq!(
         monitor.record(120, 0.5, 0.7, dead()),
-        Some(Collapse::DeadLayers(vec!["enc0.conv1".into()]))
+        Some(Verdict::Collapsed(Collapse::DeadLayers(vec![
+            "enc0.conv1".into()
+        ])))
     );
 
-    // A loss at the prior counts only after the grace steps and a full window.
+    // A loss at the prior counts only after the grace steps and a full window: the third
+    // check after them warns, and PRIOR_PATIENCE steps later, still at the prior, the
+    // run is stopped.
     let mut monitor = HealthMonitor::default();
-    let mut verdict = None;
-    for step in 1..=GRACE_STEPS + 100 {
+    let mut verdicts = Vec::new();
+    for step in 1..=GRACE_STEPS + PRIOR_PATIENCE + 100 {
         let check = (step % 20 == 0).then(Vec::new);
-        verdict = verdict.or(monitor.record(step, 0.70, 0.70, check).map(|c| (step, c)));
+        if let Some(verdict) = monitor.record(step, 0.70, 0.70, check) {
+            verdicts.push((step, verdict));
+        }
     }
-    let (step, collapse) = verdict.expect("a loss at the prior is a collapse");
-    assert_eq!(
-        step,
-        GRACE_STEPS + 40,
-        "the third check after the grace steps"
-    );
-    assert!(matches!(collapse, Collapse::LossAtPrior { .. }));
+    let warned = GRACE_STEPS + 40;
     assert!(WINDOW as u64 <= GRACE_STEPS);
+    assert!(
+        matches!(verdicts[0], (step, Verdict::Warning(Collapse::LossAtPrior { .. })) if step == warned),
+        "{verdicts:?}"
+    );
+    assert!(
+        matches!(verdicts[1], (step, Verdict::Collapsed(Collapse::LossAtPrior { .. }))
+            if step == warned + PRIOR_PATIENCE),
+        "{verdicts:?}"
+    );
+
+    // A network that starts to learn after the warning is not stopped, and a later
+    // stretch at the prior is warned about afresh.
+    let mut monitor = HealthMonitor::default();
+    let mut verdicts = Vec::new();
+    for step in 1..=GRACE_STEPS + 2 * PRIOR_PATIENCE {
+        let check = (step % 20 == 0).then(Vec::new);
+        let learning = (warned + 100..warned + 300).contains(&step);
+        let loss = if learning { 0.3 } else { 0.7 };
+        if let Some(verdict) = monitor.record(step, loss, 0.70, check) {
+            verdicts.push(verdict);
+        }
+    }
+    assert!(
+        verdicts.len() >= 2 && matches!(verdicts[1], Verdict::Warning(_)),
+        "{verdicts:?}"
+    );
 
     // A loss well below the prior is healthy.
     let mut monitor = HealthMonitor::default();

@@ -1,6 +1,9 @@
-//! Writing an input's outputs (probability map, mask, overlay) as bands of its prediction
-//! arrive: PNG for one page of a practical size (the map is gathered, then encoded), tiled
-//! TIFF for stacks and large images (streamed: at most 256 rows of a page are held).
+//! Writing an input's outputs (probability map, mask, overlay; for K > 2 classes the
+//! probability of every class, the class map and a colour overlay, see [`super::classes`])
+//! as bands of its prediction arrive: PNG for one page of a practical size (the maps are
+//! gathered, then encoded), tiled TIFF for stacks and large images (streamed: at most 256
+//! rows of each page are held; K > 2 probabilities are one TIFF with a page per class of
+//! each input page, fed together).
 //! Every file is written under a hidden temporary name and renamed into place when whole;
 //! then the input's record is appended to the shard's journal, its done marker. A run
 //! killed mid-write leaves only temporary files; the rerun predicts that input again and
@@ -12,11 +15,14 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 
+use super::classes::{class_map_png, class_overlay_png, overlay_pixel, prob16};
 use super::manifest::{append_journal, Manifest, Record};
 use crate::data::tiff_out::{Samples, TiledTiffWriter};
 use crate::data::{GrayImage, Grid};
 use crate::error::{Error, Result};
+use crate::infer::class_map;
 use crate::report::{write_mask_png, write_overlay_png, write_probability_png};
+use crate::train::checkpoint::write_atomically;
 
 /// One page of more pixels than this is written as TIFF, not PNG (under `--format auto`):
 /// 8192 x 8192. A PNG is encoded whole in memory and most viewers refuse larger ones.
@@ -24,11 +30,15 @@ pub const PNG_MAX_PIXELS: usize = 1 << 26;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum OutputKind {
-    /// Foreground probability, 16-bit gray (0..65535).
+    /// Probabilities, 16-bit gray (0..65535): of the foreground (2 classes), of every
+    /// class (K > 2: STEM_prob_C.png per class C, or one STEM_prob.tif, a page per class).
     Prob,
-    /// Foreground where the probability is above --threshold, 8-bit (255 / 0).
+    /// 2 classes: foreground where the probability is above --threshold, 8-bit (255 / 0);
+    /// K > 2: the class map STEM_class, 8-bit class indices (the most probable class).
+    #[value(alias = "class")]
     Mask,
-    /// The image in gray, predicted background tinted red, 8-bit RGB.
+    /// The image in gray, 8-bit RGB: 2 classes, predicted background tinted red; K > 2,
+    /// every class but 0 in its colour (PNG with a legend).
     Overlay,
 }
 
@@ -46,6 +56,15 @@ impl OutputKind {
             OutputKind::Prob => Samples::Gray16,
             OutputKind::Mask => Samples::Gray8,
             OutputKind::Overlay => Samples::Rgb8,
+        }
+    }
+
+    /// The TIFF pages of this output per input page, for a network of `classes` classes:
+    /// a page per class for K > 2 probabilities, else one.
+    fn planes(self, classes: usize) -> usize {
+        match self {
+            OutputKind::Prob if classes > 2 => classes,
+            _ => 1,
         }
     }
 }
@@ -81,13 +100,21 @@ impl FormatChoice {
     }
 }
 
-/// The name of an input's output of `kind`: `STEM_KIND.png` or `STEM_KIND.tif`.
-pub fn output_name(stem: &str, kind: OutputKind, tiff: bool) -> String {
-    format!(
-        "{stem}_{}.{}",
-        kind.name(),
-        if tiff { "tif" } else { "png" }
-    )
+/// The files of an input's output of `kind` from a network of `classes` classes:
+/// two classes, `STEM_KIND.png` or `STEM_KIND.tif`; K > 2, `STEM_prob_C.png` for every class
+/// C (or one `STEM_prob.tif`), `STEM_class.*` (the class map, `--outputs mask`) and
+/// `STEM_overlay.*`.
+pub fn output_names(stem: &str, kind: OutputKind, tiff: bool, classes: usize) -> Vec<String> {
+    let ext = if tiff { "tif" } else { "png" };
+    match (kind, classes > 2) {
+        (_, false) => vec![format!("{stem}_{}.{ext}", kind.name())],
+        (OutputKind::Prob, true) if !tiff => (0..classes)
+            .map(|k| format!("{stem}_prob_{k}.png"))
+            .collect(),
+        (OutputKind::Prob, true) => vec![format!("{stem}_prob.tif")],
+        (OutputKind::Mask, true) => vec![format!("{stem}_class.{ext}")],
+        (OutputKind::Overlay, true) => vec![format!("{stem}_overlay.{ext}")],
+    }
 }
 
 /// The stem an input's outputs are named after (its file name without the extension).
@@ -115,10 +142,10 @@ pub enum Job {
         read_s: f64,
     },
     Page(Arc<GrayImage>),
-    /// Foreground probabilities of rows `y..` of the page.
+    /// The probabilities of every class of rows `y..` of the page.
     Band {
         y: usize,
-        foreground: Grid<f32>,
+        maps: Vec<Grid<f32>>,
     },
     EndPage,
     End {
@@ -137,6 +164,8 @@ pub struct WriterConfig {
     pub out: PathBuf,
     pub kinds: Vec<OutputKind>,
     pub threshold: f32,
+    /// The network's classes K.
+    pub classes: usize,
     /// The settings fingerprint and run number its records carry.
     pub settings: String,
     pub run: usize,
@@ -153,11 +182,28 @@ struct Current {
     record: Record,
     tiff: bool,
     write_s: f64,
-    /// Final paths, each with its TIFF writer (TIFF) or nothing (PNG, written at EndPage).
-    files: Vec<(OutputKind, PathBuf, Option<TiledTiffWriter>)>,
-    /// The page being written and, for PNG, its whole foreground map.
+    files: Vec<Output>,
+    /// The page being written and, for PNG, its maps gathered whole (see [`kept`]).
     image: Option<Arc<GrayImage>>,
-    map: Option<Grid<f32>>,
+    maps: Option<Vec<Grid<f32>>>,
+}
+
+/// One output of the input being written.
+struct Output {
+    kind: OutputKind,
+    /// Its final paths: one, or for PNG probabilities of K > 2 classes one per class.
+    paths: Vec<PathBuf>,
+    /// The TIFF being streamed (TIFF), or none (PNG, written at EndPage).
+    tiff: Option<TiledTiffWriter>,
+}
+
+/// The maps an output needs of a prediction's class `maps`: two classes, the foreground
+/// alone; K > 2, every class's.
+fn kept(maps: &[Grid<f32>]) -> &[Grid<f32>] {
+    match maps.len() {
+        2 => &maps[1..],
+        _ => maps,
+    }
 }
 
 impl Writer {
@@ -181,19 +227,21 @@ impl Writer {
                 read_s,
             } => self.begin(input, pages, width, height, tiff, read_s)?,
             Job::Page(image) => {
+                let classes = self.config.classes;
                 let current = self.current_mut()?;
                 let (w, h) = (image.width, image.height);
                 if !current.tiff {
-                    current.map = Some(Grid::filled(w, h, 0.0));
+                    let kept = if classes == 2 { 1 } else { classes };
+                    current.maps = Some(vec![Grid::filled(w, h, 0.0); kept]);
                 }
-                for (_, _, file) in current.files.iter_mut() {
-                    if let Some(file) = file {
-                        file.begin_page(w, h)?;
+                for output in current.files.iter_mut() {
+                    if let Some(file) = output.tiff.as_mut() {
+                        file.begin_pages(output.kind.planes(classes), w, h)?;
                     }
                 }
                 current.image = Some(image);
             }
-            Job::Band { y, foreground } => self.band(y, &foreground)?,
+            Job::Band { y, maps } => self.band(y, &maps)?,
             Job::EndPage => self.end_page()?,
             Job::End { predict_s } => {
                 self.current_mut()?.record.predict_s = predict_s;
@@ -244,27 +292,33 @@ impl Writer {
         read_s: f64,
     ) -> Result<()> {
         let stem = stem_of(&input);
+        let classes = self.config.classes;
         let mut files = Vec::new();
+        let mut names = Vec::new();
         for &kind in &self.config.kinds {
-            let path = self.config.out.join(output_name(&stem, kind, tiff));
+            let kind_names = output_names(&stem, kind, tiff, classes);
+            let paths: Vec<PathBuf> = kind_names.iter().map(|n| self.config.out.join(n)).collect();
             let writer = if tiff {
-                let bytes = (pages * width * height * kind.samples().bytes()) as u64;
+                let planes = pages * kind.planes(classes);
+                let bytes = (planes * width * height * kind.samples().bytes()) as u64;
                 Some(TiledTiffWriter::create(
-                    &temporary(&path),
+                    &temporary(&paths[0]),
                     kind.samples(),
                     bytes,
                 )?)
             } else {
                 None
             };
-            files.push((kind, path, writer));
+            names.extend(kind_names);
+            files.push(Output {
+                kind,
+                paths,
+                tiff: writer,
+            });
         }
         let record = Record {
             input: input.display().to_string(),
-            outputs: files
-                .iter()
-                .map(|(kind, _, _)| output_name(&stem, *kind, tiff))
-                .collect(),
+            outputs: names,
             pages,
             width,
             height,
@@ -282,24 +336,30 @@ impl Writer {
             write_s: 0.0,
             files,
             image: None,
-            map: None,
+            maps: None,
         });
         Ok(())
     }
 
-    fn band(&mut self, y: usize, foreground: &Grid<f32>) -> Result<()> {
+    fn band(&mut self, y: usize, maps: &[Grid<f32>]) -> Result<()> {
         let threshold = self.config.threshold;
         let current = self.current_mut()?;
-        if let Some(map) = current.map.as_mut() {
-            let w = map.width;
-            map.data[y * w..(y + foreground.height) * w].copy_from_slice(&foreground.data);
+        if let Some(whole) = current.maps.as_mut() {
+            for (whole, band) in whole.iter_mut().zip(kept(maps)) {
+                let w = whole.width;
+                whole.data[y * w..(y + band.height) * w].copy_from_slice(&band.data);
+            }
             return Ok(());
         }
         let image = current.image.clone().expect("a page before its bands");
-        let rows = &image.data[y * image.width..(y + foreground.height) * image.width];
-        for (kind, _, file) in current.files.iter_mut() {
-            let bytes = encode_rows(*kind, rows, &foreground.data, threshold);
-            file.as_mut().expect("TIFF output").write_rows(&bytes)?;
+        let band_rows = maps[0].height;
+        let rows = &image.data[y * image.width..(y + band_rows) * image.width];
+        for output in current.files.iter_mut() {
+            let planes = encode_rows(output.kind, rows, maps, threshold);
+            let file = output.tiff.as_mut().expect("TIFF output");
+            for (k, bytes) in planes.iter().enumerate() {
+                file.write_rows_to(k, bytes)?;
+            }
         }
         Ok(())
     }
@@ -308,17 +368,13 @@ impl Writer {
         let threshold = self.config.threshold;
         let current = self.current_mut()?;
         let image = current.image.take().expect("a page before its end");
-        if let Some(map) = current.map.take() {
-            for (kind, path, _) in &current.files {
-                match kind {
-                    OutputKind::Prob => write_probability_png(path, &map)?,
-                    OutputKind::Mask => write_mask_png(path, &map, threshold)?,
-                    OutputKind::Overlay => write_overlay_png(path, &image, &map, threshold, None)?,
-                }
+        if let Some(maps) = current.maps.take() {
+            for output in &current.files {
+                write_png(output, &image, &maps, threshold)?;
             }
         } else {
-            for (_, _, file) in current.files.iter_mut() {
-                file.as_mut().expect("TIFF output").end_page()?;
+            for output in current.files.iter_mut() {
+                output.tiff.as_mut().expect("TIFF output").end_page()?;
             }
         }
         Ok(())
@@ -327,10 +383,11 @@ impl Writer {
     /// Finishes the TIFF files, renames them into place, and records the input as done.
     fn end(&mut self, start: Instant) -> Result<()> {
         let mut current = self.current.take().expect("an input to end");
-        for (_, path, file) in current.files.drain(..) {
-            if let Some(file) = file {
+        for output in current.files.drain(..) {
+            if let Some(file) = output.tiff {
+                let path = &output.paths[0];
                 file.finish()?;
-                std::fs::rename(temporary(&path), &path).map_err(|source| Error::Io {
+                std::fs::rename(temporary(path), path).map_err(|source| Error::Io {
                     path: path.display().to_string(),
                     source,
                 })?;
@@ -348,29 +405,71 @@ impl Writer {
     }
 }
 
-/// A band's rows of one output: `rows` of the image and their foreground probabilities,
-/// encoded as the PNG writers in [`crate::report`] encode them.
-fn encode_rows(kind: OutputKind, image: &[f32], prob: &[f32], threshold: f32) -> Vec<u8> {
+/// One page's PNG file(s) of `output`, from the page's gathered maps (see [`kept`]).
+fn write_png(output: &Output, image: &GrayImage, maps: &[Grid<f32>], threshold: f32) -> Result<()> {
+    let path = &output.paths[0];
+    if let [foreground] = maps {
+        return match output.kind {
+            OutputKind::Prob => write_probability_png(path, foreground),
+            OutputKind::Mask => write_mask_png(path, foreground, threshold),
+            OutputKind::Overlay => write_overlay_png(path, image, foreground, threshold, None),
+        };
+    }
+    match output.kind {
+        OutputKind::Prob => output
+            .paths
+            .iter()
+            .zip(maps)
+            .try_for_each(|(path, map)| write_probability_png(path, map)),
+        OutputKind::Mask => write_atomically(path, &class_map_png(&class_map(maps))?),
+        OutputKind::Overlay => write_atomically(path, &class_overlay_png(image, maps)?),
+    }
+}
+
+/// A band's rows of one output, one byte string per TIFF page (a page per class for
+/// K > 2 probabilities): `image` rows and the probabilities of every class, encoded as
+/// the PNG writers encode them (the K > 2 overlay without its legend).
+fn encode_rows(
+    kind: OutputKind,
+    image: &[f32],
+    maps: &[Grid<f32>],
+    threshold: f32,
+) -> Vec<Vec<u8>> {
+    let prob16_bytes = |map: &Grid<f32>| -> Vec<u8> {
+        map.data
+            .iter()
+            .flat_map(|&p| prob16(p).to_le_bytes())
+            .collect()
+    };
+    if let [_, foreground] = maps {
+        let prob = &foreground.data;
+        return vec![match kind {
+            OutputKind::Prob => prob16_bytes(foreground),
+            OutputKind::Mask => prob
+                .iter()
+                .map(|&p| if p > threshold { 255 } else { 0 })
+                .collect(),
+            OutputKind::Overlay => image
+                .iter()
+                .zip(prob)
+                .flat_map(|(&v, &p)| {
+                    let g = (v.clamp(0.0, 1.0) * 255.0) as u8;
+                    if p <= threshold {
+                        [g / 2 + 127, g / 2, g / 2]
+                    } else {
+                        [g, g, g]
+                    }
+                })
+                .collect(),
+        }];
+    }
     match kind {
-        OutputKind::Prob => prob
+        OutputKind::Prob => maps.iter().map(prob16_bytes).collect(),
+        OutputKind::Mask => vec![class_map(maps).data],
+        OutputKind::Overlay => vec![image
             .iter()
-            .flat_map(|&p| ((p.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes())
-            .collect(),
-        OutputKind::Mask => prob
-            .iter()
-            .map(|&p| if p > threshold { 255 } else { 0 })
-            .collect(),
-        OutputKind::Overlay => image
-            .iter()
-            .zip(prob)
-            .flat_map(|(&v, &p)| {
-                let g = (v.clamp(0.0, 1.0) * 255.0) as u8;
-                if p <= threshold {
-                    [g / 2 + 127, g / 2, g / 2]
-                } else {
-                    [g, g, g]
-                }
-            })
-            .collect(),
+            .zip(&class_map(maps).data)
+            .flat_map(|(&v, &c)| overlay_pixel(v, c))
+            .collect()],
     }
 }

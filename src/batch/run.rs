@@ -6,8 +6,10 @@
 //! Host memory, in bytes per pixel of an input page: 4 for the decoded image (f32) while it
 //! is predicted, plus, while the reader decodes the next input, that input's file bytes and
 //! 2 (raw samples) + 4 (f32); up to one more decoded input waits in the channel. PNG
-//! outputs add 4 (the gathered map) then 6 (encoded planes); TIFF outputs add nothing that
-//! grows with the image height (256 rows per output). GPU memory: one batch of tiles.
+//! outputs add 4 (the gathered map; for K > 2 classes 4 K, every class's) then 6 (encoded
+//! planes); TIFF outputs add nothing that grows with the image height (256 rows per output
+//! page). GPU memory: one batch of tiles. Two classes and K classes run the same way; only
+//! what is written differs (see [`super::outputs`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{load_all, Manifest, Record, RunSummary, Settings};
-use super::outputs::{stem_of, FormatChoice, Job, OutputKind, Writer, WriterConfig};
+use super::outputs::{output_names, stem_of, FormatChoice, Job, OutputKind, Writer, WriterConfig};
 use super::shard::Shard;
 use crate::data::{pages_to_image, read_pages, DataSpec, Image, StackMode};
 use crate::error::{Error, Result};
@@ -63,8 +65,8 @@ pub struct Progress {
     /// Pages predicted and their megapixels.
     pub pages: usize,
     pub megapixels: f64,
-    /// The input just handled, with its outputs as `STEM_{prob,mask}.png` (or why it
-    /// failed); none before the first.
+    /// The input just handled, with its outputs as `STEM_{prob,mask}.png` (K > 2:
+    /// `STEM_{prob_0,...,class,overlay}.png`), or why it failed; none before the first.
     pub last: Option<(PathBuf, std::result::Result<String, String>)>,
 }
 
@@ -175,6 +177,7 @@ pub fn run_shard(
         out: out.clone(),
         kinds: batch.kinds.clone(),
         threshold: batch.threshold,
+        classes: model.config().classes,
         settings: fingerprint,
         run,
     };
@@ -496,17 +499,14 @@ fn predict_one(
         }
         if tiles.average_symmetries {
             // Test-time augmentation turns the whole image: one band of all rows.
-            let mut maps = predict(gpu, model, &page, tiles)?;
-            emit(Job::Band {
-                y: 0,
-                foreground: maps.swap_remove(1),
-            });
+            let maps = predict(gpu, model, &page, tiles)?;
+            emit(Job::Band { y: 0, maps });
         } else {
             let rows = band_tile_rows(&plan(model, width, height, tiles.tile)?, tiles.batch);
-            predict_bands(gpu, model, &page, tiles, rows, |mut band| {
+            predict_bands(gpu, model, &page, tiles, rows, |band| {
                 emit(Job::Band {
                     y: band.y,
-                    foreground: band.maps.swap_remove(1),
+                    maps: band.maps,
                 });
                 Ok(())
             })?;
@@ -516,13 +516,14 @@ fn predict_one(
     emit(Job::End {
         predict_s: start.elapsed().as_secs_f64(),
     });
-    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-    let outputs = format!(
-        "{}_{{{}}}.{}",
-        stem_of(&item.input),
-        names.join(","),
-        if tiff { "tif" } else { "png" }
-    );
+    let stem = stem_of(&item.input);
+    let ext = if tiff { "tif" } else { "png" };
+    let suffixes: Vec<String> = kinds
+        .iter()
+        .flat_map(|&kind| output_names(&stem, kind, tiff, model.config().classes))
+        .map(|name| name[stem.len() + 1..name.len() - ext.len() - 1].to_string())
+        .collect();
+    let outputs = format!("{stem}_{{{}}}.{ext}", suffixes.join(","));
     Ok(outcome(
         count,
         (count * width * height) as f64 / 1e6,

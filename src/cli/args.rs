@@ -1,15 +1,18 @@
-//! Argument groups several commands share: how masks are stored, the weight map's
-//! parameters, and the network's architecture flags.
+//! Argument groups several commands share: how masks are stored, how labels become
+//! classes, how images are read, the weight map's parameters, and the network's
+//! architecture flags; and how a resumed run's data flags meet its checkpoint's.
+
+use std::path::Path;
 
 use clap::{Args, ValueEnum};
 use unet_wgpu::data::labels::DEFAULT_BOUNDARY_WIDTH;
 use unet_wgpu::data::{
-    parse_class_values, ChannelMode, ClassValue, LabelSpec, LoadOptions, MaskFormat, Normalize,
-    StackMode, WeightMapConfig, DEFAULT_NORMALIZE,
+    parse_class_values, ChannelMode, ClassValue, DataSpec, LabelSpec, LoadOptions, MaskFormat,
+    Normalize, StackMode, WeightMapConfig, DEFAULT_NORMALIZE,
 };
 use unet_wgpu::model::{Arch, Heads, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
-use unet_wgpu::Result;
+use unet_wgpu::{Error, Result};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MaskKind {
@@ -33,6 +36,14 @@ pub struct MaskArgs {
 }
 
 impl MaskArgs {
+    /// These flags with `kind` in place of `--mask`, if given (`train --labels KIND`).
+    pub fn with_kind(self, kind: Option<MaskKind>) -> MaskArgs {
+        MaskArgs {
+            mask: kind.unwrap_or(self.mask),
+            ..self
+        }
+    }
+
     pub fn format(&self) -> MaskFormat {
         match (self.mask, self.invert) {
             (MaskKind::Instance, _) => MaskFormat::Instance,
@@ -76,7 +87,7 @@ pub struct LabelArgs {
 impl LabelArgs {
     /// The synthetic cells these flags ask for: three classes in colour, or today's.
     pub fn wants_colour_cells(&self, images: &ImageArgs) -> bool {
-        self.classes == Some(3) && images.channels == ChannelMode::Rgb
+        self.classes == Some(3) && images.channels() == ChannelMode::Rgb
     }
 
     /// How masks are read, with `masks`' format.
@@ -105,33 +116,132 @@ impl LabelArgs {
     }
 }
 
-/// How images are read into channels and normalised.
+/// How images are read into channels and normalised (each flag left out: its default,
+/// or when resuming a run, the checkpoint's).
 #[derive(Args, Clone)]
 pub struct ImageArgs {
     /// Input channels: auto (gray 1, RGB 3), 1 (colour turned into gray) or 3 (gray
-    /// repeated).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub channels: ChannelMode,
+    /// repeated) [default: auto; with --resume, the checkpoint's]
+    #[arg(long, value_enum)]
+    pub channels: Option<ChannelMode>,
     /// Multi-page TIFFs: pages (separate images) or channels (one image, a page per
-    /// channel).
-    #[arg(long, value_enum, default_value = "pages")]
-    pub stack: StackMode,
+    /// channel) [default: pages; with --resume, the checkpoint's]
+    #[arg(long, value_enum)]
+    pub stack: Option<StackMode>,
     /// Per image and channel: none (8-bit / 255, 16-bit / 65535), min-max, percentile
-    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score.
-    #[arg(long, default_value_t = DEFAULT_NORMALIZE)]
-    pub normalize: Normalize,
+    /// (1..99.8, as csbdeep), percentile:LOW,HIGH, or z-score [default: z-score; with
+    /// --resume, the checkpoint's]
+    #[arg(long)]
+    pub normalize: Option<Normalize>,
 }
 
 impl ImageArgs {
+    pub fn channels(&self) -> ChannelMode {
+        self.channels.unwrap_or_default()
+    }
+
+    pub fn normalize(&self) -> Normalize {
+        self.normalize.unwrap_or(DEFAULT_NORMALIZE)
+    }
+
     /// How a dataset folder is read.
     pub fn load_options(&self, labels: &LabelArgs, masks: &MaskArgs) -> Result<LoadOptions> {
         Ok(LoadOptions {
             labels: labels.spec(masks)?,
-            channels: self.channels,
-            stack: self.stack,
-            normalize: self.normalize,
+            channels: self.channels(),
+            stack: self.stack.unwrap_or_default(),
+            normalize: self.normalize(),
         })
     }
+}
+
+/// A resumed run's data flags against what its checkpoint was trained with (`held`): a
+/// flag left out takes the checkpoint's value; one that differs is an error that says
+/// what to pass. (How masks are stored, --mask/--foreground/--invert/--boundary-width, is
+/// not in the checkpoint: give it again.)
+pub fn adopt_data_spec(
+    images: &mut ImageArgs,
+    labels: &mut LabelArgs,
+    held: &DataSpec,
+    checkpoint: &Path,
+) -> Result<()> {
+    let mismatch = |flag: &str, held: Option<String>, given: String| {
+        let trained = match &held {
+            Some(v) => format!("with {flag} {v}"),
+            None => format!("without {flag}"),
+        };
+        let resume = match &held {
+            Some(v) => format!("pass {flag} {v} (or leave it out)"),
+            None => format!("leave {flag} out"),
+        };
+        Err(Error::Config(format!(
+            "{} was trained {trained}, not {flag} {given}: {resume} to resume it, or start \
+             a new run in another --out folder",
+            checkpoint.display()
+        )))
+    };
+    fn name<T: ValueEnum>(v: T) -> String {
+        v.to_possible_value()
+            .map_or(String::new(), |p| p.get_name().to_string())
+    }
+    match images.normalize {
+        Some(n) if n != held.normalize => {
+            return mismatch(
+                "--normalize",
+                Some(held.normalize.to_string()),
+                n.to_string(),
+            )
+        }
+        _ => images.normalize = Some(held.normalize),
+    }
+    match images.channels {
+        Some(c) if c != held.channel_mode => {
+            return mismatch("--channels", Some(name(held.channel_mode)), name(c))
+        }
+        _ => images.channels = Some(held.channel_mode),
+    }
+    match images.stack {
+        Some(m) if m != held.stack => return mismatch("--stack", Some(name(held.stack)), name(m)),
+        _ => images.stack = Some(held.stack),
+    }
+    // Two classes without a list of values are binary or instance masks, which --classes
+    // would turn into class masks: only K > 2 is taken over.
+    match labels.classes {
+        Some(k) if k != held.classes => {
+            return mismatch("--classes", Some(held.classes.to_string()), k.to_string())
+        }
+        None if held.classes > 2 => labels.classes = Some(held.classes),
+        _ => {}
+    }
+    let show = |values: &[ClassValue]| {
+        values
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let held_values = held.class_values.as_deref().map(show);
+    match (&labels.class_values, &held_values) {
+        (Some(text), _) => {
+            let given = parse_class_values(text).ok();
+            if given.as_ref() != held.class_values.as_ref() {
+                return mismatch("--class-values", held_values, text.clone());
+            }
+        }
+        (None, Some(values)) => labels.class_values = Some(values.clone()),
+        (None, None) => {}
+    }
+    match labels.ignore_index {
+        Some(v) if Some(v) != held.ignore_index => {
+            return mismatch(
+                "--ignore-index",
+                held.ignore_index.map(|v| v.to_string()),
+                v.to_string(),
+            )
+        }
+        _ => labels.ignore_index = held.ignore_index,
+    }
+    Ok(())
 }
 
 #[derive(Args, Clone)]

@@ -1,13 +1,19 @@
-//! `unet eval`: the ISBI 2012 metrics of probability maps against masks; and the metrics
-//! of a dataset's predictions, which `demo` prints the same way.
+//! `unet eval`: the ISBI 2012 metrics of probability maps against masks, and for K > 2
+//! classes the per-class metrics of class maps; and the metrics of a dataset's
+//! predictions, which `demo` prints the same way. Predictions are read in every format
+//! `unet predict` writes (PNG, TIFF, stacks page by page), masks as training reads them,
+//! and unlabelled pixels (`--ignore-index`) are left out of every metric.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use unet_wgpu::data::{read_image, read_mask, read_pages, Dataset, Grid};
+use unet_wgpu::batch::outputs::{output_names, OutputKind};
+use unet_wgpu::data::dataset::list_image_files;
+use unet_wgpu::data::{read_pages, Dataset, Grid, LabelSpec};
 use unet_wgpu::infer::class_map;
 use unet_wgpu::metrics::{
-    evaluate, BinaryMap, ClassReport, ConfusionMatrix, EvalReport, ProbabilityMap,
+    binary_truth, default_thresholds, evaluate_ignoring, BinaryMap, ClassReport, ConfusionMatrix,
+    EvalReport, ProbabilityMap,
 };
 use unet_wgpu::train::checkpoint::write_atomically;
 use unet_wgpu::{Error, Result};
@@ -16,10 +22,13 @@ use super::args::{LabelArgs, MaskArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Probability maps (or masks): `<stem>_prob.png` or `<stem>.png`.
+    /// Predictions as `unet predict` writes them (PNG or TIFF; stacks page by page): two
+    /// classes, probability maps `<stem>_prob.*` (or masks: `<stem>_mask.*`, `<stem>.*`);
+    /// K > 2, class maps `<stem>_class.*`.
     #[arg(long)]
     pred: PathBuf,
-    /// Ground-truth masks, `<stem>.png`.
+    /// Ground-truth masks `<stem>.*` (PNG, TIFF, JPEG or BMP), read as training reads them
+    /// (the mask and label flags below).
     #[arg(long)]
     labels: PathBuf,
     /// Also write the full report as JSON.
@@ -35,103 +44,217 @@ pub struct EvalArgs {
     foreground_class: usize,
 }
 
-/// The files of a folder, sorted.
-fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
+/// One image (page) for the binary metrics: P(foreground), the truth, its unlabelled pixels.
+type Scored = (ProbabilityMap, BinaryMap, Option<BinaryMap>);
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.labels_as.classes.is_some_and(|k| k > 2) {
-        return run_classes(&args);
-    }
-    let mut pairs = Vec::new();
-    for label_path in list_files(&args.labels)? {
-        let stem = label_path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let candidates = [
-            format!("{stem}_prob.png"),
-            format!("{stem}.png"),
-            format!("{stem}_prob.tif"),
-        ];
-        let Some(pred_path) = candidates
-            .iter()
-            .map(|c| args.pred.join(c))
-            .find(|p| p.is_file())
-        else {
+    let spec = args.labels_as.spec(&args.masks)?;
+    let k = spec.classes;
+    let fg = match k {
+        2 => 1,
+        _ if args.foreground_class == 0 || args.foreground_class >= k => {
+            return Err(Error::Config(format!(
+                "--foreground-class {} must be a class other than the background, 1..{}",
+                args.foreground_class,
+                k - 1
+            )))
+        }
+        _ => args.foreground_class,
+    };
+    let mut confusion = ConfusionMatrix::new(k);
+    let mut images: Vec<Scored> = Vec::new();
+    let (mut unmatched, mut unlabelled) = (Vec::new(), 0usize);
+    for (stem, label_path) in list_image_files(&args.labels)? {
+        let Some(pred) = Prediction::find(&args.pred, &stem, k, fg) else {
+            unmatched.push(stem);
             continue;
         };
-        let prob = read_image(&pred_path)?;
-        let truth = read_truth(&label_path, &args.masks)?;
-        pairs.push((
-            ProbabilityMap::new(prob.width, prob.height, prob.data)?,
-            truth,
-        ));
+        let truths = read_truth(&label_path, &spec)?;
+        let pages = pred.pages(k, fg)?;
+        if pages.len() != truths.len() {
+            return Err(Error::Config(format!(
+                "{} has {} page(s) but {} has {}: evaluate predictions of these labels' images",
+                pred.main.display(),
+                pages.len(),
+                label_path.display(),
+                truths.len()
+            )));
+        }
+        for (truth, (classes, prob)) in truths.iter().zip(pages) {
+            if prob.size() != truth.size() {
+                return Err(Error::Config(format!(
+                    "{} is {}x{} but {} is {}x{}: evaluate predictions of these labels' images",
+                    pred.main.display(),
+                    prob.width,
+                    prob.height,
+                    label_path.display(),
+                    truth.width,
+                    truth.height
+                )));
+            }
+            if let Some(classes) = classes {
+                confusion
+                    .add(&truth.data, &classes.data)
+                    .map_err(|e| Error::Config(format!("{}: {e}", pred.main.display())))?;
+            }
+            let (binary, ignored) = binary_truth(truth.width, truth.height, &truth.data, fg)?;
+            unlabelled += ignored.as_ref().map_or(0, BinaryMap::count_foreground);
+            let prob = ProbabilityMap::new(prob.width, prob.height, prob.data)?;
+            images.push((prob, binary, ignored));
+        }
     }
-    if pairs.is_empty() {
+    if images.is_empty() {
+        let expected = match k {
+            2 => "<stem>_prob.png or .tif, <stem>_mask.*, or <stem>.*",
+            _ => "<stem>_class.png or .tif, as `unet predict` writes for K > 2 classes",
+        };
         return Err(Error::Config(format!(
-            "no prediction in {} matches a label in {} (expected <stem>_prob.png or <stem>.png)",
+            "no prediction in {} matches a label in {} (expected {expected})",
             args.pred.display(),
             args.labels.display()
         )));
     }
-    let report = evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?;
-    print_eval(&report);
+    if let Some(first) = unmatched.first() {
+        eprintln!(
+            "{} label(s) without a prediction in {} left out (first: {first})",
+            unmatched.len(),
+            args.pred.display()
+        );
+    }
+    let binary = evaluate_ignoring(&images, &default_thresholds())?;
+    let report = (k > 2).then(|| confusion.report());
+    if let Some(report) = &report {
+        print!("{}", report.table());
+        println!("binary metrics with class {fg} as foreground:");
+    }
+    print_eval(&binary);
+    if let (Some(value), true) = (spec.ignore, unlabelled > 0) {
+        println!(
+            "{unlabelled} unlabelled pixel(s) (--ignore-index {value}) left out of every metric"
+        );
+    }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("the report serialises");
-        write_atomically(path, json.as_bytes())?;
+        let json = match &report {
+            None => serde_json::to_value(&binary),
+            Some(report) => Ok(serde_json::json!({
+                "classes": report,
+                "foreground_class": fg,
+                "binary": binary,
+            })),
+        };
+        let text = json
+            .and_then(|j| serde_json::to_string_pretty(&j))
+            .expect("the report serialises");
+        write_atomically(path, text.as_bytes())?;
     }
     Ok(())
 }
 
-/// The ground truth of a mask file: true where a cell is.
-fn read_truth(path: &Path, masks: &MaskArgs) -> Result<BinaryMap> {
-    let labels = read_mask(path, masks.format())?;
-    Ok(BinaryMap::new(
-        labels.width,
-        labels.height,
-        labels.data.iter().map(|&l| l != 0).collect(),
-    )?)
+/// The classes (0..K-1, or unlabelled) of every page of a mask file, read as training
+/// reads masks.
+fn read_truth(path: &Path, spec: &LabelSpec) -> Result<Vec<Grid<u8>>> {
+    read_pages(path)?
+        .iter()
+        .map(|page| Ok(spec.read(page, path)?.classes))
+        .collect()
+}
+
+/// One page of a prediction: its class map (K > 2) and P(foreground).
+type PredictedPage = (Option<Grid<u8>>, Grid<f32>);
+
+/// The prediction files of one stem, as `unet predict` names them.
+struct Prediction {
+    /// Two classes: the probability map (or mask); K > 2: the class map.
+    main: PathBuf,
+    /// K > 2: the file holding the foreground class's probability, with the number of its
+    /// pages per input page and the page of the class among them (`STEM_prob_C.png`: 1
+    /// and 0; `STEM_prob.tif`: K and C).
+    prob: Option<(PathBuf, usize, usize)>,
+}
+
+impl Prediction {
+    /// The files in `dir` for `stem` (PNG before TIFF), if any.
+    fn find(dir: &Path, stem: &str, classes: usize, fg: usize) -> Option<Prediction> {
+        let existing = |name: &String| Some(dir.join(name)).filter(|p| p.is_file());
+        let names = |kind, tiff| output_names(stem, kind, tiff, classes);
+        if classes == 2 {
+            let mut candidates = Vec::new();
+            for kind in [OutputKind::Prob, OutputKind::Mask] {
+                candidates.extend(names(kind, false));
+                candidates.extend(names(kind, true));
+            }
+            candidates.extend(["png", "tif", "tiff"].map(|ext| format!("{stem}.{ext}")));
+            let main = candidates.iter().find_map(existing)?;
+            return Some(Prediction { main, prob: None });
+        }
+        let main = [false, true]
+            .into_iter()
+            .find_map(|tiff| existing(&names(OutputKind::Mask, tiff)[0]))?;
+        let prob = existing(&names(OutputKind::Prob, false)[fg])
+            .map(|path| (path, 1, 0))
+            .or_else(|| existing(&names(OutputKind::Prob, true)[0]).map(|p| (p, classes, fg)));
+        Some(Prediction { main, prob })
+    }
+
+    /// Each page's class map (K > 2) and foreground probability.
+    fn pages(&self, classes: usize, fg: usize) -> Result<Vec<PredictedPage>> {
+        let pages = read_pages(&self.main)?;
+        if classes == 2 {
+            return Ok(pages.iter().map(|p| (None, p.to_gray())).collect());
+        }
+        let maps = pages
+            .iter()
+            .map(|page| {
+                let values = page.to_mask_values(&self.main)?;
+                Ok(values.map(|v| v.min(255) as u8))
+            })
+            .collect::<Result<Vec<Grid<u8>>>>()?;
+        let probs: Vec<Grid<f32>> = match &self.prob {
+            Some((path, per_page, page)) => {
+                let held = read_pages(path)?;
+                if held.len() != maps.len() * per_page {
+                    return Err(Error::Config(format!(
+                        "{} has {} page(s) but {} input page(s) of {classes} classes need {}: \
+                         predict them again",
+                        path.display(),
+                        held.len(),
+                        maps.len(),
+                        maps.len() * per_page
+                    )));
+                }
+                (0..maps.len())
+                    .map(|i| held[i * per_page + page].to_gray())
+                    .collect()
+            }
+            None => maps
+                .iter()
+                .map(|m| m.map(|c| f32::from(c as usize == fg)))
+                .collect(),
+        };
+        Ok(maps.into_iter().map(Some).zip(probs).collect())
+    }
 }
 
 /// The challenge metrics of a dataset's predicted class probabilities (`maps` per sample)
-/// against its labels: foreground = class `foreground` (two classes: 1, where the truth
-/// is label > 0 as before; K classes: the pixels of that class).
+/// against its labels: foreground = class `foreground` (two classes: 1, cells), over the
+/// labelled pixels.
 pub fn evaluate_dataset(
     data: &Dataset,
     maps: &[Vec<Grid<f32>>],
     foreground: usize,
 ) -> Result<EvalReport> {
-    let mut pairs = Vec::new();
+    let mut images: Vec<Scored> = Vec::new();
     for (sample, maps) in data.samples().iter().zip(maps) {
         let prob = &maps[foreground];
-        let truth = if maps.len() == 2 {
-            sample.labels.data.iter().map(|&l| l != 0).collect()
-        } else {
-            sample
-                .classes
-                .data
-                .iter()
-                .map(|&c| c as usize == foreground)
-                .collect()
-        };
-        pairs.push((
-            ProbabilityMap::new(prob.width, prob.height, prob.data.clone())?,
-            BinaryMap::new(prob.width, prob.height, truth)?,
+        let (w, h) = prob.size();
+        let (truth, ignored) = binary_truth(w, h, &sample.classes.data, foreground)?;
+        images.push((
+            ProbabilityMap::new(w, h, prob.data.clone())?,
+            truth,
+            ignored,
         ));
     }
-    Ok(evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?)
+    Ok(evaluate_ignoring(&images, &default_thresholds())?)
 }
 
 /// The K-class metrics of a dataset's predicted class probabilities.
@@ -141,92 +264,6 @@ pub fn class_report_dataset(data: &Dataset, maps: &[Vec<Grid<f32>>]) -> Result<C
         confusion.add(&sample.classes.data, &class_map(maps).data)?;
     }
     Ok(confusion.report())
-}
-
-/// `unet eval --classes K` (K > 2): class maps `<stem>_class.png` (as `predict` writes
-/// them) against class masks read as `--classes`/`--class-values`/`--mask` say; the table
-/// of per-class IoU and Dice, accuracy and confusion, then the binary metrics of
-/// `--foreground-class` (from `<stem>_prob_C.png` if there, else the class map).
-fn run_classes(args: &EvalArgs) -> Result<()> {
-    let spec = args.labels_as.spec(&args.masks)?;
-    let k = spec.classes;
-    if args.foreground_class == 0 || args.foreground_class >= k {
-        return Err(Error::Config(format!(
-            "--foreground-class {} must be a class other than the background, 1..{}",
-            args.foreground_class,
-            k - 1
-        )));
-    }
-    let fg = args.foreground_class;
-    let mut confusion = ConfusionMatrix::new(k);
-    let mut pairs = Vec::new();
-    for label_path in list_files(&args.labels)? {
-        let stem = label_path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let pred_path = args.pred.join(format!("{stem}_class.png"));
-        if !pred_path.is_file() {
-            continue;
-        }
-        let truth = spec
-            .read(&read_pages(&label_path)?[0], &label_path)?
-            .classes;
-        let pred = read_pages(&pred_path)?[0].to_mask_values(&pred_path)?;
-        if pred.size() != truth.size() {
-            return Err(Error::Config(format!(
-                "{} is {}x{} but {} is {}x{}: evaluate predictions of these labels' images",
-                pred_path.display(),
-                pred.width,
-                pred.height,
-                label_path.display(),
-                truth.width,
-                truth.height
-            )));
-        }
-        let pred_classes: Vec<u8> = pred.data.iter().map(|&v| v.min(255) as u8).collect();
-        confusion
-            .add(&truth.data, &pred_classes)
-            .map_err(|e| Error::Config(format!("{}: {e}", pred_path.display())))?;
-        let prob_path = args.pred.join(format!("{stem}_prob_{fg}.png"));
-        let prob = if prob_path.is_file() {
-            read_image(&prob_path)?.data
-        } else {
-            pred_classes
-                .iter()
-                .map(|&c| f32::from(c as usize == fg))
-                .collect()
-        };
-        let is_fg = truth.data.iter().map(|&c| c as usize == fg).collect();
-        pairs.push((
-            ProbabilityMap::new(truth.width, truth.height, prob)?,
-            BinaryMap::new(truth.width, truth.height, is_fg)?,
-        ));
-    }
-    if pairs.is_empty() {
-        return Err(Error::Config(format!(
-            "no prediction in {} matches a label in {} (expected <stem>_class.png, as \
-             `unet predict` writes for K > 2 classes)",
-            args.pred.display(),
-            args.labels.display()
-        )));
-    }
-    let report = confusion.report();
-    print!("{}", report.table());
-    let binary = evaluate(&pairs, &unet_wgpu::metrics::default_thresholds())?;
-    println!("binary metrics with class {fg} as foreground:");
-    print_eval(&binary);
-    if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "classes": report,
-            "foreground_class": fg,
-            "binary": binary,
-        });
-        let text = serde_json::to_string_pretty(&json).expect("the report serialises");
-        write_atomically(path, text.as_bytes())?;
-    }
-    Ok(())
 }
 
 pub fn print_eval(report: &EvalReport) {

@@ -70,7 +70,8 @@ enum Command {
         unet predict --merge-report /shared/preds"
     )]
     Predict(PredictArgs),
-    /// The ISBI 2012 metrics (pixel, Rand and warping error) and IoU of probability maps.
+    /// The ISBI 2012 metrics (pixel, Rand and warping error) and IoU of probability maps;
+    /// per-class IoU, Dice and the confusion matrix of K-class maps.
     #[command(
         after_help = "Example:\n  unet eval --pred predictions --labels data/val/labels --json eval.json"
     )]

@@ -1,18 +1,18 @@
-//! `unet predict`: probability maps, masks and overlays of images of any size, tile by tile.
+//! `unet predict`: probability maps, masks and overlays of images of any size, tile by
+//! tile; for K > 2 classes every class's probability, the class map and a colour overlay.
+//! Two classes and K classes go through the same batch path (shards, manifests, reruns,
+//! atomic PNG or TIFF outputs: [`unet_wgpu::batch`]).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use unet_wgpu::batch::classes::{class_overlay_figure, write_class_outputs};
-use unet_wgpu::batch::outputs::stem_of;
-use unet_wgpu::batch::{self, read_input};
-use unet_wgpu::data::{DataSpec, Grid, Sample};
-use unet_wgpu::infer::{class_map, predict, TileOptions};
+use unet_wgpu::batch::classes::class_overlay_figure;
+use unet_wgpu::data::{Grid, Sample};
+use unet_wgpu::infer::{class_map, TileOptions};
 use unet_wgpu::model::Arch;
 use unet_wgpu::report::write_overlay_figure_png;
 use unet_wgpu::train::checkpoint;
 use unet_wgpu::train::checkpoint::write_atomically;
-use unet_wgpu::Gpu;
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::HeadsArg;
@@ -35,7 +35,8 @@ pub struct PredictArgs {
     /// Tiles per forward pass (default: as many as the device's limits allow, up to 8).
     #[arg(long)]
     batch: Option<usize>,
-    /// Foreground probability above which a pixel is a cell in the mask and overlay.
+    /// Foreground probability above which a pixel is a cell in the mask and overlay (two
+    /// classes; with K > 2 every pixel takes its most probable class).
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
     /// The architecture the checkpoint must hold (it is read from the checkpoint anyway).
@@ -84,70 +85,23 @@ pub fn run(choice: AdapterChoice, args: PredictArgs) -> Result<()> {
     options.average_symmetries = args.tta;
     model.check_heads(options.heads)?;
     let data = checkpoint::read_data_spec(&checkpoint_path)?;
-    if config.classes > 2 {
-        predict_classes(&gpu, model, options, &data, &args)?;
-    } else {
-        predict_batch::run(
-            &gpu,
-            model,
-            options,
-            &args.many,
-            checkpoint_path,
-            &args.inputs,
-            args.out.clone(),
-            args.threshold,
-            data,
-        )?;
-    }
+    predict_batch::run(
+        &gpu,
+        model,
+        options,
+        &args.many,
+        checkpoint_path,
+        &args.inputs,
+        args.out.clone(),
+        args.threshold,
+        data,
+    )?;
     // Set by the tile size and batch, not the image size (a test checks it).
     let peak = gpu.pool_stats().peak_bytes_held;
     eprintln!(
         "GPU memory: peak {:.1} MiB held by the engine ({peak} bytes)",
         peak as f64 / (1 << 20) as f64
     );
-    Ok(())
-}
-
-/// K > 2 classes: for every image (every page of a stack) the class map, the probability
-/// of each class and a colour overlay (see [`unet_wgpu::batch::classes`]). Inputs are read
-/// and normalised as the checkpoint's data says.
-fn predict_classes(
-    gpu: &Gpu,
-    model: &unet_wgpu::model::Network,
-    options: TileOptions,
-    data: &DataSpec,
-    args: &PredictArgs,
-) -> Result<()> {
-    let inputs = batch::expand(&args.inputs)?;
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Io {
-        path: args.out.display().to_string(),
-        source,
-    })?;
-    for input in &inputs {
-        let images = read_input(input, data)?;
-        let pages = images.len();
-        for (i, image) in images.iter().enumerate() {
-            let stem = match pages {
-                1 => stem_of(input),
-                _ => format!("{}_p{i:03}", stem_of(input)),
-            };
-            let maps = predict(gpu, model, image, options)
-                .map_err(|e| Error::Config(format!("{}: {e}", input.display())))?;
-            let names = write_class_outputs(
-                &args.out,
-                &stem,
-                &image.display_gray(),
-                &maps,
-                args.many.tiff(),
-            )?;
-            println!(
-                "{} -> {}/{{{}}}",
-                input.display(),
-                args.out.display(),
-                names.join(",")
-            );
-        }
-    }
     Ok(())
 }
 

@@ -53,11 +53,6 @@ pub struct BatchArgs {
 }
 
 impl BatchArgs {
-    /// Whether `--format tiff` was asked for.
-    pub fn tiff(&self) -> bool {
-        self.format == FormatChoice::Tiff
-    }
-
     fn shard(&self) -> Result<Shard> {
         if self.shard_from_env {
             return Shard::from_env(|name| std::env::var(name).ok(), self.shards);

@@ -18,7 +18,9 @@ use unet_wgpu::train::run::{
 use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
-use super::args::{ArchArgs, ImageArgs, LabelArgs, MaskArgs, WeightArgs};
+use super::args::{
+    adopt_data_spec, ArchArgs, ImageArgs, LabelArgs, MaskArgs, MaskKind, WeightArgs,
+};
 use super::predict::write_sample_overlay;
 use super::{open_gpu, stop_flag};
 
@@ -94,6 +96,16 @@ pub struct TrainArgs {
     arch: ArchArgs,
     #[command(flatten)]
     masks: MaskArgs,
+    /// How masks are stored: another name for --mask (`--labels instance --classes 3`:
+    /// instances as background, interior and boundary); `unet eval` has --mask only, its
+    /// --labels being the folder of masks.
+    #[arg(
+        long = "labels",
+        value_enum,
+        value_name = "KIND",
+        conflicts_with = "mask"
+    )]
+    labels_kind: Option<MaskKind>,
     #[command(flatten)]
     weights: WeightArgs,
     #[command(flatten)]
@@ -133,7 +145,7 @@ pub fn synthetic_cells(
     } else {
         synthetic_dataset(count, size, size, seed, &synth)?
     };
-    Ok(data.normalized(images.normalize)?)
+    Ok(data.normalized(images.normalize())?)
 }
 
 /// The style of a `synthetic` or `synthetic:STYLE` data spec; None for a folder.
@@ -171,7 +183,14 @@ fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)>
     Ok((Some(schedule), first_lr))
 }
 
-pub fn run(choice: AdapterChoice, args: TrainArgs) -> Result<()> {
+pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
+    args.masks = args.masks.clone().with_kind(args.labels_kind.take());
+    if let Some(resumed) = &args.resume {
+        // The data is read as the checkpoint's was (a flag left out takes its value).
+        let path = resume_checkpoint(resumed);
+        let held = checkpoint::read_data_spec(&path)?;
+        adopt_data_spec(&mut args.images, &mut args.labels, &held, &path)?;
+    }
     let (schedule, first_lr) = asked_schedule(&args)?;
     let lr = first_lr.or(args.lr);
     let sgd = Sgd {

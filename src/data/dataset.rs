@@ -142,6 +142,7 @@ impl Dataset {
                 normalize: Normalize::None,
                 classes,
                 class_values: None,
+                ignore_index: None,
             },
             objects_by_class: false,
             samples,
@@ -264,6 +265,7 @@ impl Dataset {
             normalize: Normalize::None,
             classes: options.labels.classes,
             class_values: options.labels.values.clone(),
+            ignore_index: options.labels.ignore,
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)
@@ -420,8 +422,10 @@ fn load_pair(
     Ok((sample, labels.snapped))
 }
 
-/// The PNG/TIFF files of a folder by stem (hidden files and other extensions are skipped).
-fn list_image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The image files of a folder by stem, as a dataset's `images/` and `labels/` are read
+/// (PNG, TIFF, JPEG, BMP; hidden files and other extensions are skipped; two files of one
+/// stem are an error).
+pub fn list_image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let io_error = |source| DataError::Io {
         action: "list the folder",
         path: dir.to_path_buf(),

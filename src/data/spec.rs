@@ -47,6 +47,10 @@ pub struct DataSpec {
     pub classes: usize,
     /// The stored mask values of the classes, if the masks were read through a list.
     pub class_values: Option<Vec<ClassValue>>,
+    /// The stored mask value of unlabelled pixels (`--ignore-index`), if any (absent in
+    /// checkpoints from before it: none).
+    #[serde(default)]
+    pub ignore_index: Option<u32>,
 }
 
 impl DataSpec {
@@ -64,6 +68,7 @@ impl DataSpec {
             normalize: Normalize::None,
             classes,
             class_values: None,
+            ignore_index: None,
         }
     }
 }

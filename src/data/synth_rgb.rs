@@ -123,6 +123,7 @@ pub fn synthetic_rgb_dataset(
         normalize: Normalize::None,
         classes: 3,
         class_values: None,
+        ignore_index: None,
     };
     Dataset::new(samples, WeightMapConfig::default())?.with_spec(spec, false)
 }

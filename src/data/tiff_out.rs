@@ -1,5 +1,6 @@
 //! Writing images too large for PNG as tiled TIFF, fed one band of rows at a time, so an
-//! image is never held whole: the writer keeps at most [`TILE`] rows of one page.
+//! image is never held whole: the writer keeps at most [`TILE`] rows of each open page
+//! (one, or several fed together, such as a page per class of a K-class prediction).
 //!
 //! Why a writer of our own: the `tiff` crate (0.11) writes BigTIFF but only in strips
 //! through its `ImageEncoder`; tiles need its low-level `DirectoryEncoder`, which borrows
@@ -50,7 +51,10 @@ impl Samples {
     }
 }
 
-/// A tiled TIFF being written: pages one after another, each fed in rows, top to bottom.
+/// A tiled TIFF being written: pages one after another, each fed in rows, top to bottom;
+/// or several pages at once ([`TiledTiffWriter::begin_pages`]), fed in turn band by band
+/// (their tiles interleave in the file, which TIFF allows: a directory lists its page's
+/// tile offsets).
 pub struct TiledTiffWriter {
     path: PathBuf,
     file: BufWriter<File>,
@@ -58,7 +62,8 @@ pub struct TiledTiffWriter {
     samples: Samples,
     /// Where the last "next directory" offset sits (the header's, then each page's).
     next_ifd_field: u64,
-    page: Option<Page>,
+    /// The pages open now (empty between pages).
+    pages: Vec<Page>,
 }
 
 struct Page {
@@ -84,7 +89,7 @@ impl TiledTiffWriter {
             big,
             samples,
             next_ifd_field: if big { 8 } else { 4 },
-            page: None,
+            pages: Vec::new(),
         };
         let header: &[u8] = if big {
             b"II\x2b\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
@@ -102,27 +107,48 @@ impl TiledTiffWriter {
 
     /// Starts a page of `width` x `height` pixels (the previous one must be finished).
     pub fn begin_page(&mut self, width: usize, height: usize) -> Result<()> {
-        if self.page.is_some() || width == 0 || height == 0 {
+        self.begin_pages(1, width, height)
+    }
+
+    /// Starts `count` pages of `width` x `height` pixels at once (the previous ones must
+    /// be finished); they are fed with [`TiledTiffWriter::write_rows_to`] and stored in
+    /// this order.
+    pub fn begin_pages(&mut self, count: usize, width: usize, height: usize) -> Result<()> {
+        if !self.pages.is_empty() || count == 0 || width == 0 || height == 0 {
             return Err(self.usage("begin a page while one is open, or an empty page"));
         }
-        self.page = Some(Page {
-            width,
-            height,
-            pending: Vec::with_capacity(TILE * width * self.samples.bytes()),
-            rows_done: 0,
-            offsets: Vec::new(),
-            counts: Vec::new(),
-        });
+        self.pages = (0..count)
+            .map(|_| Page {
+                width,
+                height,
+                pending: Vec::with_capacity(TILE * width * self.samples.bytes()),
+                rows_done: 0,
+                offsets: Vec::new(),
+                counts: Vec::new(),
+            })
+            .collect();
         Ok(())
     }
 
     /// Appends whole rows of the open page: `bytes` holds a multiple of one row's
     /// `width x samples.bytes()` bytes (16-bit samples little-endian).
     pub fn write_rows(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut page = self
-            .page
-            .take()
-            .ok_or_else(|| self.usage("write rows before a page"))?;
+        self.write_rows_to(0, bytes)
+    }
+
+    /// Appends whole rows to open page `index` (of those [`TiledTiffWriter::begin_pages`]
+    /// began), as [`TiledTiffWriter::write_rows`].
+    pub fn write_rows_to(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
+        let mut pages = std::mem::take(&mut self.pages);
+        let result = match pages.get_mut(index) {
+            Some(page) => self.append_rows(page, bytes),
+            None => Err(self.usage("write rows before a page")),
+        };
+        self.pages = pages;
+        result
+    }
+
+    fn append_rows(&mut self, page: &mut Page, bytes: &[u8]) -> Result<()> {
         let row = page.width * self.samples.bytes();
         let rows = bytes.len() / row;
         if !bytes.len().is_multiple_of(row)
@@ -137,32 +163,36 @@ impl TiledTiffWriter {
             page.pending.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if page.pending.len() == TILE * row {
-                self.flush_tile_row(&mut page)?;
+                self.flush_tile_row(page)?;
             }
         }
-        self.page = Some(page);
         Ok(())
     }
 
-    /// Ends the open page: writes its last tiles and its directory.
+    /// Ends the open page (or pages): writes their last tiles and their directories.
     pub fn end_page(&mut self) -> Result<()> {
-        let mut page = self
-            .page
-            .take()
-            .ok_or_else(|| self.usage("end a page before one"))?;
-        if !page.pending.is_empty() {
-            self.flush_tile_row(&mut page)?;
+        if self.pages.is_empty() {
+            return Err(self.usage("end a page before one"));
         }
-        if page.rows_done != page.height {
-            return Err(self.usage("end a page before all its rows were written"));
+        let mut pages = std::mem::take(&mut self.pages);
+        for page in &mut pages {
+            if !page.pending.is_empty() {
+                self.flush_tile_row(page)?;
+            }
+            if page.rows_done != page.height {
+                return Err(self.usage("end a page before all its rows were written"));
+            }
         }
-        self.write_directory(&page)
+        for page in &pages {
+            self.write_directory(page)?;
+        }
+        Ok(())
     }
 
     /// Finishes the file and flushes it to disk (`sync_all`, so a rename after this puts a
     /// complete file in place).
     pub fn finish(mut self) -> Result<()> {
-        if self.page.is_some() {
+        if !self.pages.is_empty() {
             return Err(self.usage("finish with a page open"));
         }
         let path = self.path.clone();

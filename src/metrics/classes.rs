@@ -13,10 +13,34 @@
 
 use serde::Serialize;
 
-use super::{MetricsError, Result};
+use super::{BinaryMap, MetricsError, Result};
 
 /// The class of an unlabelled pixel (as [`crate::data::IGNORE`]).
 pub const IGNORE: u8 = u8::MAX;
+
+/// The binary ground truth "class `foreground`" of a `width x height` class map, and
+/// the map of its unlabelled pixels ([`IGNORE`]; `None` when it has none), as the
+/// `_ignoring` metrics take them.
+pub fn binary_truth(
+    width: usize,
+    height: usize,
+    classes: &[u8],
+    foreground: usize,
+) -> Result<(BinaryMap, Option<BinaryMap>)> {
+    let truth = BinaryMap::new(
+        width,
+        height,
+        classes.iter().map(|&c| c as usize == foreground).collect(),
+    )?;
+    let ignored = classes.contains(&IGNORE).then(|| {
+        BinaryMap::new(
+            width,
+            height,
+            classes.iter().map(|&c| c == IGNORE).collect(),
+        )
+    });
+    Ok((truth, ignored.transpose()?))
+}
 
 /// Pixel counts by (true class, predicted class).
 #[derive(Clone, Debug, PartialEq, Eq)]

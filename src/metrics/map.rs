@@ -82,6 +82,42 @@ impl<T> Map<T> {
 }
 
 impl BinaryMap {
+    /// Whether pixel `index` is compared: not marked in `ignored` (true = unlabelled, as
+    /// `--ignore-index` marks them; `None`: every pixel is).
+    pub(crate) fn compared(ignored: Option<&BinaryMap>, index: usize) -> bool {
+        ignored.is_none_or(|m| !m.pixels[index])
+    }
+
+    /// Fails unless `ignored` (if any) has `self`'s size.
+    pub(crate) fn check_ignored(&self, ignored: Option<&BinaryMap>) -> Result<()> {
+        ignored.map_or(Ok(()), |m| m.check_same_size("map of ignored pixels", self))
+    }
+
+    /// `self` with the `ignored` pixels set to background (unchanged without them); fails
+    /// unless `ignored` has `self`'s size.
+    pub(crate) fn without(&self, ignored: Option<&BinaryMap>) -> Result<BinaryMap> {
+        self.check_ignored(ignored)?;
+        let Some(ignored) = ignored else {
+            return Ok(self.clone());
+        };
+        let pixels = self
+            .pixels
+            .iter()
+            .zip(&ignored.pixels)
+            .map(|(&v, &ig)| v && !ig)
+            .collect();
+        Ok(BinaryMap {
+            width: self.width,
+            height: self.height,
+            pixels,
+        })
+    }
+
+    /// Pixels not marked in `ignored` (all of them without it).
+    pub(crate) fn compared_count(&self, ignored: Option<&BinaryMap>) -> usize {
+        ignored.map_or(self.len(), |m| m.pixels.iter().filter(|&&ig| !ig).count())
+    }
+
     /// From 8-bit labels such as the ISBI label PNGs: nonzero (255) = foreground (cell
     /// interior), 0 = background (membrane).
     pub fn from_u8_labels(width: usize, height: usize, labels: &[u8]) -> Result<Self> {

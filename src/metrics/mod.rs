@@ -12,6 +12,12 @@
 //!   into each other across a diagonal step of the membrane. The background is then
 //!   8-connected, the matching pair of digital topology (used by the warping error).
 //!
+//! * **Unlabelled pixels** (`--ignore-index`): every metric has an `_ignoring` form that
+//!   takes a [`BinaryMap`] of them (`true` = unlabelled) and leaves them out: pixel error
+//!   and IoU count labelled pixels only; Rand and warping error treat them as background
+//!   that is never compared (see [`rand_index`] and [`warping`]). K-class metrics skip
+//!   truth [`classes::IGNORE`].
+//!
 //! Layout: [`map`] (the grid type, thresholding, connected components), [`pixel`] (pixel error,
 //! IoU), [`rand_index`] (adapted Rand error), [`warping`] (simple points, warping error), [`sweep`]
 //! (every metric over a list of thresholds, and the serialisable [`EvalReport`]).
@@ -23,15 +29,20 @@ pub mod rand_index;
 pub mod sweep;
 pub mod warping;
 
-pub use classes::{ClassReport, ClassScores, ConfusionMatrix};
+pub use classes::{binary_truth, ClassReport, ClassScores, ConfusionMatrix};
 pub use map::{connected_components, BinaryMap, Connectivity, LabelMap, Map, ProbabilityMap};
-pub use pixel::{iou, pixel_error};
-pub use rand_index::{adapted_rand, adapted_rand_cremi, rand_error, rand_error_cremi, RandScores};
-pub use sweep::{
-    default_thresholds, evaluate, scores_at, sweep_image, Best, BestScores, EvalReport,
-    ImageReport, ThresholdScores,
+pub use pixel::{iou, iou_ignoring, pixel_error, pixel_error_ignoring};
+pub use rand_index::{
+    adapted_rand, adapted_rand_cremi, rand_error, rand_error_cremi, rand_error_cremi_ignoring,
+    rand_error_ignoring, RandScores,
 };
-pub use warping::{is_simple_point, warp_truth, warping_error, warping_error_at, Warp};
+pub use sweep::{
+    default_thresholds, evaluate, evaluate_ignoring, scores_at, scores_at_ignoring, sweep_image,
+    sweep_image_ignoring, Best, BestScores, EvalReport, ImageReport, ThresholdScores,
+};
+pub use warping::{
+    is_simple_point, warp_truth, warping_error, warping_error_at, warping_error_at_ignoring, Warp,
+};
 
 /// What can go wrong when a metric is asked for: every case is a caller's mistake in sizes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -34,6 +34,14 @@
 //! error = 1 - 2PR / (P + R). A predicted membrane that is a little thicker than the true
 //! one then costs a few pixels of recall, where skimage's one background segment merges
 //! every cell it touches.
+//!
+//! # Unlabelled pixels (`--ignore-index`)
+//! The `_ignoring` forms take a map of unlabelled pixels. They are made background in the
+//! prediction and the truth before either is segmented: they belong to no segment of
+//! either, so no pair that holds one is counted (skimage's count skips truth background
+//! already; the CREMI form's n counts labelled pixels only). A cell that an unlabelled
+//! strip cuts in two is two segments in both maps, so nothing is said about what the
+//! prediction does inside the strip.
 
 use std::collections::HashMap;
 
@@ -61,17 +69,46 @@ pub fn adapted_rand(pred: &LabelMap, truth: &LabelMap) -> Result<RandScores> {
 /// The challenge's Rand error of a thresholded prediction: both maps are segmented into
 /// 4-connected foreground components, then [`adapted_rand`] gives the error.
 pub fn rand_error(pred: &BinaryMap, truth: &BinaryMap) -> Result<f64> {
-    let pred_segments = connected_components(pred, Connectivity::Four);
-    let truth_segments = connected_components(truth, Connectivity::Four);
+    rand_error_ignoring(pred, truth, None)
+}
+
+/// [`rand_error`] of the labelled pixels: the pixels `ignored` marks are made background
+/// in both maps before they are segmented, so they join no segment (a cell cut by them is
+/// two) and, as truth background, are left out of every pair count.
+pub fn rand_error_ignoring(
+    pred: &BinaryMap,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+) -> Result<f64> {
+    let (pred_segments, truth_segments) = segments(pred, truth, ignored)?;
     Ok(adapted_rand(&pred_segments, &truth_segments)?.error)
+}
+
+/// The 4-connected foreground components of both maps, with the `ignored` pixels as
+/// background.
+fn segments(
+    pred: &BinaryMap,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+) -> Result<(LabelMap, LabelMap)> {
+    pred.check_same_size("prediction", truth)?;
+    Ok((
+        connected_components(&pred.without(ignored)?, Connectivity::Four),
+        connected_components(&truth.without(ignored)?, Connectivity::Four),
+    ))
 }
 
 /// Adapted Rand error as the CREMI / SNEMI3D reference code computes it: predicted label 0
 /// is no segment (see the module notes).
 pub fn adapted_rand_cremi(pred: &LabelMap, truth: &LabelMap) -> Result<RandScores> {
     pred.check_same_size("prediction", truth)?;
+    Ok(cremi_scores(pred, truth, truth.pixels().len()))
+}
+
+/// [`adapted_rand_cremi`] with `n` the number of pixels compared.
+fn cremi_scores(pred: &LabelMap, truth: &LabelMap, n: usize) -> RandScores {
     let table = contingency_table(pred, truth);
-    let n = truth.pixels().len() as f64;
+    let n = n as f64;
     let mut truth_sizes: HashMap<u32, u64> = HashMap::new();
     let mut pred_sizes: HashMap<u32, u64> = HashMap::new();
     let (mut sum_ab, mut background) = (0.0, 0.0);
@@ -95,18 +132,28 @@ pub fn adapted_rand_cremi(pred: &LabelMap, truth: &LabelMap) -> Result<RandScore
     } else {
         0.0
     };
-    Ok(RandScores {
+    RandScores {
         error: 1.0 - f_score,
         precision,
         recall,
-    })
+    }
 }
 
 /// [`rand_error`] with the CREMI / SNEMI3D definition ([`adapted_rand_cremi`]).
 pub fn rand_error_cremi(pred: &BinaryMap, truth: &BinaryMap) -> Result<f64> {
-    let pred_segments = connected_components(pred, Connectivity::Four);
-    let truth_segments = connected_components(truth, Connectivity::Four);
-    Ok(adapted_rand_cremi(&pred_segments, &truth_segments)?.error)
+    rand_error_cremi_ignoring(pred, truth, None)
+}
+
+/// [`rand_error_cremi`] of the labelled pixels, as [`rand_error_ignoring`]; n counts the
+/// labelled pixels only.
+pub fn rand_error_cremi_ignoring(
+    pred: &BinaryMap,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+) -> Result<f64> {
+    let (pred_segments, truth_segments) = segments(pred, truth, ignored)?;
+    let n = truth.compared_count(ignored);
+    Ok(cremi_scores(&pred_segments, &truth_segments, n).error)
 }
 
 /// n_ij for every (truth label i != 0, prediction label j) pair that occurs.

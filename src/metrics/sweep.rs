@@ -9,10 +9,10 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    iou, pixel_error, rand_error, rand_error_cremi, warping_error_at, BinaryMap, MetricsError,
-    ProbabilityMap, Result,
-};
+use super::pixel::{iou_ignoring, pixel_error_ignoring};
+use super::rand_index::{rand_error_cremi_ignoring, rand_error_ignoring};
+use super::warping::warping_error_at_ignoring;
+use super::{BinaryMap, MetricsError, ProbabilityMap, Result};
 
 /// The thresholds 0.05, 0.10, ..., 0.95: a network trained with class-balancing weights
 /// often does best away from 0.5, so the sweep reaches close to both ends.
@@ -73,15 +73,27 @@ pub fn scores_at(
     truth: &BinaryMap,
     threshold: f32,
 ) -> Result<ThresholdScores> {
+    scores_at_ignoring(prob, truth, None, threshold)
+}
+
+/// [`scores_at`] over the labelled pixels: those `ignored` marks (`--ignore-index`) are left
+/// out of every metric (see each metric's `_ignoring` form).
+pub fn scores_at_ignoring(
+    prob: &ProbabilityMap,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+    threshold: f32,
+) -> Result<ThresholdScores> {
     prob.check_same_size("probability map", truth)?;
+    truth.check_ignored(ignored)?;
     let pred = prob.threshold(threshold);
     Ok(ThresholdScores {
         threshold,
-        pixel_error: pixel_error(&pred, truth)?,
-        rand_error: rand_error(&pred, truth)?,
-        rand_error_cremi: rand_error_cremi(&pred, truth)?,
-        warping_error: warping_error_at(prob, threshold, truth)?,
-        iou: iou(&pred, truth)?,
+        pixel_error: pixel_error_ignoring(&pred, truth, ignored)?,
+        rand_error: rand_error_ignoring(&pred, truth, ignored)?,
+        rand_error_cremi: rand_error_cremi_ignoring(&pred, truth, ignored)?,
+        warping_error: warping_error_at_ignoring(prob, threshold, truth, ignored)?,
+        iou: iou_ignoring(&pred, truth, ignored)?,
     })
 }
 
@@ -91,12 +103,22 @@ pub fn sweep_image(
     truth: &BinaryMap,
     thresholds: &[f32],
 ) -> Result<ImageReport> {
+    sweep_image_ignoring(prob, truth, None, thresholds)
+}
+
+/// [`sweep_image`] over the labelled pixels (see [`scores_at_ignoring`]).
+pub fn sweep_image_ignoring(
+    prob: &ProbabilityMap,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+    thresholds: &[f32],
+) -> Result<ImageReport> {
     if thresholds.is_empty() {
         return Err(MetricsError::NoThresholds);
     }
     let per_threshold = thresholds
         .par_iter()
-        .map(|&threshold| scores_at(prob, truth, threshold))
+        .map(|&threshold| scores_at_ignoring(prob, truth, ignored, threshold))
         .collect::<Result<Vec<_>>>()?;
     let best = best_scores(&per_threshold);
     Ok(ImageReport {
@@ -107,12 +129,32 @@ pub fn sweep_image(
 
 /// Sweeps every `(probability map, ground truth)` pair (images in parallel) and averages.
 pub fn evaluate(images: &[(ProbabilityMap, BinaryMap)], thresholds: &[f32]) -> Result<EvalReport> {
+    let images: Vec<_> = images.iter().map(|(p, t)| (p, t, None)).collect();
+    evaluate_refs(&images, thresholds)
+}
+
+/// [`evaluate`] of `(probability map, ground truth, unlabelled pixels)` triples: each
+/// image's metrics over its labelled pixels (see [`scores_at_ignoring`]).
+pub fn evaluate_ignoring(
+    images: &[(ProbabilityMap, BinaryMap, Option<BinaryMap>)],
+    thresholds: &[f32],
+) -> Result<EvalReport> {
+    let images: Vec<_> = images
+        .iter()
+        .map(|(p, t, ignored)| (p, t, ignored.as_ref()))
+        .collect();
+    evaluate_refs(&images, thresholds)
+}
+
+type ImageRefs<'a> = (&'a ProbabilityMap, &'a BinaryMap, Option<&'a BinaryMap>);
+
+fn evaluate_refs(images: &[ImageRefs], thresholds: &[f32]) -> Result<EvalReport> {
     if images.is_empty() {
         return Err(MetricsError::NoImages);
     }
     let reports = images
         .par_iter()
-        .map(|(prob, truth)| sweep_image(prob, truth, thresholds))
+        .map(|&(prob, truth, ignored)| sweep_image_ignoring(prob, truth, ignored, thresholds))
         .collect::<Result<Vec<_>>>()?;
     let mean = mean_per_threshold(&reports, thresholds);
     let best_mean = best_scores(&mean);

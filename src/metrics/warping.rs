@@ -22,6 +22,12 @@
 //!   (Fiji's comparator truncates confidence differences to steps of 1e-4, so it also treats
 //!   nearly equal confidences as ties; here they are compared exactly.)
 //!
+//! Unlabelled pixels (`--ignore-index`, the `ignored` map of [`warping_error_at_ignoring`])
+//! are not compared: the truth is background there and stays so (they are never flipped),
+//! and a disagreement there is not counted; the error is over the labelled pixels. A
+//! prediction that joins two cells across an unlabelled strip costs nothing, as nothing is
+//! known of the strip; one that joins them across labelled pixels costs as before.
+//!
 //! Jain et al. define the warping error as a minimum over all topology-preserving warps; this
 //! greedy warp, like the challenge's, gives an upper bound of it.
 
@@ -48,14 +54,30 @@ pub fn warping_error(pred: &BinaryMap, truth: &BinaryMap) -> Result<f64> {
 /// Warping error of a probability map thresholded at `threshold` (foreground iff p > t),
 /// visiting disagreeing pixels by decreasing |p - threshold|, as the challenge did.
 pub fn warping_error_at(prob: &ProbabilityMap, threshold: f32, truth: &BinaryMap) -> Result<f64> {
+    warping_error_at_ignoring(prob, threshold, truth, None)
+}
+
+/// [`warping_error_at`] of the labelled pixels: the pixels `ignored` marks are background
+/// in the truth and never flipped nor counted (see the module notes); the error is the
+/// labelled pixels still disagreeing over the labelled pixels.
+pub fn warping_error_at_ignoring(
+    prob: &ProbabilityMap,
+    threshold: f32,
+    truth: &BinaryMap,
+    ignored: Option<&BinaryMap>,
+) -> Result<f64> {
     prob.check_same_size("probability map", truth)?;
     let confidence: Vec<f32> = prob
         .pixels()
         .iter()
         .map(|&p| (p - threshold).abs())
         .collect();
-    let warp = warp_truth(truth, &prob.threshold(threshold), Some(&confidence))?;
-    Ok(error_fraction(warp.mismatches, truth.len()))
+    let target = prob.threshold(threshold);
+    let warp = warp_labelled(truth, &target, Some(&confidence), ignored)?;
+    Ok(error_fraction(
+        warp.mismatches,
+        truth.compared_count(ignored),
+    ))
 }
 
 fn error_fraction(mismatches: usize, pixels: usize) -> f64 {
@@ -72,10 +94,22 @@ pub fn warp_truth(
     target: &BinaryMap,
     confidence: Option<&[f32]>,
 ) -> Result<Warp> {
+    warp_labelled(truth, target, confidence, None)
+}
+
+/// [`warp_truth`] of the labelled pixels: `truth` with the `ignored` pixels as background,
+/// warped by flipping labelled pixels only; `mismatches` counts labelled pixels.
+fn warp_labelled(
+    truth: &BinaryMap,
+    target: &BinaryMap,
+    confidence: Option<&[f32]>,
+    ignored: Option<&BinaryMap>,
+) -> Result<Warp> {
     target.check_same_size("prediction", truth)?;
     let width = truth.width();
-    let mut warped = truth.clone();
-    let mut pending = disagreeing_pixels_in_visit_order(truth, target, confidence);
+    let mut warped = truth.without(ignored)?;
+    let mut pending = disagreeing_pixels_in_visit_order(&warped, target, confidence);
+    pending.retain(|&index| BinaryMap::compared(ignored, index));
     loop {
         let before = pending.len();
         pending.retain(|&index| {

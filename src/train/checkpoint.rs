@@ -374,3 +374,54 @@ pub fn checked_data_spec(data: &crate::data::Dataset, config: &UNetConfig) -> Re
     }
     Ok(spec.clone())
 }
+
+/// Checks that a resumed run's `data` is read as the checkpoint's (`held`) was: the same
+/// normalisation, classes, class values and unlabelled value. (The command line takes
+/// the checkpoint's values where no flag was given, see `unet train --resume`.)
+pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Result<()> {
+    let differs = |what: &str, held: String, data: String| {
+        Err(Error::Config(format!(
+            "{} was trained with {what} {held}, but the data is read with {data}: read it as \
+             the checkpoint's was, or start a new run in another folder",
+            path.display()
+        )))
+    };
+    if held.normalize != data.normalize {
+        return differs(
+            "normalisation",
+            held.normalize.to_string(),
+            data.normalize.to_string(),
+        );
+    }
+    if held.classes != data.classes {
+        return differs(
+            "classes",
+            held.classes.to_string(),
+            data.classes.to_string(),
+        );
+    }
+    let values = |v: &Option<Vec<crate::data::ClassValue>>| match v {
+        Some(v) => v
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "none".into(),
+    };
+    if held.class_values != data.class_values {
+        return differs(
+            "class values",
+            values(&held.class_values),
+            values(&data.class_values),
+        );
+    }
+    let ignore = |v: Option<u32>| v.map_or("none".into(), |v| v.to_string());
+    if held.ignore_index != data.ignore_index {
+        return differs(
+            "unlabelled value",
+            ignore(held.ignore_index),
+            ignore(data.ignore_index),
+        );
+    }
+    Ok(())
+}

@@ -21,8 +21,13 @@
 //!   steps is at least [`PRIOR_RATIO`] of their mean prior entropy: the network does no
 //!   better than predicting the class frequencies, whatever it outputs.
 //!
-//! A network is called collapsed when one of them holds on [`CONFIRMATIONS`] checks in a
-//! row; a healthy network recovers from a bad tile before then.
+//! A dead layer on [`CONFIRMATIONS`] checks in a row is a collapse: no gradient reaches
+//! the layers below it, so it never recovers. A loss at the prior on [`CONFIRMATIONS`]
+//! checks in a row is first only a warning, said at once: a network can sit there for a
+//! few hundred steps and then learn, when what tells the classes apart is faint (the
+//! DIC-like cells, whose only cue is texture). It becomes a collapse when the loss stays
+//! at the prior on every check for [`PRIOR_PATIENCE`] more steps. A healthy network
+//! recovers from a bad tile before either.
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -36,9 +41,24 @@ pub const GRACE_STEPS: u64 = 300;
 pub const WINDOW: usize = 100;
 /// A loss at or above this fraction of the prior entropy has learned nothing.
 pub const PRIOR_RATIO: f64 = 0.95;
-/// Consecutive failed checks that make a collapse (the loss check runs every
-/// [`DEAD_CHECK_EVERY`] steps too).
+/// Consecutive failed checks that make a collapse, or for the loss a warning (the loss
+/// check runs every [`DEAD_CHECK_EVERY`] steps too).
 pub const CONFIRMATIONS: u32 = 3;
+/// Steps a loss at the prior is watched after its warning before the run is stopped.
+pub const PRIOR_PATIENCE: u64 = 700;
+/// What to try against a collapse, said by the warning and by the error that stops a run.
+pub const REMEDIES: &str = "a warm-up (--warmup 1000) or a lower rate (--lr 0.0003), and \
+                            check that the masks mark what you want segmented (--foreground, \
+                            --invert)";
+
+/// What a check found wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Possibly collapsed: say so, and keep training.
+    Warning(Collapse),
+    /// Collapsed: stop.
+    Collapsed(Collapse),
+}
 
 /// Why a network is called collapsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +138,8 @@ pub struct HealthMonitor {
     recent: std::collections::VecDeque<(f64, f64)>,
     dead_in_a_row: u32,
     at_prior_in_a_row: u32,
+    /// The step of the warning about the current stretch of losses at the prior.
+    warned_at: Option<u64>,
 }
 
 impl HealthMonitor {
@@ -127,14 +149,14 @@ impl HealthMonitor {
     }
 
     /// Records step `step`'s loss and prior entropy, and at a check step the layers found
-    /// dead on it; returns the collapse once it is confirmed.
+    /// dead on it; returns a warning or a collapse once confirmed (module notes).
     pub fn record(
         &mut self,
         step: u64,
         loss: f32,
         prior: f64,
         dead: Option<Vec<String>>,
-    ) -> Option<Collapse> {
+    ) -> Option<Verdict> {
         self.recent.push_back((f64::from(loss), prior));
         if self.recent.len() > WINDOW {
             self.recent.pop_front();
@@ -146,7 +168,7 @@ impl HealthMonitor {
             self.dead_in_a_row + 1
         };
         if self.dead_in_a_row >= CONFIRMATIONS {
-            return Some(Collapse::DeadLayers(dead));
+            return Some(Verdict::Collapsed(Collapse::DeadLayers(dead)));
         }
         if step < GRACE_STEPS || self.recent.len() < WINDOW {
             return None;
@@ -154,11 +176,23 @@ impl HealthMonitor {
         let n = self.recent.len() as f64;
         let loss = self.recent.iter().map(|r| r.0).sum::<f64>() / n;
         let prior = self.recent.iter().map(|r| r.1).sum::<f64>() / n;
-        self.at_prior_in_a_row = if loss >= PRIOR_RATIO * prior {
-            self.at_prior_in_a_row + 1
-        } else {
-            0
-        };
-        (self.at_prior_in_a_row >= CONFIRMATIONS).then_some(Collapse::LossAtPrior { loss, prior })
+        if loss < PRIOR_RATIO * prior {
+            self.at_prior_in_a_row = 0;
+            self.warned_at = None;
+            return None;
+        }
+        self.at_prior_in_a_row += 1;
+        if self.at_prior_in_a_row < CONFIRMATIONS {
+            return None;
+        }
+        let collapse = Collapse::LossAtPrior { loss, prior };
+        match self.warned_at {
+            None => {
+                self.warned_at = Some(step);
+                Some(Verdict::Warning(collapse))
+            }
+            Some(warned) if step >= warned + PRIOR_PATIENCE => Some(Verdict::Collapsed(collapse)),
+            Some(_) => None,
+        }
     }
 }

@@ -11,14 +11,14 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint;
-use super::health::{dead_layers, prior_entropy, HealthMonitor};
+use super::health::{dead_layers, prior_entropy, HealthMonitor, Verdict, PRIOR_PATIENCE, REMEDIES};
 use super::schedule::LrSchedule;
 use super::trainer::{Batch, Trainer};
 use crate::data::{AugmentConfig, DataSpec, Dataset, TileSampler, TileSpec, TileStream};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
-use crate::metrics::{iou, pixel_error, BinaryMap, ProbabilityMap};
+use crate::metrics::{binary_truth, iou_ignoring, pixel_error_ignoring, BinaryMap, ProbabilityMap};
 use crate::model::{Heads, Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::report::{
@@ -141,6 +141,10 @@ pub fn run(
     let spec = TileSpec::new(options.tile, out_size)?;
     let sampler = TileSampler::new(spec, options.augment, trainer.seed)?;
     let data_spec = checkpoint::checked_data_spec(&train, &config)?;
+    if let Some(folder) = &options.resume {
+        let path = resume_checkpoint(folder);
+        checkpoint::check_resumed_data(&checkpoint::read_data_spec(&path)?, &data_spec, &path)?;
+    }
     let batch = options.batch.max(1);
     let mut stream =
         TileStream::starting_at(train, sampler, 2 * batch, trainer.step * batch as u64);
@@ -158,8 +162,8 @@ pub fn run(
     let bar = progress_bar(options, trainer.step);
     let started = Instant::now();
     let first_step = trainer.step;
-    // The latest validation and the step it was made at.
     let val_tile = validation_tile(&config, options.tile);
+    // The latest validation and the step it was made at.
     let mut validation: Option<(u64, Validation)> = None;
     let mut interrupted = false;
     let (mut input, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
@@ -196,17 +200,29 @@ pub fn run(
                 false => None,
             };
             let prior = prior_entropy(&labels, &weights, config.classes);
-            if let Some(collapse) = health.record(trainer.step, loss, prior, dead) {
-                bar.finish_and_clear();
-                save_log(&losses, &log, &options.out)?;
-                return Err(Error::Collapsed {
-                    step: trainer.step,
-                    reason: collapse.to_string(),
-                    saved: match saved_step {
-                        Some(step) => format!("step {step}"),
-                        None => "none written yet".into(),
-                    },
-                });
+            match health.record(trainer.step, loss, prior, dead) {
+                None => {}
+                Some(Verdict::Warning(collapse)) => bar.suspend(|| {
+                    eprintln!(
+                        "warning at step {}: the network may have collapsed: {collapse}. \
+                         Training goes on for up to {PRIOR_PATIENCE} steps in case it \
+                         starts to learn (faint cues can take that long); if it does not, \
+                         it stops. Else start again with {REMEDIES}",
+                        trainer.step
+                    )
+                }),
+                Some(Verdict::Collapsed(collapse)) => {
+                    bar.finish_and_clear();
+                    save_log(&losses, &log, &options.out)?;
+                    return Err(Error::Collapsed {
+                        step: trainer.step,
+                        reason: collapse.to_string(),
+                        saved: match saved_step {
+                            Some(step) => format!("step {step}"),
+                            None => "none written yet".into(),
+                        },
+                    });
+                }
             }
         }
         log.push(StepLog {
@@ -367,7 +383,8 @@ pub fn validation_tile(config: &UNetConfig, training_tile: usize) -> usize {
     training_tile.max(config.default_tile())
 }
 
-/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images.
+/// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images, over
+/// their labelled pixels (those of `--ignore-index` are left out, as of every metric).
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
     if model.config().classes > 2 {
         // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
@@ -414,12 +431,12 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
         )?;
         let fg = &probs[1];
         let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
-        let truth_pixels = sample.labels.data.iter().map(|&l| l != 0).collect();
-        let truth = BinaryMap::new(fg.width, fg.height, truth_pixels)?;
-        total.pixel_error += pixel_error(&pred, &truth)?;
-        total.iou += iou(&pred, &truth)?;
-        let foreground = sample.labels.data.iter().filter(|&&l| l != 0).count() as f64
-            / sample.labels.data.len().max(1) as f64;
+        // Class 1 against the rest, over the labelled pixels (`--ignore-index`).
+        let (truth, ignored) = binary_truth(fg.width, fg.height, &sample.classes.data, 1)?;
+        total.pixel_error += pixel_error_ignoring(&pred, &truth, ignored.as_ref())?;
+        total.iou += iou_ignoring(&pred, &truth, ignored.as_ref())?;
+        let labelled = truth.len() - ignored.as_ref().map_or(0, BinaryMap::count_foreground);
+        let foreground = truth.count_foreground() as f64 / labelled.max(1) as f64;
         total.one_class_pixel_error += foreground.min(1.0 - foreground);
         total.all_foreground_iou += foreground;
     }

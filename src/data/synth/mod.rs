@@ -143,6 +143,14 @@ impl SynthConfig {
                 boundary_wobble: 5.0,
                 separate_fraction: 0.35,
                 empty_fraction: 0.15,
+                // A DIC frame's background is even (Koehler illumination, and the prisms
+                // cancel what does not change along the shear): its variance is the
+                // relief's.
+                illumination: if style == SynthStyle::Dic {
+                    0.05
+                } else {
+                    em.illumination
+                },
                 style,
                 ..em
             },
