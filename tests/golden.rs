@@ -208,7 +208,7 @@ fn every_gradient_matches_pytorch() {
         let weights = upload(&gpu, per_pixel, fx.values("weight_map"));
         let loss = softmax_cross_entropy(&gpu, &acts.logits, &labels, &weights).unwrap();
         model.zero_grads(&gpu);
-        model.backward(&gpu, &acts, &loss.dlogits).unwrap();
+        model.backward(&gpu, acts, &loss.dlogits).unwrap();
         for p in model.params() {
             check(
                 &format!("grad.{}", p.name),

@@ -1,6 +1,8 @@
 //! The layers both networks are built from — a convolution and a 2x2 up-convolution, each
 //! with its parameters — and their seeded initialisation.
 
+use std::borrow::Borrow;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -49,8 +51,15 @@ impl ConvLayer {
         conv2d::forward(gpu, &self.conv, inp, &self.weight.value, &self.bias.value)
     }
 
-    /// Accumulates the parameter gradients and returns dinp.
-    pub fn backward(&self, gpu: &Gpu, inp: &Tensor, out: &Tensor, dout: &Tensor) -> Result<Tensor> {
+    /// Accumulates the parameter gradients and returns dinp. A `dout` given by value is
+    /// dropped as soon as it has been read (see [`conv2d::backward`]).
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        inp: &Tensor,
+        out: &Tensor,
+        dout: impl Borrow<Tensor>,
+    ) -> Result<Tensor> {
         Ok(self
             .backward_with(gpu, inp, out, dout, true)?
             .expect("dinp was asked for"))
@@ -62,7 +71,7 @@ impl ConvLayer {
         gpu: &Gpu,
         inp: &Tensor,
         out: &Tensor,
-        dout: &Tensor,
+        dout: impl Borrow<Tensor>,
         need_dinp: bool,
     ) -> Result<Option<Tensor>> {
         let (w, b) = (&self.weight, &self.bias);

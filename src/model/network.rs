@@ -90,7 +90,7 @@ impl Network {
             Network::UNet(net) => {
                 let acts = net.forward(gpu, input, mode)?;
                 let loss = softmax_cross_entropy_scaled(gpu, &acts.logits, labels, weights, 1.0)?;
-                net.backward(gpu, &acts, &loss.dlogits)?;
+                net.backward(gpu, acts, &loss.dlogits)?;
                 Ok(loss.loss)
             }
             Network::UNetPlusPlus(net) => {

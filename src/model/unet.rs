@@ -203,64 +203,75 @@ impl UNet {
     /// dlogits -> the gradient of every parameter, accumulated into `Param::grad`.
     /// The mirror image of [`UNet::forward`]: head, expanding path top to bottom, then
     /// the contracting path bottom to top.
-    pub fn backward(&self, gpu: &Gpu, acts: &Activations, dlogits: &Tensor) -> Result<()> {
+    ///
+    /// It takes the activations by value and drops each saved tensor (and each gradient)
+    /// as soon as its last use is recorded. The step's memory plan ([`Gpu::plan_memory`]) sees each buffer's
+    /// lifetime as from taken to dropped, so a saved activation released early lends its
+    /// buffer to the gradients that follow; kept to the end, every level's activations
+    /// would still be alive at the busiest moment, the backward of level 0.
+    pub fn backward(&self, gpu: &Gpu, acts: Activations, dlogits: &Tensor) -> Result<()> {
         let depth = self.config.depth;
-        let top = acts
-            .decoder
-            .first()
-            .map_or(acts.bottom_out(), |level0| &level0.b2);
-        let mut d = self.head.backward(gpu, top, &acts.logits, dlogits)?;
+        let Activations {
+            input,
+            mut encoder,
+            dropout,
+            decoder,
+            logits,
+        } = acts;
+        let bottom_out = match &dropout {
+            Some((_, dropped)) => dropped,
+            None => &encoder.last().expect("at least one level").a2,
+        };
+        // Level 0 first; `peek` is the level below, whose output feeds the up-convolution.
+        let mut decoder = decoder.into_iter().peekable();
+        let top = decoder.peek().map_or(bottom_out, |level0| &level0.b2);
+        let mut d = self.head.backward(gpu, top, &logits, dlogits)?;
+        drop(logits);
 
         // Expanding path, top to bottom. Each level leaves the gradient of its skip
         // connection (written by crop+concat's backward) for the contracting path.
-        let mut dskips: Vec<Option<Tensor>> = Vec::with_capacity(depth);
-        for level in 0..depth - 1 {
-            let (dec, saved) = (&self.decoder[level], &acts.decoder[level]);
-            d = dec.conv2.backward(gpu, &saved.b1, &saved.b2, &d)?;
-            d = dec.conv1.backward(gpu, &saved.cat, &saved.b1, &d)?;
-            let (dskip, dup) = crop_concat::backward(gpu, &d, acts.encoder[level].a2.shape())?;
-            dskips.push(Some(dskip));
-            let below = match level + 1 {
-                l if l == depth - 1 => acts.bottom_out(),
-                l => &acts.decoder[l].b2,
-            };
+        let mut dskips: Vec<Tensor> = Vec::with_capacity(depth);
+        for (level, dec) in self.decoder.iter().enumerate() {
+            let DecoderSaved { cat, b1, b2 } = decoder.next().expect("every level saved");
+            d = dec.conv2.backward(gpu, &b1, &b2, d)?;
+            drop(b2);
+            d = dec.conv1.backward(gpu, &cat, &b1, d)?;
+            drop((cat, b1));
+            let (dskip, dup) = crop_concat::backward(gpu, &d, encoder[level].a2.shape())?;
+            drop(d);
+            dskips.push(dskip);
+            let below = decoder.peek().map_or(bottom_out, |next| &next.b2);
             d = dec.up.backward(gpu, below, &dup)?;
         }
-        if let Some((mask, _)) = acts.dropout {
+        if let Some((mask, dropped)) = dropout {
+            drop(dropped);
             d = dropout_backward(gpu, &d, mask)?;
         }
 
-        // Contracting path, bottom to top. A level's output feeds both its max-pool and
-        // its skip connection, so the pool's gradient adds into the skip's.
-        for level in (0..depth).rev() {
-            let ([conv1, conv2], saved) = (&self.encoder[level], &acts.encoder[level]);
-            if let Some((_, pool)) = &saved.pool {
-                let dskip = dskips[level].take().expect("skip gradient");
-                max_pool::backward_add(gpu, &d, pool, &dskip)?;
+        // Contracting path, bottom to top, each level's saved tensors dropped as it is
+        // done. A level's output feeds both its max-pool and its skip connection, so the
+        // pool's gradient adds into the skip's.
+        while let Some(EncoderSaved { a1, a2, pool }) = encoder.pop() {
+            let level = encoder.len();
+            let [conv1, conv2] = &self.encoder[level];
+            if let Some((_, pool)) = pool {
+                let dskip = dskips.pop().expect("skip gradient");
+                max_pool::backward_add(gpu, &d, &pool, &dskip)?;
                 d = dskip;
             }
-            d = conv2.backward(gpu, &saved.a1, &saved.a2, &d)?;
+            d = conv2.backward(gpu, &a1, &a2, d)?;
+            drop(a2);
             let inp = match level {
-                0 => &acts.input,
-                _ => &acts.encoder[level - 1].pooled().0,
+                0 => &input,
+                _ => &encoder[level - 1].pooled().0,
             };
             // The input image needs no gradient.
-            match conv1.backward_with(gpu, inp, &saved.a1, &d, level > 0)? {
+            match conv1.backward_with(gpu, inp, &a1, d, level > 0)? {
                 Some(dinp) => d = dinp,
                 None => break,
             }
         }
         Ok(())
-    }
-}
-
-impl Activations {
-    /// The contracting path's output: the bottom level's, after dropout if any.
-    fn bottom_out(&self) -> &Tensor {
-        match &self.dropout {
-            Some((_, dropped)) => dropped,
-            None => &self.encoder.last().expect("at least one level").a2,
-        }
     }
 }
 

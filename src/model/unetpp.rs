@@ -295,8 +295,8 @@ impl UNetPlusPlus {
             .as_ref()
             .expect("nested nodes keep their concatenation");
         let d = grads.take(i, j);
-        let d = node.conv2.backward(gpu, &saved.mid, &saved.out, &d)?;
-        let d = node.conv1.backward(gpu, cat, &saved.mid, &d)?;
+        let d = node.conv2.backward(gpu, &saved.mid, &saved.out, d)?;
+        let d = node.conv1.backward(gpu, cat, &saved.mid, d)?;
         let below = acts.output(i + 1, j - 1);
         let up_shape = conv_transpose::out_shape(below.shape(), self.config.channels(i));
         let part_shapes: Vec<Shape> = acts.nodes[i][..j]
@@ -325,15 +325,15 @@ impl UNetPlusPlus {
         if let (Some((mask, _)), true) = (&acts.dropout, d + 1 == self.config.depth) {
             dout = dropout_backward(gpu, &dout, *mask)?;
         }
-        let dmid = node.conv2.backward(gpu, &saved.mid, &saved.out, &dout)?;
+        let dmid = node.conv2.backward(gpu, &saved.mid, &saved.out, dout)?;
         if d == 0 {
             // The image needs no gradient.
             node.conv1
-                .backward_with(gpu, &acts.input, &saved.mid, &dmid, false)?;
+                .backward_with(gpu, &acts.input, &saved.mid, dmid, false)?;
             return Ok(());
         }
         let (pooled, pool) = acts.nodes[d - 1][0].pooled();
-        let dpooled = node.conv1.backward(gpu, pooled, &saved.mid, &dmid)?;
+        let dpooled = node.conv1.backward(gpu, pooled, &saved.mid, dmid)?;
         grads.add(gpu, d - 1, 0, max_pool::backward(gpu, &dpooled, pool)?)
     }
 }

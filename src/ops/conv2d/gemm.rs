@@ -5,6 +5,8 @@
 //! pass adds in a fixed order, so results are bit-identical run to run. It also runs the
 //! 2x2 up-convolution as three 1x1 GEMMs (see "The up-convolution" below).
 
+use std::borrow::Borrow;
+
 use crate::error::Result;
 use crate::gpu::{Access, Gpu, Kernel};
 use crate::shader;
@@ -224,18 +226,21 @@ pub(super) struct ParamGrads<'a> {
 ///                   with the transposed, flipped weight (padding k - 1 - pad);
 ///   dweight += G[co, pix] x X[(ci,ky,kx), pix]^T and dbias[co] += sum over pix of
 ///   G[co, pix], in one reduction.
+/// A `dout` given by value is dropped as soon as the copy is made, so that its buffer is
+/// free for the passes' other tensors (in a planned step, see `Gpu::plan_memory`).
 pub(super) fn backward(
     gpu: &Gpu,
     conv: &Conv2d,
     out: &Tensor,
-    dout: &Tensor,
+    dout: impl Borrow<Tensor>,
     input: Option<InputGrad>,
     grads: Option<ParamGrads>,
 ) -> Result<Option<Tensor>> {
     let g = Operand {
         relu_of: conv.relu.then_some(out),
-        ..Operand::plain(dout)
+        ..Operand::plain(dout.borrow())
     };
+    let g_shape = g.shape();
     // The left margin rounded up to a whole vec4, so that backward_weight reads the copy
     // in vec4s (see "Tile shift" in the shader).
     let full_pad = (conv.kernel - 1 - conv.pad()) as u32;
@@ -245,26 +250,27 @@ pub(super) fn backward(
         (input, tiling)
     });
     let weight_pass = grads.map(|grads| {
-        let tiling = BwTiling::new(gpu, grads.tiles, conv, g.shape(), grads.inp.shape());
+        let tiling = BwTiling::new(gpu, grads.tiles, conv, g_shape, grads.inp.shape());
         (grads, tiling)
     });
     let needed = cover(
         input_pass
             .iter()
-            .map(|(_, tiling)| tiling.source(g.shape(), conv.kernel))
+            .map(|(_, tiling)| tiling.source(g_shape, conv.kernel))
             .chain(
                 weight_pass
                     .iter()
-                    .map(|(_, t)| t.g_needed(g.shape(), top, left)),
+                    .map(|(_, t)| t.g_needed(g_shape, top, left)),
             ),
     );
     let g_padded = pad_source(gpu, conv, g, top, left, needed)?;
+    drop(dout);
 
     if let Some((grads, tiling)) = weight_pass {
         let pad = conv.pad() as u32;
         let x = Operand::plain(grads.inp);
         let x_padded = pad_source(gpu, conv, x, pad, pad, tiling.x_needed(x.shape()))?;
-        let operands = [(&g_padded, g.shape()), (&x_padded, x.shape())];
+        let operands = [(&g_padded, g_shape), (&x_padded, x.shape())];
         let dbias = Some(grads.dbias);
         gemm_backward_weight(gpu, conv, &tiling, operands, grads.dweight, dbias)?;
     }
@@ -283,8 +289,8 @@ pub(super) fn backward(
         grid: dinp.shape(),
         epilogue: Epilogue::BackwardInput,
     };
-    let records = Records::of(gpu, &pass, g.shape())?;
-    gemm_conv(gpu, &pass, &tiling, g.shape(), &g_padded, &records)?;
+    let records = Records::of(gpu, &pass, g_shape)?;
+    gemm_conv(gpu, &pass, &tiling, g_shape, &g_padded, &records)?;
     Ok(Some(dinp))
 }
 

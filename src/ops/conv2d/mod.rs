@@ -39,6 +39,8 @@ pub use gemm::GemmTiles;
 pub use tiled::TiledTiles;
 
 use self::autotune::{Problem, TunedPass};
+use std::borrow::Borrow;
+
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::{Shape, Tensor};
@@ -365,6 +367,10 @@ pub fn backward_params_with(
 /// [`backward_params`] and, where `need_dinp`, [`backward_input`] (dinp returned) in one
 /// call: where both passes run variant 2 they read one padded copy of g = dout * relu'(out)
 /// instead of making one each. Runs the default variant.
+///
+/// `dout` may be given by value (the model's gradients are): it is then dropped once it
+/// has been read, before the passes' other tensors are made, so that a planned step
+/// (`Gpu::plan_memory`) can give its buffer to them.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
@@ -372,12 +378,13 @@ pub fn backward(
     inp: &Tensor,
     weight: &Tensor,
     out: &Tensor,
-    dout: &Tensor,
+    dout: impl Borrow<Tensor>,
     [dweight, dbias]: [&Tensor; 2],
     need_dinp: bool,
 ) -> Result<Option<Tensor>> {
-    check_params(conv, inp, out, dout, dweight, dbias)?;
-    check_backward(conv, inp.shape(), weight, out, dout)?;
+    let d = dout.borrow();
+    check_params(conv, inp, out, d, dweight, dbias)?;
+    check_backward(conv, inp.shape(), weight, out, d)?;
     let gemm_tiles = |pass| -> Result<Option<GemmTiles>> {
         let problem = Problem::conv(pass, conv, inp.shape(), out.shape().c);
         let algo = autotune::resolve(gpu, ConvAlgo::Auto, &problem)?;
@@ -393,9 +400,9 @@ pub fn backward(
         None
     };
     let (Some(params_tiles), Some(input_tiles)) = (params_tiles, input_tiles) else {
-        backward_params(gpu, conv, inp, out, dout, dweight, dbias)?;
+        backward_params(gpu, conv, inp, out, d, dweight, dbias)?;
         return match need_dinp {
-            true => backward_input(gpu, conv, inp.shape(), weight, out, dout).map(Some),
+            true => backward_input(gpu, conv, inp.shape(), weight, out, d).map(Some),
             false => Ok(None),
         };
     };
