@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PooledBuffer};
+use crate::gpu::{Fit, Gpu, PooledBuffer};
 
 /// A 4-D shape in NCHW order: batch, channels, height, width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,22 +68,22 @@ impl Tensor {
     /// A tensor whose contents are undefined (NaN when the GPU is in poison mode).
     /// `name` appears in errors, e.g. when the tensor is too large for the device.
     pub fn empty(gpu: &Gpu, shape: Shape, name: &str) -> Result<Tensor> {
-        Self::uninit(gpu, shape, DType::F32, name)
+        Self::uninit(gpu, shape, DType::F32, Fit::Class, name)
     }
 
     /// An uninitialised tensor of u32 elements.
     pub fn empty_u32(gpu: &Gpu, shape: Shape, name: &str) -> Result<Tensor> {
-        Self::uninit(gpu, shape, DType::U32, name)
+        Self::uninit(gpu, shape, DType::U32, Fit::Class, name)
     }
 
-    fn uninit(gpu: &Gpu, shape: Shape, dtype: DType, name: &str) -> Result<Tensor> {
+    fn uninit(gpu: &Gpu, shape: Shape, dtype: DType, fit: Fit, name: &str) -> Result<Tensor> {
         if shape.numel() == 0 {
             return Err(Error::shape(
                 "tensor",
                 format!("`{name}` has an empty shape {shape}"),
             ));
         }
-        let buffer = gpu.storage(4 * shape.numel() as u64, name)?;
+        let buffer = gpu.storage(4 * shape.numel() as u64, fit, name)?;
         let tensor = Tensor {
             shape,
             dtype,
@@ -96,13 +96,38 @@ impl Tensor {
     }
 
     pub fn zeros(gpu: &Gpu, shape: Shape, name: &str) -> Result<Tensor> {
-        let tensor = Self::uninit(gpu, shape, DType::F32, name)?;
+        Self::zeros_fit(gpu, shape, Fit::Class, name)
+    }
+
+    pub fn from_slice(gpu: &Gpu, shape: Shape, data: &[f32], name: &str) -> Result<Tensor> {
+        Self::from_slice_fit(gpu, shape, data, Fit::Class, name)
+    }
+
+    /// [`Tensor::zeros`] for a tensor that lives as long as the model (a parameter's
+    /// gradient or momentum): its buffer is its exact size, not a size class.
+    pub fn lasting_zeros(gpu: &Gpu, shape: Shape, name: &str) -> Result<Tensor> {
+        Self::zeros_fit(gpu, shape, Fit::Exact, name)
+    }
+
+    /// [`Tensor::from_slice`] for a tensor that lives as long as the model (a parameter).
+    pub fn lasting_from_slice(gpu: &Gpu, shape: Shape, data: &[f32], name: &str) -> Result<Tensor> {
+        Self::from_slice_fit(gpu, shape, data, Fit::Exact, name)
+    }
+
+    fn zeros_fit(gpu: &Gpu, shape: Shape, fit: Fit, name: &str) -> Result<Tensor> {
+        let tensor = Self::uninit(gpu, shape, DType::F32, fit, name)?;
         tensor.zero(gpu);
         Ok(tensor)
     }
 
-    pub fn from_slice(gpu: &Gpu, shape: Shape, data: &[f32], name: &str) -> Result<Tensor> {
-        let tensor = Self::uninit(gpu, shape, DType::F32, name)?;
+    fn from_slice_fit(
+        gpu: &Gpu,
+        shape: Shape,
+        data: &[f32],
+        fit: Fit,
+        name: &str,
+    ) -> Result<Tensor> {
+        let tensor = Self::uninit(gpu, shape, DType::F32, fit, name)?;
         tensor.write(gpu, data)?;
         Ok(tensor)
     }

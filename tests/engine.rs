@@ -41,6 +41,29 @@ fn fill_folds_large_dispatches_into_2d() {
 }
 
 #[test]
+fn lasting_tensors_take_their_exact_size() {
+    let gpu = gpu();
+    // 100,000 floats: 400,000 B, whose size class is 448 KiB (458,752 B).
+    let shape = Shape::new(1, 1, 1, 100_000);
+    let held = || gpu.pool_stats().bytes_held;
+    let before = held();
+    let param = Tensor::lasting_from_slice(&gpu, shape, &vec![1.5; 100_000], "param").unwrap();
+    assert_eq!(
+        held() - before,
+        400_128,
+        "400,000 B rounded up to 256 B only"
+    );
+    let grad = Tensor::lasting_zeros(&gpu, shape, "grad").unwrap();
+    assert_eq!(held() - before, 2 * 400_128);
+    assert!(param.to_vec(&gpu).unwrap().iter().all(|&v| v == 1.5));
+    assert!(grad.to_vec(&gpu).unwrap().iter().all(|&v| v == 0.0));
+    // A tensor of the same shape from the size classes is rounded up.
+    let before = held();
+    let _activation = Tensor::zeros(&gpu, shape, "activation").unwrap();
+    assert_eq!(held() - before, 458_752);
+}
+
+#[test]
 fn pool_reuses_buffers() {
     let gpu = gpu();
     let shape = Shape::new(1, 4, 16, 16);

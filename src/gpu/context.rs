@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::adapter::{choose_adapter, AdapterChoice};
 use super::autotune::{device_key, Autotune, TuneMode};
 use super::pipeline::{Constants, Kernel, PipelineCache};
-use super::pool::{BufferKind, BufferPool, PoolStats, PooledBuffer};
+use super::pool::{BufferKind, BufferPool, Fit, PoolStats, PooledBuffer};
 use super::profile::{Profile, Profiler};
 use super::subgroups::{self, Probe, Subgroups};
 use crate::error::{Error, Result};
@@ -306,8 +306,9 @@ impl Gpu {
             .min(by_index)
     }
 
-    /// A storage buffer of `len` bytes for the tensor `name`, from the pool.
-    pub(crate) fn storage(&self, len: u64, name: &str) -> Result<PooledBuffer> {
+    /// A storage buffer of `len` bytes for the tensor `name`, from the pool; `fit` says
+    /// whether it is rounded up to a size class ([`Fit`]).
+    pub(crate) fn storage(&self, len: u64, fit: Fit, name: &str) -> Result<PooledBuffer> {
         let limit = self.max_tensor_bytes();
         if len > limit {
             return Err(Error::TooLarge {
@@ -316,12 +317,18 @@ impl Gpu {
                 limit,
             });
         }
-        self.pool_buffer(len, BufferKind::Storage, name)
+        self.pool_buffer(len, BufferKind::Storage, fit, name)
     }
 
-    fn pool_buffer(&self, len: u64, kind: BufferKind, name: &str) -> Result<PooledBuffer> {
+    fn pool_buffer(
+        &self,
+        len: u64,
+        kind: BufferKind,
+        fit: Fit,
+        name: &str,
+    ) -> Result<PooledBuffer> {
         let max = self.limits.max_buffer_size;
-        self.pool.acquire(len, max, kind, |size, usage| {
+        self.pool.acquire(len, max, kind, fit, |size, usage| {
             self.check_memory_limit(size, name)?;
             self.create_buffer(size, usage, name)
         })
@@ -531,7 +538,7 @@ impl Gpu {
         if self.dry_run.get() {
             return Ok(vec![0; len as usize]);
         }
-        let staging = self.pool_buffer(len, BufferKind::Readback, "readback")?;
+        let staging = self.pool_buffer(len, BufferKind::Readback, Fit::Class, "readback")?;
         self.recorder
             .borrow_mut()
             .encoder(&self.device)

@@ -13,6 +13,6 @@ pub use adapter::{choose_adapter, describe_short, list_adapters, AdapterChoice};
 pub use autotune::{TuneMode, Tuned};
 pub use context::{Gpu, MAX_STORAGE_BINDINGS};
 pub use pipeline::{Access, Constants, Kernel, Shader};
-pub use pool::{BufferKind, PoolStats, PooledBuffer};
+pub use pool::{BufferKind, Fit, PoolStats, PooledBuffer};
 pub use profile::{KernelTime, Profile};
 pub use subgroups::Subgroups;

@@ -18,12 +18,13 @@ pub struct Param {
 }
 
 impl Param {
-    /// A parameter holding `values`, with zero gradient and zero momentum.
+    /// A parameter holding `values`, with zero gradient and zero momentum. All three
+    /// live as long as the model, so their buffers are their exact sizes.
     pub fn new(gpu: &Gpu, name: String, shape: Shape, values: &[f32]) -> Result<Param> {
         Ok(Param {
-            value: Tensor::from_slice(gpu, shape, values, &name)?,
-            grad: Tensor::zeros(gpu, shape, &format!("{name} grad"))?,
-            velocity: Tensor::zeros(gpu, shape, &format!("{name} momentum"))?,
+            value: Tensor::lasting_from_slice(gpu, shape, values, &name)?,
+            grad: Tensor::lasting_zeros(gpu, shape, &format!("{name} grad"))?,
+            velocity: Tensor::lasting_zeros(gpu, shape, &format!("{name} momentum"))?,
             name,
         })
     }
