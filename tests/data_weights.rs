@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use unet_wgpu::data::weights::nearest_two_cell_distances;
 use unet_wgpu::data::{
     class_weights, connected_components, distance_transform, read_image, weight_map,
-    write_weight_map_npy, write_weight_map_png, Grid, LabelImage, WeightMapConfig,
+    write_weight_map_npy, write_weight_map_png, ClassBalance, Grid, LabelImage, WeightMapConfig,
 };
 
 /// Brute force: distance from every pixel to the nearest `true` pixel.
@@ -167,7 +167,7 @@ fn brute_force_weight_map(labels: &LabelImage, config: &WeightMapConfig) -> Grid
     let per_cell: Vec<Grid<f32>> = (1..=max_id)
         .map(|id| brute_force_distance(&labels.map(|l| l == id)))
         .collect();
-    let (wb, wc) = class_weights(labels, config.balance_classes);
+    let (wb, wc) = class_weights(labels, config.balance == ClassBalance::Paper);
     Grid::from_fn(labels.width, labels.height, |x, y| {
         if labels.get(x, y) > 0 {
             return wc;
@@ -261,4 +261,73 @@ fn weight_map_is_written_as_npy_and_png() {
     assert_eq!(shown.get(4, 1), 1.0, "the largest weight is white");
     assert!((shown.get(0, 0) - (0.75 / weights.get(4, 1) * 255.0).round() / 255.0).abs() < 1e-6);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two 6 x 6 squares with a 4-pixel gap in a 30 x 20 image.
+fn two_squares() -> LabelImage {
+    Grid::from_fn(30, 20, |x, y| match (x, y) {
+        (5..=10, 7..=12) => 1,
+        (15..=20, 7..=12) => 2,
+        _ => 0,
+    })
+}
+
+#[test]
+fn total_balance_scales_each_class_to_the_same_weight_after_the_border_term() {
+    let labels = two_squares();
+    let with = |balance| WeightMapConfig {
+        balance,
+        ..WeightMapConfig::default()
+    };
+    let balanced = weight_map(&labels, &with(ClassBalance::Total)).unwrap();
+    // The reference: 1 + the border term (brute-force distances), then per class the one
+    // factor that makes the class's total N / 2.
+    let plain = brute_force_weight_map(&labels, &with(ClassBalance::Off));
+    let n = labels.data.len() as f64;
+    for is_cell in [false, true] {
+        let of_class = |i: &usize| (labels.data[*i] > 0) == is_cell;
+        let pixels: Vec<usize> = (0..labels.data.len()).filter(of_class).collect();
+        let plain_total: f64 = pixels.iter().map(|&i| plain.data[i] as f64).sum();
+        let scale = n / 2.0 / plain_total;
+        let total: f64 = pixels.iter().map(|&i| balanced.data[i] as f64).sum();
+        assert!(
+            (total - n / 2.0).abs() < 1e-3,
+            "class total {total}, want {}",
+            n / 2.0
+        );
+        for &i in &pixels {
+            let expected = plain.data[i] as f64 * scale;
+            assert!(
+                (balanced.data[i] as f64 - expected).abs() < 1e-3,
+                "pixel {i}: {} vs {expected}",
+                balanced.data[i]
+            );
+        }
+    }
+    // The gap still weighs 1 + w0 exp(-25 / 50) times a background pixel far from it.
+    let far = balanced.get(0, 0) as f64;
+    let gap = balanced.get(12, 9) as f64;
+    assert!(
+        (gap / far - (1.0 + 10.0 * (-0.5f64).exp())).abs() < 1e-3,
+        "{gap} / {far}"
+    );
+}
+
+#[test]
+fn total_balance_leaves_an_image_of_one_class_alone() {
+    let config = WeightMapConfig {
+        balance: ClassBalance::Total,
+        ..WeightMapConfig::default()
+    };
+    let empty = weight_map(&Grid::filled(4, 4, 0), &config).unwrap();
+    assert!(empty.data.iter().all(|&w| w == 1.0));
+}
+
+#[test]
+fn class_balance_names_parse_and_unknown_ones_say_what_to_use() {
+    for balance in [ClassBalance::Off, ClassBalance::Paper, ClassBalance::Total] {
+        assert_eq!(balance.to_string().parse::<ClassBalance>(), Ok(balance));
+    }
+    let err = "equal".parse::<ClassBalance>().unwrap_err();
+    assert!(err.contains("off, paper, total"), "{err}");
 }

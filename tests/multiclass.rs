@@ -12,8 +12,9 @@ use common::*;
 use unet_wgpu::data::labels::{class_objects, instance_classes, LabelSpec};
 use unet_wgpu::data::normalize::{percentile, EPS};
 use unet_wgpu::data::{
-    class_weight_map, k_class_weights, parse_class_values, weight_map, ClassValue, DataError, Grid,
-    Image, MaskFormat, Normalize, RawPage, TileSampler, TileSpec, WeightMapConfig, IGNORE,
+    class_weight_map, k_class_weights, parse_class_values, weight_map, ClassBalance, ClassValue,
+    DataError, Grid, Image, MaskFormat, Normalize, RawPage, TileSampler, TileSpec, WeightMapConfig,
+    IGNORE,
 };
 use unet_wgpu::metrics::ConfusionMatrix;
 use unet_wgpu::ops::loss::softmax_cross_entropy;
@@ -276,12 +277,51 @@ fn k_class_weights_balance_every_class_present() {
 fn two_class_weight_map_is_the_papers() {
     let dataset = unet_wgpu::data::synthetic_dataset(1, 64, 48, 3, &Default::default()).unwrap();
     let s = &dataset.samples()[0];
-    let config = WeightMapConfig::default();
     let classes = s.labels.map(|l| u8::from(l > 0));
-    assert_eq!(
-        class_weight_map(&s.labels, &classes, 2, false, &config),
-        weight_map(&s.labels, &config).unwrap()
+    for balance in [ClassBalance::Paper, ClassBalance::Total] {
+        let config = WeightMapConfig {
+            balance,
+            ..WeightMapConfig::default()
+        };
+        assert_eq!(
+            class_weight_map(&s.labels, &classes, 2, false, &config),
+            weight_map(&s.labels, &config).unwrap(),
+            "{balance}"
+        );
+    }
+}
+
+#[test]
+fn total_balance_gives_every_class_present_the_same_weight_and_ignored_pixels_none() {
+    // Objects of class 1 on both sides of a class-2 pixel: the border term lands on it.
+    let classes = Grid {
+        width: 8,
+        height: 1,
+        data: vec![1u8, 2, 1, 0, 0, 0, 0, IGNORE],
+    };
+    let objects = class_objects(&classes);
+    let with = |balance| WeightMapConfig {
+        balance,
+        ..WeightMapConfig::default()
+    };
+    let plain = class_weight_map(&objects, &classes, 3, true, &with(ClassBalance::Off));
+    let total = class_weight_map(&objects, &classes, 3, true, &with(ClassBalance::Total));
+    assert!(
+        plain.data[1] > 1.5,
+        "the border term is on the class-2 pixel"
     );
+    assert_eq!(total.data[7], 0.0, "an ignored pixel weighs nothing");
+    // 7 labelled pixels, 3 classes: each class totals 7 / 3, shared in the plain map's ratios.
+    for class in 0..3u8 {
+        let pixels: Vec<usize> = (0..7).filter(|&i| classes.data[i] == class).collect();
+        let sum: f32 = pixels.iter().map(|&i| total.data[i]).sum();
+        assert!((sum - 7.0 / 3.0).abs() < 1e-5, "class {class}: {sum}");
+        let plain_sum: f32 = pixels.iter().map(|&i| plain.data[i]).sum();
+        for &i in &pixels {
+            let expected = plain.data[i] / plain_sum * 7.0 / 3.0;
+            assert!((total.data[i] - expected).abs() < 1e-5, "pixel {i}");
+        }
+    }
 }
 
 #[test]
@@ -295,7 +335,7 @@ fn border_term_separates_objects_of_one_class_across_another() {
     let objects = class_objects(&classes);
     assert_eq!(objects.data, vec![1, 3, 2]);
     let config = WeightMapConfig {
-        balance_classes: false,
+        balance: ClassBalance::Off,
         ..WeightMapConfig::default()
     };
     let map = class_weight_map(&objects, &classes, 3, true, &config);

@@ -7,8 +7,8 @@ use std::path::Path;
 use clap::{Args, ValueEnum};
 use unet_wgpu::data::labels::DEFAULT_BOUNDARY_WIDTH;
 use unet_wgpu::data::{
-    parse_class_values, ChannelMode, ClassValue, DataSpec, LabelSpec, LoadOptions, MaskFormat,
-    Normalize, StackMode, WeightMapConfig, DEFAULT_NORMALIZE,
+    parse_class_values, ChannelMode, ClassBalance, ClassValue, DataSpec, LabelSpec, LoadOptions,
+    MaskFormat, Normalize, StackMode, WeightMapConfig, DEFAULT_NORMALIZE,
 };
 use unet_wgpu::model::{Arch, Heads, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
@@ -252,6 +252,11 @@ pub struct WeightArgs {
     /// Width of the border term in pixels (the paper: 5).
     #[arg(long, default_value_t = 5.0)]
     sigma: f32,
+    /// How the weight map balances the classes: `paper` (class-frequency weights, then the
+    /// border term), `total` (the border term, then every class scaled to the same total
+    /// weight) or `off`.
+    #[arg(long, value_name = "HOW", default_value_t = ClassBalance::default())]
+    balance: ClassBalance,
 }
 
 impl WeightArgs {
@@ -259,7 +264,7 @@ impl WeightArgs {
         WeightMapConfig {
             w0: self.w0,
             sigma: self.sigma,
-            ..WeightMapConfig::default()
+            balance: self.balance,
         }
     }
 }

@@ -51,5 +51,5 @@ pub use tiles::{
 };
 pub use weights::{
     class_weight_map, class_weights, k_class_weights, render_weight_map, weight_map,
-    write_weight_map_npy, write_weight_map_png, WeightMapConfig,
+    write_weight_map_npy, write_weight_map_png, ClassBalance, WeightMapConfig,
 };
