@@ -205,10 +205,11 @@ impl UNet {
     /// the contracting path bottom to top.
     ///
     /// It takes the activations by value and drops each saved tensor (and each gradient)
-    /// as soon as its last use is recorded. The step's memory plan ([`Gpu::plan_memory`]) sees each buffer's
-    /// lifetime as from taken to dropped, so a saved activation released early lends its
-    /// buffer to the gradients that follow; kept to the end, every level's activations
-    /// would still be alive at the busiest moment, the backward of level 0.
+    /// as soon as its last use is recorded. The step's memory plan
+    /// ([`Gpu::plan_memory`]) sees each buffer's lifetime as from taken to dropped, so a
+    /// saved activation released early lends its buffer to the gradients that follow;
+    /// kept to the end, every level's activations would still be alive at the busiest
+    /// moment, the backward of level 0.
     pub fn backward(&self, gpu: &Gpu, acts: Activations, dlogits: &Tensor) -> Result<()> {
         let depth = self.config.depth;
         let Activations {
