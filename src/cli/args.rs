@@ -252,10 +252,10 @@ pub struct WeightArgs {
     /// Width of the border term in pixels (the paper: 5).
     #[arg(long, default_value_t = 5.0)]
     sigma: f32,
-    /// How the weight map balances the classes: `paper` (class-frequency weights, then the
-    /// border term), `total` (the border term, then every class scaled to the same total
-    /// weight) or `off`.
-    #[arg(long, value_name = "HOW", default_value_t = ClassBalance::default())]
+    /// How the weight map balances the classes: `total` (the border term, then every class
+    /// scaled to the same total weight), `paper` (class-frequency weights, then the border
+    /// term: on large touching cells the background then outweighs the cells) or `off`.
+    #[arg(long, value_name = "HOW", default_value_t = ClassBalance::Total)]
     balance: ClassBalance,
 }
 

@@ -95,6 +95,21 @@ pub struct RunSummary {
     pub checkpoint: PathBuf,
 }
 
+/// A run whose last step would train at rate 0 (a cosine to 0 resumed past its planned
+/// steps) would change nothing from there on: an error that says what to give instead.
+fn check_rate_after_schedule(trainer: &Trainer, steps: u64) -> Result<()> {
+    let last = steps.saturating_sub(1);
+    if steps <= trainer.step || trainer.schedule.lr_at(trainer.sgd.lr, last) > 0.0 {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the run's schedule ({} over {} steps) is at rate 0 by step {last}, so those steps \
+         would not train: give --schedule (for example --schedule constant --lr 0.0001)",
+        trainer.schedule.describe(trainer.sgd.lr),
+        trainer.schedule.planned_steps
+    )))
+}
+
 /// Trains on `train`, validating on `val`, until `options.steps` or until `stop` is set.
 pub fn run(
     gpu: &Gpu,
@@ -128,6 +143,7 @@ pub fn run(
         trainer.schedule = schedule.clone();
     }
     trainer.sgd.validate()?;
+    check_rate_after_schedule(&trainer, options.steps)?;
     if options.resume.is_some() && options.progress {
         eprintln!(
             "resuming at step {} with learning rate {} (schedule {})",
