@@ -275,10 +275,15 @@ fn new_bad_inputs_fail_with_one_line() {
     assert!(printed.contains("48x48"), "{printed}");
     let (shape, values) = unet_wgpu::data::parse_npy(&std::fs::read(&npy).unwrap()).unwrap();
     assert_eq!(shape, vec![48, 48]);
-    // The CLI reads the mask as training does: components of each class as objects.
+    // The CLI reads the mask as training does: components of each class as objects, and
+    // balances the classes after the border term (its default `--balance total`).
     let classes = &data.samples()[0].classes;
     let objects = unet_wgpu::data::labels::class_objects(classes);
-    let want = unet_wgpu::data::class_weight_map(&objects, classes, 3, true, &Default::default());
+    let config = unet_wgpu::data::WeightMapConfig {
+        balance: unet_wgpu::data::ClassBalance::Total,
+        ..Default::default()
+    };
+    let want = unet_wgpu::data::class_weight_map(&objects, classes, 3, true, &config);
     assert_eq!(values, want.data);
     let err = common::cli::clean_failure(&train(&["--classes", "1"]));
     assert!(err.contains("--classes 1 must be between 2"), "{err}");
