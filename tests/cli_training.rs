@@ -14,9 +14,8 @@ fn rates(run: &std::path::Path) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn a_step_schedule_sets_the_rates_and_a_resumed_run_continues_it() {
-    let dir = scratch("schedule");
+/// `unet train` on synthetic cells at tile 124 without validation, into `out`.
+fn train_synthetic(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let base = [
         "train",
         "--data",
@@ -25,15 +24,18 @@ fn a_step_schedule_sets_the_rates_and_a_resumed_run_continues_it() {
         "124",
         "--holdout",
         "0",
+        "--out",
+        s(out),
     ];
+    let args: Vec<&str> = base.into_iter().chain(extra.iter().copied()).collect();
+    unet(&args)
+}
+
+#[test]
+fn a_step_schedule_sets_the_rates_and_a_resumed_run_continues_it() {
+    let dir = scratch("schedule");
     let run = |out: &std::path::Path, extra: &[&str]| {
-        let args: Vec<&str> = base
-            .iter()
-            .copied()
-            .chain(["--out", s(out)])
-            .chain(extra.iter().copied())
-            .collect();
-        let out = unet(&args);
+        let out = train_synthetic(out, extra);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stderr)
     };
@@ -103,30 +105,13 @@ fn a_step_schedule_sets_the_rates_and_a_resumed_run_continues_it() {
 #[test]
 fn by_default_the_rate_decays_by_half_a_cosine_to_a_tenth() {
     let dir = scratch("default-schedule");
-    let train = |out: &std::path::Path, extra: &[&str]| {
-        let args: Vec<&str> = [
-            "train",
-            "--data",
-            "synthetic",
-            "--tile",
-            "124",
-            "--holdout",
-            "0",
-            "--out",
-        ]
-        .into_iter()
-        .chain([s(out)])
-        .chain(extra.iter().copied())
-        .collect();
-        unet(&args)
-    };
     let out = dir.join("default");
-    let first = train(&out, &["--steps", "4"]);
+    let first = train_synthetic(&out, &["--steps", "4"]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     // lr(s) = 0.0001 + 0.0009 (1 + cos(pi s / 4)) / 2, then 0.0001 past the 4 planned steps.
     let cosine =
         |step: f64| 0.0001 + 0.0009 * (1.0 + (std::f64::consts::PI * step / 4.0).cos()) / 2.0;
-    let resumed = train(&out, &["--resume", s(&out), "--steps", "6"]);
+    let resumed = train_synthetic(&out, &["--resume", s(&out), "--steps", "6"]);
     assert!(resumed.status.success(), "{}", text(&resumed.stderr));
     let got = rates(&out);
     assert_eq!(got.len(), 6, "{got:?}");
@@ -141,10 +126,13 @@ fn by_default_the_rate_decays_by_half_a_cosine_to_a_tenth() {
     // A cosine to 0 resumed past its end would not train: refused, with what to give
     // instead, and the checkpoint left as it was.
     let to_zero = dir.join("to-zero");
-    let first = train(&to_zero, &["--steps", "2", "--schedule", "cosine"]);
+    let first = train_synthetic(&to_zero, &["--steps", "2", "--schedule", "cosine"]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let before = std::fs::read(to_zero.join("checkpoint.safetensors")).unwrap();
-    let error = clean_failure(&train(&to_zero, &["--resume", s(&to_zero), "--steps", "3"]));
+    let error = clean_failure(&train_synthetic(
+        &to_zero,
+        &["--resume", s(&to_zero), "--steps", "3"],
+    ));
     assert!(
         error.contains("rate 0") && error.contains("--schedule"),
         "{error}"
