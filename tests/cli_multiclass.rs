@@ -3,14 +3,16 @@
 //! labels as PNG and as TIFF), resume it (the data flags against the checkpoint's),
 //! evaluate with unlabelled pixels (hand-made cases), train with the issue's `--labels
 //! instance`, and the one-line errors of the new bad inputs (a label out of range, K = 1,
-//! the wrong channel count, data flags a checkpoint was not trained with).
+//! the wrong channel count, data and weight-map flags a checkpoint was not trained with).
 
 mod common;
 
 use std::path::Path;
 
 use common::cli::{fails, ok, s, scratch, unet};
-use unet_wgpu::data::{synthetic_rgb_dataset, write_image_png, Dataset, Grid, RgbStain};
+use unet_wgpu::data::{
+    synthetic_rgb_dataset, write_image_png, ClassBalance, Dataset, Grid, RgbStain,
+};
 use unet_wgpu::train::checkpoint::read_data_spec;
 
 /// Writes `classes` as an 8-bit gray PNG of `values[class]`.
@@ -54,6 +56,8 @@ fn three_class_rgb_train_predict_evaluate() {
         "2",
         "--normalize",
         "percentile",
+        "--w0",
+        "8",
         "--out",
         s(&run),
     ]);
@@ -63,6 +67,14 @@ fn three_class_rgb_train_predict_evaluate() {
     let spec = read_data_spec(&checkpoint).unwrap();
     assert_eq!((spec.channels, spec.classes), (3, 3));
     assert_eq!(spec.normalize.to_string(), "percentile:1,99.8");
+    // The weight map is stored too: --w0 as given, sigma and the balance the defaults.
+    let map = spec
+        .weight_map
+        .expect("the checkpoint holds its weight map");
+    assert_eq!(
+        (map.w0, map.sigma, map.balance),
+        (8.0, 5.0, ClassBalance::Total)
+    );
     assert!(
         run.join("overlay_002.png").is_file(),
         "a K-class validation overlay"
@@ -199,12 +211,29 @@ fn three_class_rgb_train_predict_evaluate() {
             &["--channels", "1"],
             "was trained with --channels auto, not --channels 1",
         ),
+        (&["--w0", "10"], "was trained with --w0 8, not --w0 10"),
+        (
+            &["--sigma", "3"],
+            "was trained with --sigma 5, not --sigma 3",
+        ),
+        (
+            &["--balance", "paper"],
+            "was trained with --balance total, not --balance paper: pass --balance total",
+        ),
     ] {
         let err = common::cli::clean_failure(&resume("3", extra));
         assert!(err.contains(wanted), "{extra:?}: {err}");
     }
-    // The same flags again, or none at all: it resumes, reading the data as before.
-    let mut same = vec!["--normalize", "percentile"];
+    // The same flags again, or none at all: it resumes, reading and weighting the data as
+    // before (the stored spec, weight map included, is unchanged).
+    let mut same = vec![
+        "--normalize",
+        "percentile",
+        "--w0",
+        "8",
+        "--balance",
+        "total",
+    ];
     same.extend_from_slice(&values);
     for (steps, extra) in [("3", &same[..]), ("4", &[][..])] {
         let out = resume(steps, extra);

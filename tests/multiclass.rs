@@ -696,8 +696,37 @@ fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
             .to_string();
         assert!(err.contains(wanted), "{err}");
     }
-    // A checkpoint from before the unlabelled value reads as none.
+    // A checkpoint from before the unlabelled value and the weight map reads as none.
     let old = r#"{"channels":1,"channel_mode":"gray","stack":"pages","normalize":{"kind":"none"},"classes":2,"class_values":null}"#;
     let spec: DataSpec = serde_json::from_str(old).unwrap();
     assert_eq!(spec, DataSpec::legacy(1, 2));
+
+    // The weight map: another one is refused; a checkpoint without one accepts any.
+    let paper = WeightMapConfig::default();
+    let total = WeightMapConfig {
+        balance: ClassBalance::Total,
+        ..paper
+    };
+    let weighted = |map| DataSpec {
+        weight_map: Some(map),
+        ..held.clone()
+    };
+    let err = check_resumed_data(&weighted(paper), &weighted(total), path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "trained with the weight map w0 10, sigma 5, balance paper, but the data is read \
+             with w0 10, sigma 5, balance total"
+        ),
+        "{err}"
+    );
+    check_resumed_data(&weighted(paper), &weighted(paper), path).unwrap();
+    check_resumed_data(&held, &weighted(total), path).unwrap();
+    let json = serde_json::to_string(&weighted(total)).unwrap();
+    assert!(json.contains(r#""balance":"total""#), "{json}");
+    assert_eq!(
+        serde_json::from_str::<DataSpec>(&json).unwrap(),
+        weighted(total)
+    );
 }

@@ -155,13 +155,14 @@ impl ImageArgs {
     }
 }
 
-/// A resumed run's data flags against what its checkpoint was trained with (`held`): a
-/// flag left out takes the checkpoint's value; one that differs is an error that says
-/// what to pass. (How masks are stored, --mask/--foreground/--invert/--boundary-width, is
+/// A resumed run's data and weight-map flags against what its checkpoint was trained with
+/// (`held`): a flag left out takes the checkpoint's value; one that differs is an error
+/// that says what to pass. (How masks are stored, --mask/--foreground/--invert/--boundary-width, is
 /// not in the checkpoint: give it again.)
 pub fn adopt_data_spec(
     images: &mut ImageArgs,
     labels: &mut LabelArgs,
+    weights: &mut WeightArgs,
     held: &DataSpec,
     checkpoint: &Path,
 ) -> Result<()> {
@@ -241,30 +242,57 @@ pub fn adopt_data_spec(
         }
         _ => labels.ignore_index = held.ignore_index,
     }
+    // A checkpoint from before the weight map was stored takes the flags as given.
+    if let Some(map) = held.weight_map {
+        match weights.w0 {
+            Some(w0) if w0 != map.w0 => {
+                return mismatch("--w0", Some(map.w0.to_string()), w0.to_string())
+            }
+            _ => weights.w0 = Some(map.w0),
+        }
+        match weights.sigma {
+            Some(sigma) if sigma != map.sigma => {
+                return mismatch("--sigma", Some(map.sigma.to_string()), sigma.to_string())
+            }
+            _ => weights.sigma = Some(map.sigma),
+        }
+        match weights.balance {
+            Some(b) if b != map.balance => {
+                return mismatch("--balance", Some(map.balance.to_string()), b.to_string())
+            }
+            _ => weights.balance = Some(map.balance),
+        }
+    }
     Ok(())
 }
 
 #[derive(Args, Clone)]
 pub struct WeightArgs {
-    /// Height of the weight map's border term (the paper: 10).
-    #[arg(long, default_value_t = 10.0)]
-    w0: f32,
-    /// Width of the border term in pixels (the paper: 5).
-    #[arg(long, default_value_t = 5.0)]
-    sigma: f32,
+    /// Height of the weight map's border term (the paper: 10) [default: 10; with --resume,
+    /// the checkpoint's]
+    #[arg(long)]
+    w0: Option<f32>,
+    /// Width of the border term in pixels (the paper: 5) [default: 5; with --resume, the
+    /// checkpoint's]
+    #[arg(long)]
+    sigma: Option<f32>,
     /// How the weight map balances the classes: `total` (the border term, then every class
     /// scaled to the same total weight), `paper` (class-frequency weights, then the border
-    /// term: on large touching cells the background then outweighs the cells) or `off`.
-    #[arg(long, value_name = "HOW", default_value_t = ClassBalance::Total)]
-    balance: ClassBalance,
+    /// term: on large touching cells the background then outweighs the cells) or `off`
+    /// [default: total; with --resume, the checkpoint's]
+    #[arg(long, value_name = "HOW")]
+    balance: Option<ClassBalance>,
 }
 
 impl WeightArgs {
+    /// The weight map these flags ask for: the paper's border term, the classes balanced
+    /// after it (`total`), for every flag left out.
     pub fn config(&self) -> WeightMapConfig {
+        let paper = WeightMapConfig::default();
         WeightMapConfig {
-            w0: self.w0,
-            sigma: self.sigma,
-            balance: self.balance,
+            w0: self.w0.unwrap_or(paper.w0),
+            sigma: self.sigma.unwrap_or(paper.sigma),
+            balance: self.balance.unwrap_or(ClassBalance::Total),
         }
     }
 }

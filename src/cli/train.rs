@@ -197,10 +197,17 @@ fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)>
 pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     args.masks = args.masks.clone().with_kind(args.labels_kind.take());
     if let Some(resumed) = &args.resume {
-        // The data is read as the checkpoint's was (a flag left out takes its value).
+        // The data is read and weighted as the checkpoint's was (a flag left out takes its
+        // value).
         let path = resume_checkpoint(resumed);
         let held = checkpoint::read_data_spec(&path)?;
-        adopt_data_spec(&mut args.images, &mut args.labels, &held, &path)?;
+        adopt_data_spec(
+            &mut args.images,
+            &mut args.labels,
+            &mut args.weights,
+            &held,
+            &path,
+        )?;
     }
     let (schedule, first_lr) = asked_schedule(&args)?;
     let lr = first_lr.or(args.lr);

@@ -143,6 +143,7 @@ impl Dataset {
                 classes,
                 class_values: None,
                 ignore_index: None,
+                weight_map: Some(weight_config),
             },
             objects_by_class: false,
             samples,
@@ -167,7 +168,8 @@ impl Dataset {
     }
 
     /// The same samples read with `spec` (its reading modes and K, which must cover
-    /// every class present; its `normalize` is applied only by [`Dataset::normalized`]).
+    /// every class present). The dataset keeps its own `normalize` (applied only by
+    /// [`Dataset::normalized`]) and weight map (set by [`Dataset::with_weight_config`]).
     pub fn with_spec(mut self, spec: DataSpec, objects_by_class: bool) -> Result<Self> {
         if spec.channels != self.spec.channels {
             return Err(DataError::InvalidConfig {
@@ -188,8 +190,12 @@ impl Dataset {
                 ),
             });
         }
-        let normalize = self.spec.normalize;
-        self.spec = DataSpec { normalize, ..spec };
+        let (normalize, weight_map) = (self.spec.normalize, self.spec.weight_map);
+        self.spec = DataSpec {
+            normalize,
+            weight_map,
+            ..spec
+        };
         self.objects_by_class = objects_by_class;
         Ok(self)
     }
@@ -266,6 +272,7 @@ impl Dataset {
             classes: options.labels.classes,
             class_values: options.labels.values.clone(),
             ignore_index: options.labels.ignore,
+            weight_map: None,
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)

@@ -1,5 +1,5 @@
 //! What a network was trained on, beyond its weights: how images are read into channels,
-//! how they are normalised, and what the classes are. Stored in every checkpoint (JSON in
+//! how they are normalised, what the classes are and the weight map of the loss. Stored in every checkpoint (JSON in
 //! the header's metadata, key `data`), so that predict, eval and the export read and
 //! normalise images exactly as training did. A checkpoint from before this field reads as
 //! [`DataSpec::legacy`]: images as gray, no normalisation beyond the bit depth.
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::ClassValue;
 use super::normalize::Normalize;
+use super::weights::WeightMapConfig;
 
 /// How many channels an image is read with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -51,6 +52,11 @@ pub struct DataSpec {
     /// checkpoints from before it: none).
     #[serde(default)]
     pub ignore_index: Option<u32>,
+    /// The weight map of the training loss (w0, sigma, class balance), so that a resumed
+    /// run weighs its pixels as before; absent in checkpoints from before it, and in data
+    /// that is only predicted on.
+    #[serde(default)]
+    pub weight_map: Option<WeightMapConfig>,
 }
 
 impl DataSpec {
@@ -69,6 +75,7 @@ impl DataSpec {
             classes,
             class_values: None,
             ignore_index: None,
+            weight_map: None,
         }
     }
 }

@@ -124,6 +124,7 @@ pub fn synthetic_rgb_dataset(
         classes: 3,
         class_values: None,
         ignore_index: None,
+        weight_map: None,
     };
     Dataset::new(samples, WeightMapConfig::default())?.with_spec(spec, false)
 }

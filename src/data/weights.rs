@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::distance::squared_distance_transform;
 use super::error::{DataError, Result};
@@ -44,7 +45,7 @@ use super::labels::IGNORE;
 pub const BORDER_TERM_EPS: f32 = 1e-3;
 
 /// Parameters of the weight map; the defaults are the paper's.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightMapConfig {
     /// Height of the border term, 10 in the paper.
     pub w0: f32,
@@ -55,7 +56,8 @@ pub struct WeightMapConfig {
 }
 
 /// How the weight map balances the classes (see the module notes for the maths).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClassBalance {
     /// `w_c = 1`: only the border term.
     Off,

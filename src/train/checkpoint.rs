@@ -14,7 +14,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use super::schedule::LrSchedule;
 use super::trainer::Trainer;
-use crate::data::DataSpec;
+use crate::data::{DataSpec, WeightMapConfig};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, UNetConfig};
@@ -376,7 +376,7 @@ pub fn checked_data_spec(data: &crate::data::Dataset, config: &UNetConfig) -> Re
 }
 
 /// Checks that a resumed run's `data` is read as the checkpoint's (`held`) was: the same
-/// normalisation, classes, class values and unlabelled value. (The command line takes
+/// normalisation, classes, class values, unlabelled value and weight map. (The command line takes
 /// the checkpoint's values where no flag was given, see `unet train --resume`.)
 pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Result<()> {
     let differs = |what: &str, held: String, data: String| {
@@ -422,6 +422,15 @@ pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Resu
             ignore(held.ignore_index),
             ignore(data.ignore_index),
         );
+    }
+    // A checkpoint from before the weight map was stored accepts any.
+    let map = |m: Option<WeightMapConfig>| {
+        m.map_or("none".into(), |m| {
+            format!("w0 {}, sigma {}, balance {}", m.w0, m.sigma, m.balance)
+        })
+    };
+    if held.weight_map.is_some() && held.weight_map != data.weight_map {
+        return differs("the weight map", map(held.weight_map), map(data.weight_map));
     }
     Ok(())
 }
