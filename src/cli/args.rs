@@ -268,18 +268,18 @@ pub fn adopt_data_spec(
 
 #[derive(Args, Clone)]
 pub struct WeightArgs {
-    /// Height of the weight map's border term (the paper: 10) [default: 10; with --resume,
+    /// Height of the weight map's border term (the paper: 10) [default: 10; `train --resume`:
     /// the checkpoint's]
     #[arg(long)]
     w0: Option<f32>,
-    /// Width of the border term in pixels (the paper: 5) [default: 5; with --resume, the
-    /// checkpoint's]
+    /// Width of the border term in pixels (the paper: 5) [default: 5; `train --resume`:
+    /// the checkpoint's]
     #[arg(long)]
     sigma: Option<f32>,
     /// How the weight map balances the classes: `total` (the border term, then every class
     /// scaled to the same total weight), `paper` (class-frequency weights, then the border
     /// term: on large touching cells the background then outweighs the cells) or `off`
-    /// [default: total; with --resume, the checkpoint's]
+    /// [default: total; `train --resume`: the checkpoint's]
     #[arg(long, value_name = "HOW")]
     balance: Option<ClassBalance>,
 }
