@@ -157,8 +157,8 @@ impl ImageArgs {
 
 /// A resumed run's data and weight-map flags against what its checkpoint was trained with
 /// (`held`): a flag left out takes the checkpoint's value; one that differs is an error
-/// that says what to pass. (How masks are stored, --mask/--foreground/--invert/--boundary-width, is
-/// not in the checkpoint: give it again.)
+/// that says what to pass. (How masks are stored, --mask/--foreground/--invert/
+/// --boundary-width, is not in the checkpoint: give it again.)
 pub fn adopt_data_spec(
     images: &mut ImageArgs,
     labels: &mut LabelArgs,
@@ -167,44 +167,30 @@ pub fn adopt_data_spec(
     checkpoint: &Path,
 ) -> Result<()> {
     let mismatch = |flag: &str, held: Option<String>, given: String| {
-        let trained = match &held {
-            Some(v) => format!("with {flag} {v}"),
-            None => format!("without {flag}"),
-        };
-        let resume = match &held {
-            Some(v) => format!("pass {flag} {v} (or leave it out)"),
-            None => format!("leave {flag} out"),
-        };
-        Err(Error::Config(format!(
-            "{} was trained {trained}, not {flag} {given}: {resume} to resume it, or start \
-             a new run in another --out folder",
-            checkpoint.display()
-        )))
+        Err(resume_mismatch(checkpoint, flag, held, given))
     };
     fn name<T: ValueEnum>(v: T) -> String {
         v.to_possible_value()
             .map_or(String::new(), |p| p.get_name().to_string())
     }
-    match images.normalize {
-        Some(n) if n != held.normalize => {
-            return mismatch(
-                "--normalize",
-                Some(held.normalize.to_string()),
-                n.to_string(),
-            )
-        }
-        _ => images.normalize = Some(held.normalize),
+    fn text<T: std::fmt::Display>(v: T) -> String {
+        v.to_string()
     }
-    match images.channels {
-        Some(c) if c != held.channel_mode => {
-            return mismatch("--channels", Some(name(held.channel_mode)), name(c))
-        }
-        _ => images.channels = Some(held.channel_mode),
-    }
-    match images.stack {
-        Some(m) if m != held.stack => return mismatch("--stack", Some(name(held.stack)), name(m)),
-        _ => images.stack = Some(held.stack),
-    }
+    adopt_flag(
+        checkpoint,
+        "--normalize",
+        &mut images.normalize,
+        held.normalize,
+        text,
+    )?;
+    adopt_flag(
+        checkpoint,
+        "--channels",
+        &mut images.channels,
+        held.channel_mode,
+        name,
+    )?;
+    adopt_flag(checkpoint, "--stack", &mut images.stack, held.stack, name)?;
     // Two classes without a list of values are binary or instance masks, which --classes
     // would turn into class masks: only K > 2 is taken over.
     match labels.classes {
@@ -244,26 +230,53 @@ pub fn adopt_data_spec(
     }
     // A checkpoint from before the weight map was stored takes the flags as given.
     if let Some(map) = held.weight_map {
-        match weights.w0 {
-            Some(w0) if w0 != map.w0 => {
-                return mismatch("--w0", Some(map.w0.to_string()), w0.to_string())
-            }
-            _ => weights.w0 = Some(map.w0),
-        }
-        match weights.sigma {
-            Some(sigma) if sigma != map.sigma => {
-                return mismatch("--sigma", Some(map.sigma.to_string()), sigma.to_string())
-            }
-            _ => weights.sigma = Some(map.sigma),
-        }
-        match weights.balance {
-            Some(b) if b != map.balance => {
-                return mismatch("--balance", Some(map.balance.to_string()), b.to_string())
-            }
-            _ => weights.balance = Some(map.balance),
-        }
+        adopt_flag(checkpoint, "--w0", &mut weights.w0, map.w0, text)?;
+        adopt_flag(checkpoint, "--sigma", &mut weights.sigma, map.sigma, text)?;
+        adopt_flag(
+            checkpoint,
+            "--balance",
+            &mut weights.balance,
+            map.balance,
+            text,
+        )?;
     }
     Ok(())
+}
+
+/// One flag of a resumed run that the checkpoint holds (`held`): left out, it takes the
+/// held value; given, it must equal it.
+fn adopt_flag<T: Copy + PartialEq>(
+    checkpoint: &Path,
+    flag: &str,
+    given: &mut Option<T>,
+    held: T,
+    show: impl Fn(T) -> String,
+) -> Result<()> {
+    match *given {
+        Some(v) if v != held => Err(resume_mismatch(checkpoint, flag, Some(show(held)), show(v))),
+        _ => {
+            *given = Some(held);
+            Ok(())
+        }
+    }
+}
+
+/// The error for `flag given` on resuming a checkpoint trained with `flag held` (None:
+/// without the flag), saying what to pass instead.
+fn resume_mismatch(checkpoint: &Path, flag: &str, held: Option<String>, given: String) -> Error {
+    let trained = match &held {
+        Some(v) => format!("with {flag} {v}"),
+        None => format!("without {flag}"),
+    };
+    let resume = match &held {
+        Some(v) => format!("pass {flag} {v} (or leave it out)"),
+        None => format!("leave {flag} out"),
+    };
+    Error::Config(format!(
+        "{} was trained {trained}, not {flag} {given}: {resume} to resume it, or start a new \
+         run in another --out folder",
+        checkpoint.display()
+    ))
 }
 
 #[derive(Args, Clone)]

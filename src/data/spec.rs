@@ -1,8 +1,9 @@
 //! What a network was trained on, beyond its weights: how images are read into channels,
-//! how they are normalised, what the classes are and the weight map of the loss. Stored in every checkpoint (JSON in
-//! the header's metadata, key `data`), so that predict, eval and the export read and
-//! normalise images exactly as training did. A checkpoint from before this field reads as
-//! [`DataSpec::legacy`]: images as gray, no normalisation beyond the bit depth.
+//! how they are normalised, what the classes are and the weight map of the loss. Stored in
+//! every checkpoint (JSON in the header's metadata, key `data`), so that predict, eval and
+//! the export read and normalise images exactly as training did. A checkpoint from before
+//! this field reads as [`DataSpec::legacy`]: images as gray, no normalisation beyond the
+//! bit depth.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
