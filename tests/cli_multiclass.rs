@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::cli::{fails, ok, s, scratch, unet};
 use unet_wgpu::data::{
-    synthetic_rgb_dataset, write_image_png, ClassBalance, Dataset, Grid, RgbStain,
+    synthetic_rgb_dataset, write_image_png, ClassBalance, Dataset, Grid, MaskFormat, RgbStain,
 };
 use unet_wgpu::train::checkpoint::read_data_spec;
 
@@ -510,5 +510,83 @@ fn train_takes_the_issues_labels_instance_spelling() {
     // Both spellings at once: a usage error.
     let err = common::cli::clean_failure(&train(&["--labels", "instance", "--mask", "instance"]));
     assert!(err.contains("--mask"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_resumed_run_reads_its_masks_as_the_checkpoint_did() {
+    let dir = scratch("resume-masks");
+    // The issue's DIC masks: 16-bit, cells 0 and background 65535.
+    for i in 0..2u16 {
+        let (w, h) = (48u32, 48u32);
+        let cell = |x: u32, y: u32| (8..=20).contains(&x) && (8..=40).contains(&y) || x > 24;
+        let mask = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
+            image::Luma([if cell(x, y) { 0 } else { 65535 }])
+        });
+        let image = image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([if cell(x, y) { 150 } else { 90 } + ((x + y + u32::from(i)) % 9) as u8])
+        });
+        for sub in ["images", "labels"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        mask.save(dir.join("labels").join(format!("{i}.png")))
+            .unwrap();
+        image
+            .save(dir.join("images").join(format!("{i}.png")))
+            .unwrap();
+    }
+    let run = dir.join("run");
+    let train = |first: bool, extra: &[&str]| {
+        let mut args = vec!["train"];
+        if first {
+            args.extend_from_slice(&["--data", s(&dir), "--out", s(&run)]);
+        } else {
+            args.extend_from_slice(&["--resume", s(&run), "--data", s(&dir)]);
+        }
+        args.extend_from_slice(&["--holdout", "0", "--tile", "124", "--steps"]);
+        args.push(if first { "1" } else { "2" });
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    let out = train(true, &["--invert", "--foreground", "65535"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    let checkpoint = run.join("checkpoint.safetensors");
+    let spec = read_data_spec(&checkpoint).unwrap();
+    assert_eq!(
+        spec.masks,
+        Some(MaskFormat::Binary {
+            foreground: 0,
+            background: 65535
+        })
+    );
+    // Resumed without --data (synthetic cells), or with other mask flags: refused, saying
+    // what to pass.
+    let err = fails(&["train", "--resume", s(&run), "--steps", "2"]);
+    assert!(
+        err.contains("was trained on a folder of images and masks: pass --data with that folder"),
+        "{err}"
+    );
+    for (extra, wanted) in [
+        (
+            &["--foreground", "255"][..],
+            "was trained with --foreground 65535, not --foreground 255: pass --foreground \
+             65535 (or leave it out)",
+        ),
+        (
+            &["--mask", "instance"],
+            "was trained with --mask binary, not --mask instance",
+        ),
+    ] {
+        let err = common::cli::clean_failure(&train(false, extra));
+        assert!(err.contains(wanted), "{extra:?}: {err}");
+    }
+    // Left out, the flags are the checkpoint's: without them these masks would be refused
+    // (65535 is no value of the default 0 / 255 masks), and --foreground 65535 alone would
+    // read every cell as background.
+    let out = train(false, &[]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    let out = train(false, &["--foreground", "65535"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    assert_eq!(read_data_spec(&checkpoint).unwrap(), spec);
     std::fs::remove_dir_all(&dir).unwrap();
 }

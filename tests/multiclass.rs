@@ -729,4 +729,32 @@ fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
         serde_json::from_str::<DataSpec>(&json).unwrap(),
         weighted(total)
     );
+
+    // How the masks were read: the same, as the weight map.
+    let read_as = |masks| DataSpec {
+        masks: Some(masks),
+        ..held.clone()
+    };
+    let err = check_resumed_data(
+        &read_as(MaskFormat::BINARY_INVERTED_255),
+        &read_as(MaskFormat::BINARY_255),
+        path,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "trained with masks read as binary, cells 0, background 255, but the data is read \
+             with binary, cells 255, background 0"
+        ),
+        "{err}"
+    );
+    check_resumed_data(&held, &read_as(MaskFormat::Instance), path).unwrap();
+    let inverted = read_as(MaskFormat::BINARY_INVERTED_255);
+    let json = serde_json::to_string(&inverted).unwrap();
+    assert!(
+        json.contains(r#""masks":{"binary":{"foreground":0,"background":255}}"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), inverted);
 }

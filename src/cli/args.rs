@@ -14,7 +14,7 @@ use unet_wgpu::model::{Arch, Heads, UNetConfig};
 use unet_wgpu::ops::conv2d::Padding;
 use unet_wgpu::{Error, Result};
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MaskKind {
     /// Two values: --foreground marks cells, the other value everything else.
     Binary,
@@ -24,38 +24,78 @@ pub enum MaskKind {
 
 #[derive(Args, Clone)]
 pub struct MaskArgs {
-    /// How masks are stored.
-    #[arg(long, value_enum, default_value = "binary")]
-    mask: MaskKind,
-    /// In binary masks, the value that marks cells (ISBI 2012: 255 = cell interior).
-    #[arg(long, default_value_t = 255)]
-    foreground: u32,
-    /// Binary masks of inverted polarity: cells are 0 and the rest is --foreground's value.
+    /// How masks are stored [default: binary; `train --resume`: the checkpoint's]
+    #[arg(long, value_enum)]
+    mask: Option<MaskKind>,
+    /// In binary masks, the value that marks cells (ISBI 2012: 255 = cell interior)
+    /// [default: 255; `train --resume`: the checkpoint's]
+    #[arg(long)]
+    foreground: Option<u32>,
+    /// Binary masks of inverted polarity: cells are 0 and the rest is --foreground's value
+    /// (`train --resume`: as the checkpoint's were read)
     #[arg(long)]
     invert: bool,
 }
+
+/// The cell value of binary masks without `--foreground`.
+const DEFAULT_FOREGROUND: u32 = 255;
 
 impl MaskArgs {
     /// These flags with `kind` in place of `--mask`, if given (`train --labels KIND`).
     pub fn with_kind(self, kind: Option<MaskKind>) -> MaskArgs {
         MaskArgs {
-            mask: kind.unwrap_or(self.mask),
+            mask: kind.or(self.mask),
             ..self
         }
     }
 
     pub fn format(&self) -> MaskFormat {
-        match (self.mask, self.invert) {
+        let value = self.foreground.unwrap_or(DEFAULT_FOREGROUND);
+        match (self.mask.unwrap_or(MaskKind::Binary), self.invert) {
             (MaskKind::Instance, _) => MaskFormat::Instance,
             (MaskKind::Binary, false) => MaskFormat::Binary {
-                foreground: self.foreground,
+                foreground: value,
                 background: 0,
             },
             (MaskKind::Binary, true) => MaskFormat::Binary {
                 foreground: 0,
-                background: self.foreground,
+                background: value,
             },
         }
+    }
+
+    /// A resumed run's mask flags against how its checkpoint read its masks (`held`, in
+    /// the terms of these flags): left out, a flag takes the held value; given, it must
+    /// equal it. `--invert` left out cannot be told from "not inverted", so it is taken
+    /// over too.
+    fn adopt(&mut self, held: MaskFormat, checkpoint: &Path) -> Result<()> {
+        let (kind, value, inverted) = match held {
+            MaskFormat::Instance => (MaskKind::Instance, None, false),
+            MaskFormat::Binary {
+                foreground: 0,
+                background,
+            } if background != 0 => (MaskKind::Binary, Some(background), true),
+            MaskFormat::Binary { foreground, .. } => (MaskKind::Binary, Some(foreground), false),
+        };
+        let name = |k: MaskKind| {
+            k.to_possible_value()
+                .map_or(String::new(), |p| p.get_name().into())
+        };
+        adopt_flag(checkpoint, "--mask", &mut self.mask, kind, name)?;
+        if let Some(value) = value {
+            adopt_flag(
+                checkpoint,
+                "--foreground",
+                &mut self.foreground,
+                value,
+                |v| v.to_string(),
+            )?;
+        }
+        if self.invert && !inverted {
+            return Err(resume_mismatch(checkpoint, "--invert", None, String::new()));
+        }
+        self.invert = inverted;
+        Ok(())
     }
 }
 
@@ -157,11 +197,11 @@ impl ImageArgs {
 
 /// A resumed run's data and weight-map flags against what its checkpoint was trained with
 /// (`held`): a flag left out takes the checkpoint's value; one that differs is an error
-/// that says what to pass. (How masks are stored, --mask/--foreground/--invert/
-/// --boundary-width, is not in the checkpoint: give it again.)
+/// that says what to pass. (--boundary-width is not in the checkpoint: give it again.)
 pub fn adopt_data_spec(
     images: &mut ImageArgs,
     labels: &mut LabelArgs,
+    masks: &mut MaskArgs,
     weights: &mut WeightArgs,
     held: &DataSpec,
     checkpoint: &Path,
@@ -228,7 +268,11 @@ pub fn adopt_data_spec(
         }
         _ => labels.ignore_index = held.ignore_index,
     }
-    // A checkpoint from before the weight map was stored takes the flags as given.
+    // A checkpoint from before the masks or the weight map were stored takes the flags as
+    // given.
+    if let Some(format) = held.masks {
+        masks.adopt(format, checkpoint)?;
+    }
     if let Some(map) = held.weight_map {
         adopt_flag(checkpoint, "--w0", &mut weights.w0, map.w0, text)?;
         adopt_flag(checkpoint, "--sigma", &mut weights.sigma, map.sigma, text)?;
@@ -272,10 +316,12 @@ fn resume_mismatch(checkpoint: &Path, flag: &str, held: Option<String>, given: S
         Some(v) => format!("pass {flag} {v} (or leave it out)"),
         None => format!("leave {flag} out"),
     };
+    let asked = format!("{flag} {given}");
     Error::Config(format!(
-        "{} was trained {trained}, not {flag} {given}: {resume} to resume it, or start a new \
-         run in another --out folder",
-        checkpoint.display()
+        "{} was trained {trained}, not {}: {resume} to resume it, or start a new run in \
+         another --out folder",
+        checkpoint.display(),
+        asked.trim_end()
     ))
 }
 

@@ -201,9 +201,19 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         // value).
         let path = resume_checkpoint(resumed);
         let held = checkpoint::read_data_spec(&path)?;
+        // Without --data a run trains on synthetic cells, which a run trained on a folder
+        // of masks must not quietly switch to.
+        if args.data.is_none() && held.masks.is_some() {
+            return Err(Error::Config(format!(
+                "{} was trained on a folder of images and masks: pass --data with that folder \
+                 to resume it",
+                path.display()
+            )));
+        }
         adopt_data_spec(
             &mut args.images,
             &mut args.labels,
+            &mut args.masks,
             &mut args.weights,
             &held,
             &path,

@@ -144,6 +144,7 @@ impl Dataset {
                 class_values: None,
                 ignore_index: None,
                 weight_map: Some(weight_config),
+                masks: None,
             },
             objects_by_class: false,
             samples,
@@ -273,6 +274,7 @@ impl Dataset {
             class_values: options.labels.values.clone(),
             ignore_index: options.labels.ignore,
             weight_map: None,
+            masks: Some(options.labels.format),
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)

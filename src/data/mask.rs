@@ -1,14 +1,18 @@
 //! Masks: turning the stored values of a mask file into instance labels (one id per cell,
 //! 0 = background), and splitting a binary mask into cells by connected components.
 
+use std::fmt;
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use super::error::{DataError, Result};
 use super::grid::{Grid, LabelImage};
 use super::io::read_pages;
 
 /// How to read the values stored in a mask file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MaskFormat {
     /// Exactly two values: `foreground` marks cells, `background` marks everything else
     /// (membrane, gaps). Cells are then separated by 4-connected components, see
@@ -32,6 +36,19 @@ impl MaskFormat {
         foreground: 0,
         background: 255,
     };
+}
+
+/// As the flags that ask for it say: `binary, cells 0, background 65535` or `instance`.
+impl fmt::Display for MaskFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaskFormat::Binary {
+                foreground,
+                background,
+            } => write!(f, "binary, cells {foreground}, background {background}"),
+            MaskFormat::Instance => write!(f, "instance"),
+        }
+    }
 }
 
 /// Turns stored mask values into instance labels; `path` names the file in errors.

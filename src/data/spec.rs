@@ -9,6 +9,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::labels::ClassValue;
+use super::mask::MaskFormat;
 use super::normalize::Normalize;
 use super::weights::WeightMapConfig;
 
@@ -58,6 +59,11 @@ pub struct DataSpec {
     /// that is only predicted on.
     #[serde(default)]
     pub weight_map: Option<WeightMapConfig>,
+    /// How the training masks' stored values were read (`--mask`, `--foreground`,
+    /// `--invert`), so that a resumed run reads them as before; absent in checkpoints from
+    /// before it, and for data not read from mask files.
+    #[serde(default)]
+    pub masks: Option<MaskFormat>,
 }
 
 impl DataSpec {
@@ -77,6 +83,7 @@ impl DataSpec {
             class_values: None,
             ignore_index: None,
             weight_map: None,
+            masks: None,
         }
     }
 }

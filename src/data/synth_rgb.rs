@@ -125,6 +125,7 @@ pub fn synthetic_rgb_dataset(
         class_values: None,
         ignore_index: None,
         weight_map: None,
+        masks: None,
     };
     Dataset::new(samples, WeightMapConfig::default())?.with_spec(spec, false)
 }

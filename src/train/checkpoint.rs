@@ -14,7 +14,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use super::schedule::LrSchedule;
 use super::trainer::Trainer;
-use crate::data::{DataSpec, WeightMapConfig};
+use crate::data::{DataSpec, MaskFormat, WeightMapConfig};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, UNetConfig};
@@ -431,6 +431,11 @@ pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Resu
     };
     if held.weight_map.is_some() && held.weight_map != data.weight_map {
         return differs("the weight map", map(held.weight_map), map(data.weight_map));
+    }
+    // Likewise for how the masks were read.
+    let masks = |m: Option<MaskFormat>| m.map_or("no mask files".into(), |m| m.to_string());
+    if held.masks.is_some() && held.masks != data.masks {
+        return differs("masks read as", masks(held.masks), masks(data.masks));
     }
     Ok(())
 }
