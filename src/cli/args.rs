@@ -77,10 +77,6 @@ impl MaskArgs {
             } if background != 0 => (MaskKind::Binary, Some(background), true),
             MaskFormat::Binary { foreground, .. } => (MaskKind::Binary, Some(foreground), false),
         };
-        let name = |k: MaskKind| {
-            k.to_possible_value()
-                .map_or(String::new(), |p| p.get_name().into())
-        };
         adopt_flag(checkpoint, "--mask", &mut self.mask, kind, name)?;
         if let Some(value) = value {
             adopt_flag(
@@ -88,7 +84,7 @@ impl MaskArgs {
                 "--foreground",
                 &mut self.foreground,
                 value,
-                |v| v.to_string(),
+                text,
             )?;
         }
         if self.invert && !inverted {
@@ -209,13 +205,6 @@ pub fn adopt_data_spec(
     let mismatch = |flag: &str, held: Option<String>, given: String| {
         Err(resume_mismatch(checkpoint, flag, held, given))
     };
-    fn name<T: ValueEnum>(v: T) -> String {
-        v.to_possible_value()
-            .map_or(String::new(), |p| p.get_name().to_string())
-    }
-    fn text<T: std::fmt::Display>(v: T) -> String {
-        v.to_string()
-    }
     adopt_flag(
         checkpoint,
         "--normalize",
@@ -285,6 +274,16 @@ pub fn adopt_data_spec(
         )?;
     }
     Ok(())
+}
+
+/// A flag's value as it is typed: a value enum's name, or anything else's text.
+fn name<T: ValueEnum>(v: T) -> String {
+    v.to_possible_value()
+        .map_or(String::new(), |p| p.get_name().to_string())
+}
+
+fn text<T: std::fmt::Display>(v: T) -> String {
+    v.to_string()
 }
 
 /// One flag of a resumed run that the checkpoint holds (`held`): left out, it takes the
