@@ -305,7 +305,8 @@ fn adopt_flag<T: Copy + PartialEq>(
 }
 
 /// The error for `flag given` on resuming a checkpoint trained with `flag held` (None:
-/// without the flag), saying what to pass instead.
+/// without the flag), saying what to pass instead. `given` is empty for a switch
+/// (`--invert`), which has no value to show.
 fn resume_mismatch(checkpoint: &Path, flag: &str, held: Option<String>, given: String) -> Error {
     let trained = match &held {
         Some(v) => format!("with {flag} {v}"),

@@ -376,8 +376,8 @@ pub fn checked_data_spec(data: &crate::data::Dataset, config: &UNetConfig) -> Re
 }
 
 /// Checks that a resumed run's `data` is read as the checkpoint's (`held`) was: the same
-/// normalisation, classes, class values, unlabelled value and weight map. (The command
-/// line takes the checkpoint's values where no flag was given, see `unet train --resume`.)
+/// normalisation, classes, class values, unlabelled value, weight map and mask format.
+/// (The command line takes the checkpoint's values where no flag was given, see `unet train --resume`.)
 pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Result<()> {
     let differs = |what: &str, held: String, data: String| {
         Err(Error::Config(format!(
