@@ -179,6 +179,7 @@ fn a_resumed_run_uses_its_run_folder_choices() {
         schedule: None,
         detect_collapse: true,
         progress: false,
+        source: None,
     };
     let stop = AtomicBool::new(false);
     let first = gpu();

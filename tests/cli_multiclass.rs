@@ -559,13 +559,7 @@ fn a_resumed_run_reads_its_masks_as_the_checkpoint_did() {
             background: 65535
         })
     );
-    // Resumed without --data (synthetic cells), or with other mask flags: refused, saying
-    // what to pass.
-    let err = fails(&["train", "--resume", s(&run), "--steps", "2"]);
-    assert!(
-        err.contains("was trained on a folder of images and masks: pass --data with that folder"),
-        "{err}"
-    );
+    // Resumed with other mask flags: refused, saying what to pass.
     for (extra, wanted) in [
         (
             &["--foreground", "255"][..],
@@ -588,5 +582,29 @@ fn a_resumed_run_reads_its_masks_as_the_checkpoint_did() {
     let out = train(false, &["--foreground", "65535"]);
     assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
     assert_eq!(read_data_spec(&checkpoint).unwrap(), spec);
+    // Without --data too: the checkpoint names the folder.
+    let out = unet(&["train", "--resume", s(&run), "--steps", "3"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    assert_eq!(read_data_spec(&checkpoint).unwrap(), spec);
+    // A checkpoint from before the folder was stored: without --data the run would train
+    // on synthetic cells, so it is refused, saying what to pass.
+    without_source(&checkpoint);
+    let err = fails(&["train", "--resume", s(&run), "--steps", "4"]);
+    assert!(
+        err.contains("was trained on a folder of images and masks: pass --data with that folder"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Rewrites the checkpoint at `path` without its `source` metadata, as checkpoints were
+/// written before it.
+fn without_source(path: &std::path::Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    assert!(metadata.remove("source").is_some(), "{metadata:?}");
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let rewritten = safetensors::serialize(file.tensors(), Some(metadata)).unwrap();
+    std::fs::write(path, rewritten).unwrap();
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{clean_failure, fails, s, scratch, text, unet};
+use common::cli::{clean_failure, fails, s, scratch, synthetic_folder, text, unet};
 use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
 
 /// The `lr` column of a run's metrics.csv.
@@ -224,4 +224,135 @@ fn a_forced_collapse_stops_the_run_within_a_few_hundred_steps() {
     // The losses up to the collapse are kept for the user to look at.
     let losses = std::fs::read_to_string(dir.join("run").join("loss.csv")).unwrap();
     assert_eq!(losses.lines().count() as u64, 1 + step);
+}
+
+/// Every tensor of the checkpoint in run folder `run`, by name.
+fn checkpoint_tensors(run: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// `train --resume` with no data flags trains on what the run was trained on: its
+/// synthetic style and seed (which make the images) and its split come from the
+/// checkpoint, so the resumed run ends where an unbroken one does, bit for bit. Before
+/// they were stored, this resume trained on EM-like cells of seed 1. Flags that would
+/// train on other images are refused.
+#[test]
+fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
+    let dir = scratch("resume-source");
+    let train = |out: &std::path::Path, steps: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--tile", "124", "--steps", steps, "--out", s(out)];
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    // A constant rate: the default cosine plans its decay over the first run's --steps.
+    let data = [
+        "--data",
+        "synthetic:phase",
+        "--seed",
+        "3",
+        "--holdout",
+        "0",
+        "--schedule",
+        "constant",
+    ];
+    let unbroken = dir.join("unbroken");
+    let out = train(&unbroken, "4", &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let split = dir.join("split");
+    let out = train(&split, "2", &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = s(&split);
+    for (flag, value, why) in [
+        ("--seed", "1", "trained with --seed 3, not --seed 1"),
+        (
+            "--data",
+            "synthetic",
+            "trained with --data synthetic:phase, not --data synthetic",
+        ),
+        (
+            "--holdout",
+            "2",
+            "trained on all of its images, not with --holdout 2",
+        ),
+    ] {
+        let refused = clean_failure(&train(&split, "4", &["--resume", run, flag, value]));
+        assert!(refused.contains(why), "{flag} {value}: {refused}");
+    }
+    let resumed = train(&split, "4", &["--resume", run]);
+    let log = text(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(!log.contains("validating on"), "--holdout 0 is kept: {log}");
+    assert!(
+        checkpoint_tensors(&split) == checkpoint_tensors(&unbroken),
+        "the resumed run's weights and momentum differ from the unbroken run's"
+    );
+}
+
+/// A run on a folder stores the folder's absolute path and its held-out share: it resumes
+/// from another working directory without --data, holding out the same images, and says
+/// what to do when the folder has moved.
+#[test]
+fn a_resumed_run_finds_its_folder_again() {
+    let dir = scratch("resume-folder");
+    let data = synthetic_folder(&dir, 4, 96, 5);
+    let run = dir.join("run");
+    let first = common::cli::unet_command(&[
+        "train",
+        "--data",
+        "data",
+        "--mask",
+        "instance",
+        "--holdout",
+        "1",
+        "--tile",
+        "124",
+        "--steps",
+        "1",
+        "--out",
+        "run",
+    ])
+    .current_dir(&dir)
+    .output()
+    .unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+
+    let resumed = unet(&["train", "--resume", s(&run), "--steps", "2"]);
+    let log = text(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(log.contains("finished at step 2"), "{log}");
+    assert!(
+        log.contains("validation at threshold 0.5"),
+        "the held-out image: {log}"
+    );
+    assert!(
+        !log.contains("holding out the last"),
+        "no new default split: {log}"
+    );
+
+    let moved = dir.join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    let gone = fails(&["train", "--resume", s(&run), "--steps", "3"]);
+    assert!(
+        gone.contains("which is not there any more: pass --data with the folder it has moved to"),
+        "{gone}"
+    );
+    let found = unet(&[
+        "train",
+        "--resume",
+        s(&run),
+        "--steps",
+        "3",
+        "--data",
+        s(&moved),
+    ]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
 }

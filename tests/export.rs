@@ -358,7 +358,7 @@ fn a_normalised_checkpoint_exports_its_normalisation_as_preprocessing() {
         },
         ..DataSpec::legacy(2, 3)
     };
-    checkpoint::save_with_data(&gpu, &trainer, Some(&spec), &path).unwrap();
+    checkpoint::save_with_data(&gpu, &trainer, Some(&spec), None, &path).unwrap();
     let info = PackageInfo {
         name: Some("tiny normalised U-Net".into()),
         authors: vec!["A Tester".into()],

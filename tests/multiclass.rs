@@ -532,7 +532,7 @@ fn a_checkpoint_without_data_reads_as_gray_without_normalisation() {
         normalize: Normalize::ZScore,
         ..spec
     };
-    unet_wgpu::train::checkpoint::save_with_data(&gpu, &trainer, Some(&with), &new).unwrap();
+    unet_wgpu::train::checkpoint::save_with_data(&gpu, &trainer, Some(&with), None, &new).unwrap();
     assert_eq!(
         unet_wgpu::train::checkpoint::read_data_spec(&new).unwrap(),
         with

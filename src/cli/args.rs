@@ -282,13 +282,13 @@ fn name<T: ValueEnum>(v: T) -> String {
         .map_or(String::new(), |p| p.get_name().to_string())
 }
 
-fn text<T: std::fmt::Display>(v: T) -> String {
+pub(super) fn text<T: std::fmt::Display>(v: T) -> String {
     v.to_string()
 }
 
 /// One flag of a resumed run that the checkpoint holds (`held`): left out, it takes the
 /// held value; given, it must equal it.
-fn adopt_flag<T: Copy + PartialEq>(
+pub(super) fn adopt_flag<T: Copy + PartialEq>(
     checkpoint: &Path,
     flag: &str,
     given: &mut Option<T>,
@@ -307,7 +307,12 @@ fn adopt_flag<T: Copy + PartialEq>(
 /// The error for `flag given` on resuming a checkpoint trained with `flag held` (None:
 /// without the flag), saying what to pass instead. `given` is empty for a switch
 /// (`--invert`), which has no value to show.
-fn resume_mismatch(checkpoint: &Path, flag: &str, held: Option<String>, given: String) -> Error {
+pub(super) fn resume_mismatch(
+    checkpoint: &Path,
+    flag: &str,
+    held: Option<String>,
+    given: String,
+) -> Error {
     let trained = match &held {
         Some(v) => format!("with {flag} {v}"),
         None => format!("without {flag}"),

@@ -106,6 +106,7 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         schedule: None,
         progress: true,
         detect_collapse: true,
+        source: None,
     };
     let summary = training::run(
         &gpu,

@@ -12,14 +12,16 @@ use unet_wgpu::data::{
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
+use unet_wgpu::train::checkpoint::{self, DataSource, RunData};
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, validation_tile, RunOptions, RunSummary,
 };
-use unet_wgpu::train::{checkpoint, LrSchedule, Schedule};
+use unet_wgpu::train::{LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
 
 use super::args::{
-    adopt_data_spec, ArchArgs, ImageArgs, LabelArgs, MaskArgs, MaskKind, WeightArgs,
+    adopt_data_spec, adopt_flag, resume_mismatch, text, ArchArgs, ImageArgs, LabelArgs, MaskArgs,
+    MaskKind, WeightArgs,
 };
 use super::predict::write_sample_overlay;
 use super::{open_gpu, stop_flag};
@@ -28,15 +30,15 @@ use super::{open_gpu, stop_flag};
 pub struct TrainArgs {
     /// A folder with images/ and labels/ (matched by file stem), or `synthetic` (cells in the
     /// EM-like style; `synthetic:dic`, `synthetic:phase`, `synthetic:fluorescence` for the
-    /// light-microscopy looks).
+    /// light-microscopy looks) [with --resume: the run's, or the folder it has moved to]
     #[arg(long, required_unless_present = "resume")]
     data: Option<String>,
-    /// A validation folder like --data (or `synthetic`).
+    /// A validation folder like --data (or `synthetic`) [with --resume: the run's]
     #[arg(long)]
     val: Option<String>,
     /// Hold out the last N images of --data (by file name) for validation [default: a
     /// tenth of them, at least one; with --data synthetic, 4 more synthetic images; 0: no
-    /// validation]
+    /// validation; with --resume: the run's]
     #[arg(long, conflicts_with = "val")]
     holdout: Option<usize>,
     /// Network preset: small (depth 4, 16 channels) or paper (depth 5, 64 channels)
@@ -79,8 +81,10 @@ pub struct TrainArgs {
     /// Continue the run in this folder (or from this checkpoint file).
     #[arg(long)]
     resume: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// The seed of the synthetic images, the augmentation and the order of the tiles
+    /// [default: 1; with --resume: the checkpoint's]
+    #[arg(long)]
+    seed: Option<u64>,
     /// Turn data augmentation off.
     #[arg(long)]
     no_augment: bool,
@@ -117,6 +121,7 @@ pub struct TrainArgs {
 /// The learning rate of a new training run: with momentum 0.99 a step moves about 0.1 x the
 /// gradient.
 const DEFAULT_LR: f32 = 0.001;
+const DEFAULT_SEED: u64 = 1;
 
 fn load_dataset(spec: &str, args: &TrainArgs, seed: u64, count: usize) -> Result<Dataset> {
     let weights = args.weights.config();
@@ -197,28 +202,21 @@ fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)>
 pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     args.masks = args.masks.clone().with_kind(args.labels_kind.take());
     if let Some(resumed) = &args.resume {
-        // The data is read and weighted as the checkpoint's was (a flag left out takes its
-        // value).
+        // The run goes on with the images it was trained on, read and weighted as they
+        // were (a flag left out takes the checkpoint's value).
         let path = resume_checkpoint(resumed);
-        let held = checkpoint::read_data_spec(&path)?;
-        // Without --data a run trains on synthetic cells, which a run trained on a folder
-        // of masks must not quietly switch to.
-        if args.data.is_none() && held.masks.is_some() {
-            return Err(Error::Config(format!(
-                "{} was trained on a folder of images and masks: pass --data with that folder \
-                 to resume it",
-                path.display()
-            )));
-        }
+        let held = checkpoint::read_run_data(&path)?;
+        adopt_run_data(&mut args, &held, &path)?;
         adopt_data_spec(
             &mut args.images,
             &mut args.labels,
             &mut args.masks,
             &mut args.weights,
-            &held,
+            &held.data,
             &path,
         )?;
     }
+    let seed = args.seed.unwrap_or(DEFAULT_SEED);
     let (schedule, first_lr) = asked_schedule(&args)?;
     let lr = first_lr.or(args.lr);
     let sgd = Sgd {
@@ -237,7 +235,7 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         None => asked,
     };
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
-    let mut train_set = load_dataset(&data_spec, &args, args.seed, 20)?;
+    let mut train_set = load_dataset(&data_spec, &args, seed, 20)?;
     let config = match args.resume {
         Some(_) => config,
         None => UNetConfig {
@@ -246,17 +244,22 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
             ..config
         },
     };
-    let val_set = match (&args.val, args.holdout) {
-        (Some(spec), _) => Some(load_dataset(spec, &args, args.seed + 1_000_000, 4)?),
-        (None, Some(0)) => None,
+    // The validation set, and how many images of --data it took (None: it took none of
+    // them by construction, being --val or more synthetic images).
+    let (val_set, held_out) = match (&args.val, args.holdout) {
+        (Some(spec), _) => (Some(load_dataset(spec, &args, seed + 1_000_000, 4)?), None),
+        (None, Some(0)) => (None, Some(0)),
         (None, Some(n)) => {
             let (train_part, held_out) = split_last(train_set, n)?;
             train_set = train_part;
-            Some(held_out)
+            (Some(held_out), Some(n))
         }
         (None, None) if synthetic_style(&data_spec)?.is_some() => {
             eprintln!("validating on 4 more synthetic images (--holdout 0: no validation)");
-            Some(load_dataset(&data_spec, &args, args.seed + 1_000_000, 4)?)
+            (
+                Some(load_dataset(&data_spec, &args, seed + 1_000_000, 4)?),
+                None,
+            )
         }
         (None, None) => match default_holdout(train_set.len()) {
             0 => {
@@ -264,7 +267,7 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
                     "training on all {} images without validation: give --val or more images",
                     train_set.len()
                 );
-                None
+                (None, Some(0))
             }
             n => {
                 eprintln!(
@@ -274,7 +277,7 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
                 );
                 let (train_part, held_out) = split_last(train_set, n)?;
                 train_set = train_part;
-                Some(held_out)
+                (Some(held_out), Some(n))
             }
         },
     };
@@ -290,7 +293,7 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         batch: args.batch,
         steps: args.steps,
         sgd,
-        seed: args.seed,
+        seed,
         augment: if args.no_augment {
             AugmentConfig::none()
         } else {
@@ -304,6 +307,11 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         schedule,
         progress: true,
         detect_collapse: !args.no_collapse_check,
+        source: Some(DataSource {
+            data: absolute_folder(&data_spec)?,
+            val: args.val.as_deref().map(absolute_folder).transpose()?,
+            holdout: held_out,
+        }),
     };
     let summary = training::run(
         &gpu,
@@ -319,6 +327,84 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     }
     eprintln!("run folder: {}", out.display());
     Ok(())
+}
+
+/// Takes `--data`, `--val`, `--holdout` and `--seed` from the resumed checkpoint where
+/// they are left out, so that the run goes on with the images it was trained on, made and
+/// split the same way, and computes the steps an unbroken run would have. A value that
+/// would train on other images (another seed, synthetic style or share held out) is
+/// refused; another folder is taken, since the data may have moved (the library then
+/// checks that it reads as before).
+fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<()> {
+    adopt_flag(path, "--seed", &mut args.seed, held.seed, text)?;
+    let Some(source) = &held.source else {
+        // A checkpoint from before the source was stored. Without --data a run trains on
+        // synthetic cells, which a run trained on a folder of masks must not quietly
+        // switch to.
+        if args.data.is_none() && held.data.masks.is_some() {
+            return Err(Error::Config(format!(
+                "{} was trained on a folder of images and masks: pass --data with that \
+                 folder to resume it",
+                path.display()
+            )));
+        }
+        return Ok(());
+    };
+    let style = synthetic_style(&source.data)?;
+    match &args.data {
+        None if style.is_none() && !Path::new(&source.data).is_dir() => {
+            return Err(Error::Config(format!(
+                "{} was trained on {}, which is not there any more: pass --data with the \
+                 folder it has moved to",
+                path.display(),
+                source.data
+            )));
+        }
+        None => args.data = Some(source.data.clone()),
+        Some(given) if synthetic_style(given)?.is_some_and(|s| Some(s) != style) => {
+            let held = Some(source.data.clone());
+            return Err(resume_mismatch(path, "--data", held, given.clone()));
+        }
+        Some(_) => {}
+    }
+    if args.val.is_none() && args.holdout.is_none() {
+        args.val = source.val.clone();
+        args.holdout = source.holdout;
+        return Ok(());
+    }
+    // Images held out are not trained on: the share must stay what it was.
+    let (held_out, asked_out) = (source.holdout.unwrap_or(0), args.holdout.unwrap_or(0));
+    if held_out != asked_out {
+        let trained = match held_out {
+            0 => "on all of its images".to_string(),
+            n => format!("with its last {n} images held out"),
+        };
+        let asked = match (&args.val, args.holdout) {
+            (Some(val), _) => format!("--val {val}"),
+            (None, n) => format!("--holdout {}", n.unwrap_or(0)),
+        };
+        return Err(Error::Config(format!(
+            "{} was trained {trained}, not with {asked}: leave --holdout and --val out to \
+             resume it, or start a new run in another --out folder",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `--data` or `--val` as a run stores it: a folder as its absolute path, so that the
+/// run resumes from any working directory; `synthetic[:STYLE]` as it is.
+fn absolute_folder(spec: &str) -> Result<String> {
+    if synthetic_style(spec)?.is_some() {
+        return Ok(spec.to_string());
+    }
+    let folder = std::fs::canonicalize(spec).map_err(|source| Error::Io {
+        path: spec.to_string(),
+        source,
+    })?;
+    Ok(folder
+        .to_str()
+        .map_or_else(|| spec.to_string(), str::to_string))
 }
 
 /// The network a resumed run trains: its checkpoint's (which also sets the default tile).

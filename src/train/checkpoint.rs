@@ -3,7 +3,8 @@
 //! `optimizer.momentum.<name>`, and in the header's metadata the format version, the
 //! network's config, the optimiser's settings and learning-rate schedule, the step and the
 //! seed: everything needed
-//! to resume training exactly. Files are written atomically: to a temporary file in the
+//! to resume training exactly; with them how the data was read ([`DataSpec`]) and, for a
+//! run of `unet train`, where it came from ([`DataSource`]). Files are written atomically: to a temporary file in the
 //! same folder, flushed to disk, then renamed over the old one.
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
 
 use super::schedule::LrSchedule;
 use super::trainer::Trainer;
@@ -27,6 +29,23 @@ pub const FORMAT_VERSION: u32 = 1;
 const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
 /// The metadata key of the [`DataSpec`] (absent in checkpoints from before it).
 pub const DATA_KEY: &str = "data";
+/// The metadata key of the [`DataSource`] (absent in checkpoints from before it, and in
+/// those of runs not started by `unet train`).
+pub const SOURCE_KEY: &str = "source";
+
+/// Where a run's images came from, as `unet train` was told, so that `train --resume`
+/// trains on the same images, split the same way, without being told again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSource {
+    /// `--data`: a folder (its absolute path) or `synthetic[:STYLE]`.
+    pub data: String,
+    /// `--val`, where it was given: a folder (absolute) or `synthetic[:STYLE]`.
+    pub val: Option<String>,
+    /// The images held out from the end of `data` for validation (`--holdout`, or a
+    /// folder's default share); None where `val` is given, or where synthetic data
+    /// validates on images made apart.
+    pub holdout: Option<usize>,
+}
 
 /// PyTorch's shape for a parameter: biases are 1-D, weights 4-D.
 fn torch_shape(shape: Shape) -> Vec<usize> {
@@ -39,15 +58,17 @@ fn torch_shape(shape: Shape) -> Vec<usize> {
 
 /// Writes `trainer` (weights, momentum, config, step, seed) to `path`, atomically.
 pub fn save(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
-    save_with_data(gpu, trainer, None, path)
+    save_with_data(gpu, trainer, None, None, path)
 }
 
 /// [`save`], with what the network was trained on (channels, normalisation, classes)
-/// under the metadata key `data`; without it the file reads as [`DataSpec::legacy`].
+/// under the metadata key `data` (without it the file reads as [`DataSpec::legacy`]), and
+/// where those images came from under `source`.
 pub fn save_with_data(
     gpu: &Gpu,
     trainer: &Trainer,
     data: Option<&DataSpec>,
+    source: Option<&DataSource>,
     path: &Path,
 ) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -95,6 +116,10 @@ pub fn save_with_data(
     if let Some(data) = data {
         let json = serde_json::to_string(data).expect("the data spec serialises");
         metadata.insert(DATA_KEY.to_string(), json);
+    }
+    if let Some(source) = source {
+        let json = serde_json::to_string(source).expect("the data source serialises");
+        metadata.insert(SOURCE_KEY.to_string(), json);
     }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| checkpoint_error(path, format!("could not serialise: {e}")))?;
@@ -151,6 +176,8 @@ pub struct CheckpointFile<'a> {
     pub seed: u64,
     /// How images are read and normalised, and the classes.
     pub data: DataSpec,
+    /// Where the training images came from, if `unet train` said.
+    pub source: Option<DataSource>,
     tensors: SafeTensors<'a>,
 }
 
@@ -197,11 +224,30 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Trainer> {
 
 /// The [`DataSpec`] of the checkpoint at `path` (read and checked on the host).
 pub fn read_data_spec(path: &Path) -> Result<DataSpec> {
+    Ok(read_run_data(path)?.data)
+}
+
+/// What `train --resume` takes over from a checkpoint besides the network and optimiser.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunData {
+    pub data: DataSpec,
+    pub source: Option<DataSource>,
+    /// The run's seed (its synthetic images, augmentation and tile order).
+    pub seed: u64,
+}
+
+/// The [`RunData`] of the checkpoint at `path` (read and checked on the host).
+pub fn read_run_data(path: &Path) -> Result<RunData> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(parse(&bytes, path)?.data)
+    let file = parse(&bytes, path)?;
+    Ok(RunData {
+        data: file.data,
+        source: file.source,
+        seed: file.seed,
+    })
 }
 
 /// Parses and checks the bytes of a checkpoint (the fuzz target's entry point); `path`
@@ -289,6 +335,14 @@ pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
             ))
         })?,
     };
+    let source = match meta.get(SOURCE_KEY) {
+        None => None,
+        Some(json) => Some(serde_json::from_str::<DataSource>(json).map_err(|e| {
+            bad(format!(
+                "unreadable `{SOURCE_KEY}` ({e}): the file is corrupt"
+            ))
+        })?),
+    };
     if (data.channels, data.classes) != (config.in_channels, config.classes) {
         return Err(bad(format!(
             "its data has {} channel(s) and {} classes but its network {} and {}: the file \
@@ -303,6 +357,7 @@ pub fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<CheckpointFile<'a>> {
         step,
         seed,
         data,
+        source,
         tensors,
     })
 }

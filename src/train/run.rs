@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint;
+use super::checkpoint::{self, DataSource};
 use super::health::{dead_layers, prior_entropy, HealthMonitor, Verdict, PRIOR_PATIENCE, REMEDIES};
 use super::schedule::LrSchedule;
 use super::trainer::{Batch, Trainer};
@@ -59,6 +59,9 @@ pub struct RunOptions {
     /// Stop with [`Error::Collapsed`] when the network stops learning (see
     /// [`super::health`]).
     pub detect_collapse: bool,
+    /// Where the training images came from, written into every checkpoint (what `unet
+    /// train` was told; None for data made in memory).
+    pub source: Option<DataSource>,
 }
 
 /// Validation figures at threshold 0.5, and those of the baseline that predicts one class
@@ -254,7 +257,7 @@ pub fn run(
             save_run(
                 gpu,
                 &trainer,
-                &data_spec,
+                (&data_spec, options.source.as_ref()),
                 &checkpoint_path,
                 &losses,
                 &log,
@@ -286,7 +289,7 @@ pub fn run(
     save_run(
         gpu,
         &trainer,
-        &data_spec,
+        (&data_spec, options.source.as_ref()),
         &checkpoint_path,
         &losses,
         &log,
@@ -333,13 +336,13 @@ pub fn run_folder(resumed: &Path) -> PathBuf {
 fn save_run(
     gpu: &Gpu,
     trainer: &Trainer,
-    data: &DataSpec,
+    (data, source): (&DataSpec, Option<&DataSource>),
     checkpoint_path: &Path,
     losses: &[(u64, f32)],
     log: &[StepLog],
     out: &Path,
 ) -> Result<()> {
-    checkpoint::save_with_data(gpu, trainer, Some(data), checkpoint_path)?;
+    checkpoint::save_with_data(gpu, trainer, Some(data), source, checkpoint_path)?;
     save_log(losses, log, out)
 }
 

@@ -91,3 +91,13 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A dataset folder `dir/data` (images/, labels/) of `count` synthetic EM-like images of
+/// `size` x `size` pixels with their instance labels, made from `seed`.
+pub fn synthetic_folder(dir: &Path, count: usize, size: usize, seed: u64) -> PathBuf {
+    use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
+    let data = dir.join("data");
+    let dataset = synthetic_dataset(count, size, size, seed, &SynthConfig::default()).unwrap();
+    write_dataset(&data, &dataset).unwrap();
+    data
+}
