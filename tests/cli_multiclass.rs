@@ -507,6 +507,20 @@ fn train_takes_the_issues_labels_instance_spelling() {
     assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
     let spec = read_data_spec(&run.join("checkpoint.safetensors")).unwrap();
     assert_eq!(spec.classes, 3);
+    assert_eq!(spec.boundary_width, Some(2), "the default boundary, stored");
+    // A resumed run keeps the boundary class: another width would train on other labels.
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", s(&run), "--steps", "2"];
+        args.extend_from_slice(extra);
+        unet(&args)
+    };
+    let err = common::cli::clean_failure(&resume(&["--boundary-width", "3"]));
+    assert!(
+        err.contains("was trained with --boundary-width 2, not --boundary-width 3"),
+        "{err}"
+    );
+    let out = resume(&[]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
     // Both spellings at once: a usage error.
     let err = common::cli::clean_failure(&train(&["--labels", "instance", "--mask", "instance"]));
     assert!(err.contains("--mask"), "{err}");

@@ -757,4 +757,21 @@ fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
         "{json}"
     );
     assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), inverted);
+
+    // The boundary class of instance masks read as three classes: the same again.
+    let bounded = |width| DataSpec {
+        boundary_width: Some(width),
+        ..held.clone()
+    };
+    let err = check_resumed_data(&bounded(2), &bounded(3), path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("trained with a boundary class of 2 px, but the data is read with 3 px"),
+        "{err}"
+    );
+    check_resumed_data(&held, &bounded(3), path).unwrap();
+    let json = serde_json::to_string(&bounded(2)).unwrap();
+    assert!(json.contains(r#""boundary_width":2"#), "{json}");
+    assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), bounded(2));
 }

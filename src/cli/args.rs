@@ -115,9 +115,10 @@ pub struct LabelArgs {
     /// every metric.
     #[arg(long, value_name = "V")]
     pub ignore_index: Option<u32>,
-    /// With --mask instance --classes 3: the boundary class's width in pixels.
-    #[arg(long, value_name = "PX", default_value_t = DEFAULT_BOUNDARY_WIDTH)]
-    pub boundary_width: usize,
+    /// With --mask instance --classes 3: the boundary class's width in pixels [default: 2;
+    /// `train --resume`: the checkpoint's]
+    #[arg(long, value_name = "PX")]
+    pub boundary_width: Option<usize>,
 }
 
 impl LabelArgs {
@@ -145,7 +146,7 @@ impl LabelArgs {
             class_mask,
             snap: self.snap,
             ignore: self.ignore_index,
-            boundary_width: self.boundary_width,
+            boundary_width: self.boundary_width.unwrap_or(DEFAULT_BOUNDARY_WIDTH),
         };
         spec.validate()?;
         Ok(spec)
@@ -257,10 +258,19 @@ pub fn adopt_data_spec(
         }
         _ => labels.ignore_index = held.ignore_index,
     }
-    // A checkpoint from before the masks or the weight map were stored takes the flags as
-    // given.
+    // A checkpoint from before the masks, their boundary class or the weight map were
+    // stored takes the flags as given.
     if let Some(format) = held.masks {
         masks.adopt(format, checkpoint)?;
+    }
+    if let Some(width) = held.boundary_width {
+        adopt_flag(
+            checkpoint,
+            "--boundary-width",
+            &mut labels.boundary_width,
+            width,
+            text,
+        )?;
     }
     if let Some(map) = held.weight_map {
         adopt_flag(checkpoint, "--w0", &mut weights.w0, map.w0, text)?;

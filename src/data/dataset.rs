@@ -145,6 +145,7 @@ impl Dataset {
                 ignore_index: None,
                 weight_map: Some(weight_config),
                 masks: None,
+                boundary_width: None,
             },
             objects_by_class: false,
             samples,
@@ -275,6 +276,10 @@ impl Dataset {
             ignore_index: options.labels.ignore,
             weight_map: None,
             masks: Some(options.labels.format),
+            boundary_width: options
+                .labels
+                .boundary_classes()
+                .then_some(options.labels.boundary_width),
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)

@@ -113,6 +113,12 @@ impl LabelSpec {
         }
     }
 
+    /// Whether instance masks are read as background, interior and a boundary class of
+    /// `boundary_width` pixels.
+    pub fn boundary_classes(&self) -> bool {
+        !self.class_mask && self.format == MaskFormat::Instance && self.classes == 3
+    }
+
     /// Checks the combination (K >= 2, one value per class, what instances can become).
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| {
@@ -186,7 +192,7 @@ impl LabelSpec {
             }
         }
         let instances = mask_to_labels(&clean, self.format, path)?;
-        let mut classes = if self.classes == 3 {
+        let mut classes = if self.boundary_classes() {
             instance_classes(&instances, self.boundary_width)
         } else {
             instances.map(|id| u8::from(id > 0))

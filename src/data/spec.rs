@@ -64,6 +64,10 @@ pub struct DataSpec {
     /// before it, and for data not read from mask files.
     #[serde(default)]
     pub masks: Option<MaskFormat>,
+    /// The boundary class's width in pixels (`--boundary-width`) where instance masks are
+    /// read as three classes; None otherwise, and in checkpoints from before it.
+    #[serde(default)]
+    pub boundary_width: Option<usize>,
 }
 
 impl DataSpec {
@@ -84,6 +88,7 @@ impl DataSpec {
             ignore_index: None,
             weight_map: None,
             masks: None,
+            boundary_width: None,
         }
     }
 }

@@ -126,6 +126,7 @@ pub fn synthetic_rgb_dataset(
         ignore_index: None,
         weight_map: None,
         masks: None,
+        boundary_width: None,
     };
     Dataset::new(samples, WeightMapConfig::default())?.with_spec(spec, false)
 }

@@ -492,5 +492,13 @@ pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Resu
     if held.masks.is_some() && held.masks != data.masks {
         return differs("masks read as", masks(held.masks), masks(data.masks));
     }
+    let width = |w: Option<usize>| w.map_or("none".into(), |w| format!("{w} px"));
+    if held.boundary_width.is_some() && held.boundary_width != data.boundary_width {
+        return differs(
+            "a boundary class of",
+            width(held.boundary_width),
+            width(data.boundary_width),
+        );
+    }
     Ok(())
 }
