@@ -584,6 +584,11 @@ fn a_resumed_run_reads_its_masks_as_the_checkpoint_did() {
             &["--mask", "instance"],
             "was trained with --mask binary, not --mask instance",
         ),
+        // --classes 2 would read the binary masks as class indices.
+        (
+            &["--classes", "2"],
+            "was trained without --classes, not --classes 2: leave --classes out",
+        ),
     ] {
         let err = common::cli::clean_failure(&train(false, extra));
         assert!(err.contains(wanted), "{extra:?}: {err}");
@@ -621,4 +626,56 @@ fn without_source(path: &std::path::Path) {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let rewritten = safetensors::serialize(file.tensors(), Some(metadata)).unwrap();
     std::fs::write(path, rewritten).unwrap();
+}
+
+/// Masks of class indices with two classes (`--classes 2`, 0 and 1) are told apart from
+/// binary masks in the checkpoint: a resumed run reads them as class indices again
+/// without being told (as binary masks, the value 1 would be refused).
+#[test]
+fn a_resumed_run_reads_two_class_indices_again() {
+    let dir = scratch("resume-class-indices");
+    for i in 0..2u8 {
+        let classes = Grid::from_fn(40, 40, |x, y| {
+            u8::from((x / 10 + y / 10 + i as usize).is_multiple_of(2))
+        });
+        for sub in ["images", "labels"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        write_class_png(
+            &dir.join("labels").join(format!("{i}.png")),
+            &classes,
+            &[0, 1],
+        );
+        write_class_png(
+            &dir.join("images").join(format!("{i}.png")),
+            &classes,
+            &[60, 180],
+        );
+    }
+    let run = dir.join("run");
+    let out = unet(&[
+        "train",
+        "--data",
+        s(&dir),
+        "--classes",
+        "2",
+        "--holdout",
+        "0",
+        "--tile",
+        "124",
+        "--steps",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    let spec = read_data_spec(&run.join("checkpoint.safetensors")).unwrap();
+    assert_eq!((spec.classes, spec.class_mask), (2, Some(true)));
+    let out = unet(&["train", "--resume", s(&run), "--steps", "2"]);
+    assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
+    assert_eq!(
+        read_data_spec(&run.join("checkpoint.safetensors")).unwrap(),
+        spec
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

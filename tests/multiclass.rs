@@ -774,4 +774,21 @@ fn a_resumed_run_must_read_its_data_as_the_checkpoint_did() {
     let json = serde_json::to_string(&bounded(2)).unwrap();
     assert!(json.contains(r#""boundary_width":2"#), "{json}");
     assert_eq!(serde_json::from_str::<DataSpec>(&json).unwrap(), bounded(2));
+
+    // Masks of class indices against binary or instance values.
+    let holding = |class_mask| DataSpec {
+        class_mask: Some(class_mask),
+        ..held.clone()
+    };
+    let err = check_resumed_data(&holding(true), &holding(false), path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "trained with masks holding class indices, but the data is read with binary or \
+             instance values"
+        ),
+        "{err}"
+    );
+    check_resumed_data(&held, &holding(true), path).unwrap();
 }

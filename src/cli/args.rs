@@ -221,13 +221,19 @@ pub fn adopt_data_spec(
         name,
     )?;
     adopt_flag(checkpoint, "--stack", &mut images.stack, held.stack, name)?;
-    // Two classes without a list of values are binary or instance masks, which --classes
-    // would turn into class masks: only K > 2 is taken over.
+    // Two classes are binary or instance masks unless the masks held class indices: only
+    // then is K = 2 taken over, and on binary masks --classes (which would read them as
+    // class indices) is refused.
     match labels.classes {
         Some(k) if k != held.classes => {
             return mismatch("--classes", Some(held.classes.to_string()), k.to_string())
         }
-        None if held.classes > 2 => labels.classes = Some(held.classes),
+        Some(k) if held.class_mask == Some(false) && held.masks != Some(MaskFormat::Instance) => {
+            return mismatch("--classes", None, k.to_string())
+        }
+        None if held.classes > 2 || held.class_mask == Some(true) => {
+            labels.classes = Some(held.classes)
+        }
         _ => {}
     }
     let show = |values: &[ClassValue]| {

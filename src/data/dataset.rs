@@ -146,6 +146,7 @@ impl Dataset {
                 weight_map: Some(weight_config),
                 masks: None,
                 boundary_width: None,
+                class_mask: None,
             },
             objects_by_class: false,
             samples,
@@ -276,6 +277,7 @@ impl Dataset {
             ignore_index: options.labels.ignore,
             weight_map: None,
             masks: Some(options.labels.format),
+            class_mask: Some(options.labels.class_mask),
             boundary_width: options
                 .labels
                 .boundary_classes()

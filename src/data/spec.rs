@@ -68,6 +68,11 @@ pub struct DataSpec {
     /// read as three classes; None otherwise, and in checkpoints from before it.
     #[serde(default)]
     pub boundary_width: Option<usize>,
+    /// Whether the mask files stored class indices (or `class_values`) rather than binary
+    /// or instance masks: `--classes K` read them, even for K = 2. None for data not read
+    /// from mask files, and in checkpoints from before it.
+    #[serde(default)]
+    pub class_mask: Option<bool>,
 }
 
 impl DataSpec {
@@ -89,6 +94,7 @@ impl DataSpec {
             weight_map: None,
             masks: None,
             boundary_width: None,
+            class_mask: None,
         }
     }
 }

@@ -127,6 +127,7 @@ pub fn synthetic_rgb_dataset(
         weight_map: None,
         masks: None,
         boundary_width: None,
+        class_mask: None,
     };
     Dataset::new(samples, WeightMapConfig::default())?.with_spec(spec, false)
 }

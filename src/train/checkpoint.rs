@@ -492,6 +492,18 @@ pub fn check_resumed_data(held: &DataSpec, data: &DataSpec, path: &Path) -> Resu
     if held.masks.is_some() && held.masks != data.masks {
         return differs("masks read as", masks(held.masks), masks(data.masks));
     }
+    let stored = |class_mask: Option<bool>| match class_mask {
+        Some(true) => "class indices",
+        Some(false) => "binary or instance values",
+        None => "no mask files",
+    };
+    if held.class_mask.is_some() && held.class_mask != data.class_mask {
+        return differs(
+            "masks holding",
+            stored(held.class_mask).into(),
+            stored(data.class_mask).into(),
+        );
+    }
     let width = |w: Option<usize>| w.map_or("none".into(), |w| format!("{w} px"));
     if held.boundary_width.is_some() && held.boundary_width != data.boundary_width {
         return differs(
