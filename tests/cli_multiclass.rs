@@ -24,6 +24,26 @@ fn write_class_png(path: &Path, classes: &Grid<u8>, values: &[u8]) {
         .unwrap();
 }
 
+/// `unet train` on the dataset folder `data` into `run` for `steps` steps, at tile 124
+/// without validation, with `extra` flags.
+fn train_on(data: &Path, run: &Path, steps: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        s(data),
+        "--holdout",
+        "0",
+        "--tile",
+        "124",
+        "--steps",
+        steps,
+        "--out",
+        s(run),
+    ];
+    args.extend_from_slice(extra);
+    unet(&args)
+}
+
 /// A three-class colour dataset on disk: RGB images, masks of 0 / 128 / 255.
 fn write_rgb_set(dir: &Path, data: &Dataset) {
     for sub in ["images", "labels"] {
@@ -481,23 +501,7 @@ fn train_takes_the_issues_labels_instance_spelling() {
         }
     }
     let run = dir.join("run");
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            s(&dir),
-            "--holdout",
-            "0",
-            "--tile",
-            "124",
-            "--steps",
-            "1",
-            "--out",
-            s(&run),
-        ];
-        args.extend_from_slice(extra);
-        unet(&args)
-    };
+    let train = |extra: &[&str]| train_on(&dir, &run, "1", extra);
     // Read as binary masks (the default), ids 1..3 are an error.
     let err = common::cli::clean_failure(&train(&[]));
     assert!(err.contains("0.png") || err.contains("1.png"), "{err}");
@@ -653,21 +657,7 @@ fn a_resumed_run_reads_two_class_indices_again() {
         );
     }
     let run = dir.join("run");
-    let out = unet(&[
-        "train",
-        "--data",
-        s(&dir),
-        "--classes",
-        "2",
-        "--holdout",
-        "0",
-        "--tile",
-        "124",
-        "--steps",
-        "1",
-        "--out",
-        s(&run),
-    ]);
+    let out = train_on(&dir, &run, "1", &["--classes", "2"]);
     assert!(out.status.success(), "{}", common::cli::text(&out.stderr));
     let spec = read_data_spec(&run.join("checkpoint.safetensors")).unwrap();
     assert_eq!((spec.classes, spec.class_mask), (2, Some(true)));
