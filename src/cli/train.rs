@@ -201,19 +201,25 @@ fn asked_schedule(args: &TrainArgs) -> Result<(Option<LrSchedule>, Option<f32>)>
 
 pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     args.masks = args.masks.clone().with_kind(args.labels_kind.take());
-    if let Some(resumed) = &args.resume {
+    // The checkpoint a resumed run continues, read once, and where it is.
+    let resumed = match &args.resume {
+        Some(folder) => {
+            let path = resume_checkpoint(folder);
+            Some((checkpoint::read_run_data(&path)?, path))
+        }
+        None => None,
+    };
+    if let Some((held, path)) = &resumed {
         // The run goes on with the images it was trained on, read and weighted as they
         // were (a flag left out takes the checkpoint's value).
-        let path = resume_checkpoint(resumed);
-        let held = checkpoint::read_run_data(&path)?;
-        adopt_run_data(&mut args, &held, &path)?;
+        adopt_run_data(&mut args, held, path)?;
         adopt_data_spec(
             &mut args.images,
             &mut args.labels,
             &mut args.masks,
             &mut args.weights,
             &held.data,
-            &path,
+            path,
         )?;
     }
     let seed = args.seed.unwrap_or(DEFAULT_SEED);
@@ -228,10 +234,13 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     let asked = args.arch.apply(UNetConfig::preset(
         args.config.as_deref().unwrap_or("small"),
     )?)?;
-    let config = match args.resume.as_deref() {
-        Some(folder) => {
-            resumed_network(folder, &asked, args.config.is_some() || args.arch.given())?
-        }
+    let config = match &resumed {
+        Some((held, path)) => resumed_network(
+            held.config,
+            path,
+            &asked,
+            args.config.is_some() || args.arch.given(),
+        )?,
         None => asked,
     };
     let data_spec = args.data.clone().unwrap_or_else(|| "synthetic".to_string());
@@ -407,15 +416,15 @@ fn absolute_folder(spec: &str) -> Result<String> {
         .map_or_else(|| spec.to_string(), str::to_string))
 }
 
-/// The network a resumed run trains: its checkpoint's (which also sets the default tile).
-/// Flags that ask for another one (`explicit`) are an error rather than silently ignored.
-fn resumed_network(folder: &Path, asked: &UNetConfig, explicit: bool) -> Result<UNetConfig> {
-    let path = resume_checkpoint(folder);
-    let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let held = checkpoint::parse(&bytes, &path)?.config;
+/// The network a resumed run trains: its checkpoint's `held` (which also sets the default
+/// tile). Flags that ask for another one (`explicit`) are an error rather than silently
+/// ignored.
+fn resumed_network(
+    held: UNetConfig,
+    path: &Path,
+    asked: &UNetConfig,
+    explicit: bool,
+) -> Result<UNetConfig> {
     if !explicit || held == *asked {
         return Ok(held);
     }

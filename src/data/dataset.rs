@@ -277,11 +277,11 @@ impl Dataset {
             ignore_index: options.labels.ignore,
             weight_map: None,
             masks: Some(options.labels.format),
-            class_mask: Some(options.labels.class_mask),
             boundary_width: options
                 .labels
                 .boundary_classes()
                 .then_some(options.labels.boundary_width),
+            class_mask: Some(options.labels.class_mask),
         };
         data.with_spec(spec, objects_by_class)?
             .normalized(options.normalize)

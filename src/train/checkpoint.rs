@@ -230,6 +230,8 @@ pub fn read_data_spec(path: &Path) -> Result<DataSpec> {
 /// What `train --resume` takes over from a checkpoint besides the network and optimiser.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunData {
+    /// The network.
+    pub config: UNetConfig,
     pub data: DataSpec,
     pub source: Option<DataSource>,
     /// The run's seed (its synthetic images, augmentation and tile order).
@@ -244,6 +246,7 @@ pub fn read_run_data(path: &Path) -> Result<RunData> {
     })?;
     let file = parse(&bytes, path)?;
     Ok(RunData {
+        config: file.config,
         data: file.data,
         source: file.source,
         seed: file.seed,
