@@ -2,10 +2,10 @@
 //! they load into a PyTorch U-Net as a state_dict), the SGD momentum buffers under
 //! `optimizer.momentum.<name>`, and in the header's metadata the format version, the
 //! network's config, the optimiser's settings and learning-rate schedule, the step and the
-//! seed: everything needed
-//! to resume training exactly; with them how the data was read ([`DataSpec`]) and, for a
-//! run of `unet train`, where it came from ([`DataSource`]). Files are written atomically: to a temporary file in the
-//! same folder, flushed to disk, then renamed over the old one.
+//! seed: everything needed to resume training exactly; with them how the data was read
+//! ([`DataSpec`]) and, for a run of `unet train`, where it came from ([`DataSource`]).
+//! Files are written atomically: to a temporary file in the same folder, flushed to disk,
+//! then renamed over the old one.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -227,7 +227,8 @@ pub fn read_data_spec(path: &Path) -> Result<DataSpec> {
     Ok(read_run_data(path)?.data)
 }
 
-/// What `train --resume` takes over from a checkpoint besides the network and optimiser.
+/// What `train --resume` reads from a checkpoint before it loads the weights: the
+/// network, how the data was read, where it came from, and the seed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunData {
     /// The network.
