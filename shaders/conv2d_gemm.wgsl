@@ -71,7 +71,7 @@ struct Params {
     // `partial` (the weight's, then with BIAS the bias's).
     per_split: u32,
     split_stride: u32,
-    // pad_source, arrange_weight: vec4s to write.
+    // pad_source: rows to write; arrange_weight: vec4s to write.
     count: u32,
     // backward_weight: columns of pixel tiles per image.
     tiles_x: u32,
@@ -125,11 +125,18 @@ const MAX_TILE_M: u32 = 16u;
 // ---- preparation: zero-padded copy of an image ------------------------------------------
 // dst[n, c, y, x] (c < c_src, y < h_src, x < w_src) = src[n, c, y - pad, x - pad_left],
 // zero outside src; with MASK (backward) src is dout and is zeroed where relu' (read off the
-// forward's out, `aux`) is 0. One invocation writes one vec4.
+// forward's out, `aux`) is 0. One invocation writes one row of the copy (w_src / 4 vec4s),
+// so that the row's place is worked out once (integer division is per lane on llvmpipe).
 // With SPACE_TO_DEPTH, src is an image of c_patch / 4 channels of 2 h_patch x 2 w_patch
 // pixels, seen as c_patch channels of h_patch x w_patch: channel 4 c + 2 a + b holds the
 // pixels (2 y + a, 2 x + b) of channel c. This is how the up-convolution's backward reads
 // dout (see conv_gemm's UPCONV).
+// Three entry points, by how many source values one load can take (a buffer load costs
+// about the same whatever its width on llvmpipe, so wider loads make the copy cheaper):
+//   pad_source        one value at a time: any width, SPACE_TO_DEPTH;
+//   pad_source_pairs  vec2s: rows of even width, an even left margin;
+//   pad_source_quads  vec4s: rows of whole vec4s, a left margin of whole vec4s.
+// In the last two every load is wholly inside or wholly outside the source row.
 override MASK: bool = false;
 override SPACE_TO_DEPTH: bool = false;
 override WG_PREP: u32 = 64u;
@@ -143,6 +150,29 @@ fn source_index(n: u32, c: u32, y: u32, x: u32) -> u32 {
     return ((n * p.c_patch + c) * p.h_patch + y) * p.w_patch + x;
 }
 
+// A row of the padded copy: where it starts (in vec4s), and the source row it copies.
+struct PaddedRow {
+    first: u32,
+    n: u32,
+    c: u32,
+    // The source row, where `inside`; otherwise the copy's row is all zeros.
+    sy: u32,
+    inside: bool,
+}
+
+// The row of the copy that invocation `gid` writes (where is_copy_row says it writes one).
+fn padded_row(gid: vec3<u32>, nwg: vec3<u32>) -> PaddedRow {
+    let row = gid.x + gid.y * nwg.x * WG_PREP;
+    let c = (row / p.h_src) % p.c_src;
+    let sy = i32(row % p.h_src) - i32(p.pad);
+    let inside = c < p.c_patch && sy >= 0 && sy < i32(p.h_patch);
+    return PaddedRow(row * (p.w_src / 4u), row / (p.h_src * p.c_src), c, u32(max(sy, 0)), inside);
+}
+
+fn is_copy_row(gid: vec3<u32>, nwg: vec3<u32>) -> bool {
+    return gid.x + gid.y * nwg.x * WG_PREP < p.count;
+}
+
 @group(0) @binding(1) var<storage, read> ps_src: array<f32>;
 @group(0) @binding(2) var<storage, read> ps_aux: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ps_dst: array<vec4<f32>>;
@@ -150,22 +180,16 @@ fn source_index(n: u32, c: u32, y: u32, x: u32) -> u32 {
 @compute @workgroup_size(WG_PREP)
 fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * WG_PREP;
-    if (e >= p.count) {
+    if (!is_copy_row(gid, nwg)) {
         return;
     }
-    let quads = p.w_src / 4u;
-    let x0 = (e % quads) * 4u;
-    let y = (e / quads) % p.h_src;
-    let c = (e / (quads * p.h_src)) % p.c_src;
-    let n = e / (quads * p.h_src * p.c_src);
-    let sy = i32(y) - i32(p.pad);
-    var v = vec4<f32>(0.0);
-    if (c < p.c_patch && sy >= 0 && sy < i32(p.h_patch)) {
+    let row = padded_row(gid, nwg);
+    for (var q = 0u; q < p.w_src / 4u; q++) {
+        var v = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
-            let sx = i32(x0 + j) - i32(p.pad_left);
-            if (sx >= 0 && sx < i32(p.w_patch)) {
-                let i = source_index(n, c, u32(sy), u32(sx));
+            let sx = i32(4u * q + j) - i32(p.pad_left);
+            if (row.inside && sx >= 0 && sx < i32(p.w_patch)) {
+                let i = source_index(row.n, row.c, row.sy, u32(sx));
                 var s = ps_src[i];
                 if (MASK && p.relu != 0u && ps_aux[i] <= 0.0) {
                     s = 0.0;
@@ -173,8 +197,67 @@ fn pad_source(@builtin(global_invocation_id) gid: vec3<u32>,
                 v[j] = s;
             }
         }
+        ps_dst[row.first + q] = v;
     }
-    ps_dst[e] = v;
+}
+
+@group(0) @binding(1) var<storage, read> pp_src: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> pp_aux: array<vec2<f32>>;
+
+// Source pair k of the row whose first pair is `first` (zero outside the row), masked.
+fn source_pair(first: u32, k: i32) -> vec2<f32> {
+    if (k < 0 || k >= i32(p.w_patch / 2u)) {
+        return vec2<f32>(0.0);
+    }
+    let v = pp_src[first + u32(k)];
+    if (MASK && p.relu != 0u) {
+        return select(v, vec2<f32>(0.0), pp_aux[first + u32(k)] <= vec2<f32>(0.0));
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG_PREP)
+fn pad_source_pairs(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (!is_copy_row(gid, nwg)) {
+        return;
+    }
+    let row = padded_row(gid, nwg);
+    let first = source_index(row.n, row.c, row.sy, 0u) / 2u;
+    let left = i32(p.pad_left / 2u);
+    for (var q = 0u; q < p.w_src / 4u; q++) {
+        var v = vec4<f32>(0.0);
+        if (row.inside) {
+            let k = i32(2u * q) - left;
+            v = vec4<f32>(source_pair(first, k), source_pair(first, k + 1));
+        }
+        ps_dst[row.first + q] = v;
+    }
+}
+
+@group(0) @binding(1) var<storage, read> pq_src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> pq_aux: array<vec4<f32>>;
+
+@compute @workgroup_size(WG_PREP)
+fn pad_source_quads(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (!is_copy_row(gid, nwg)) {
+        return;
+    }
+    let row = padded_row(gid, nwg);
+    let first = source_index(row.n, row.c, row.sy, 0u) / 4u;
+    let left = p.pad_left / 4u;
+    for (var q = 0u; q < p.w_src / 4u; q++) {
+        var v = vec4<f32>(0.0);
+        if (row.inside && q >= left && q - left < p.w_patch / 4u) {
+            let i = first + q - left;
+            v = pq_src[i];
+            if (MASK && p.relu != 0u) {
+                v = select(v, vec4<f32>(0.0), pq_aux[i] <= vec4<f32>(0.0));
+            }
+        }
+        ps_dst[row.first + q] = v;
+    }
 }
 
 // ---- preparation: the weight as the GEMM's A matrix -------------------------------------

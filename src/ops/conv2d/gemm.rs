@@ -157,11 +157,18 @@ const GEMM_BACKWARD_WEIGHT: Kernel = Kernel {
     entry: "backward_weight",
     bindings: &[Read, Read, ReadWrite], // padded g, padded inp, partial
 };
-const GEMM_PAD_SOURCE: Kernel = Kernel {
-    shader: shader!("conv2d_gemm.wgsl"),
-    entry: "pad_source",
-    bindings: &[Read, Read, ReadWrite], // src, aux (relu mask), padded copy
-};
+/// The padded copy: one source value per load (any width, space-to-depth), vec2s (rows
+/// of even width, an even left margin) or vec4s (both in whole vec4s).
+const GEMM_PAD_SOURCE: Kernel = pad_kernel("pad_source");
+const GEMM_PAD_SOURCE_PAIRS: Kernel = pad_kernel("pad_source_pairs");
+const GEMM_PAD_SOURCE_QUADS: Kernel = pad_kernel("pad_source_quads");
+const fn pad_kernel(entry: &'static str) -> Kernel {
+    Kernel {
+        shader: shader!("conv2d_gemm.wgsl"),
+        entry,
+        bindings: &[Read, Read, ReadWrite], // src, aux (relu mask), padded copy
+    }
+}
 const GEMM_ARRANGE_WEIGHT: Kernel = Kernel {
     shader: shader!("conv2d_gemm.wgsl"),
     entry: "arrange_weight",
@@ -468,16 +475,26 @@ fn pad_source(
     };
     let mut params = GemmParams::new(conv, src.shape(), src.shape(), &dst);
     params.relu = u32::from(src.relu_of.is_some());
-    let quads = (padded.numel() / 4) as u32;
-    params.count = quads;
+    let rows = (padded.n * padded.c * padded.h) as u32;
+    params.count = rows;
     let constants = [
         ("MASK", f64::from(u8::from(src.relu_of.is_some()))),
         ("SPACE_TO_DEPTH", f64::from(u8::from(src.space_to_depth))),
     ];
+    // The widest load that stays inside or outside each source row (see the shader).
+    let width = src.shape().w as u32;
+    let whole = |n: u32| width.is_multiple_of(n) && left.is_multiple_of(n);
+    let kernel = if src.space_to_depth || !whole(2) {
+        &GEMM_PAD_SOURCE
+    } else if whole(4) {
+        &GEMM_PAD_SOURCE_QUADS
+    } else {
+        &GEMM_PAD_SOURCE_PAIRS
+    };
     let aux = src.relu_of.unwrap_or(src.tensor);
     let buffers = [src.tensor.buffer(), aux.buffer(), dst.tensor.buffer()];
-    let grid = gpu.grid_1d(u64::from(quads), PREP_WORKGROUP);
-    gpu.dispatch(&GEMM_PAD_SOURCE, &constants, &params, &buffers, grid)?;
+    let grid = gpu.grid_1d(u64::from(rows), PREP_WORKGROUP);
+    gpu.dispatch(kernel, &constants, &params, &buffers, grid)?;
     Ok(dst)
 }
 
