@@ -14,6 +14,7 @@ use common::*;
 use unet_wgpu::data::{synthetic_dataset, AugmentConfig, SynthConfig};
 use unet_wgpu::gpu::autotune::{Source, RUN_FILE};
 use unet_wgpu::gpu::TuneMode;
+use unet_wgpu::ops::conv2d::autotune::{beats, choice_name, untuned_choice, Problem, TunedPass};
 use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, Padding};
 use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::run::{run, RunOptions};
@@ -109,9 +110,28 @@ fn a_tuned_choice_computes_the_reference_and_is_cached() {
     assert_eq!(decisions.len(), 3, "{decisions:?}");
     for d in &decisions {
         assert_eq!(d.source, Source::Tuned);
-        assert!(!d.tuned.timings.is_empty());
-        assert_eq!(d.tuned.choice, d.tuned.timings[0].0, "the fastest wins");
         assert!(d.key.contains("1x5x13x11->7"), "{}", d.key);
+        // The untuned choice was timed, and only one faster by the margin replaces it.
+        let problem = [
+            TunedPass::Forward,
+            TunedPass::BackwardInput,
+            TunedPass::BackwardParams,
+        ]
+        .into_iter()
+        .map(|pass| Problem::conv(pass, &CONV, inp_shape(), C_OUT))
+        .find(|p| p.key() == d.key)
+        .unwrap_or_else(|| panic!("a decision for another pass: {}", d.key));
+        let untuned = choice_name(&untuned_choice(&gpu, &problem));
+        let ms = |name: &str| {
+            let found = d.tuned.timings.iter().find(|t| t.0 == name);
+            found
+                .unwrap_or_else(|| panic!("{name} not timed: {:?}", d.tuned))
+                .1
+        };
+        let untuned_ms = ms(&untuned);
+        if d.tuned.choice != untuned {
+            assert!(beats(ms(&d.tuned.choice), untuned_ms), "{:?}", d.tuned);
+        }
     }
     // A later process starts from the cache and times nothing.
     let later = common::gpu();

@@ -112,7 +112,8 @@ pub fn device_key(info: &wgpu::AdapterInfo, subgroups: Option<super::Subgroups>)
 pub struct Tuned {
     /// The implementation, as the op names it (e.g. `tiled 64x64x16`).
     pub choice: String,
-    /// Each candidate timed, with its median milliseconds, fastest first.
+    /// Each candidate timed, with its median milliseconds, fastest first (for the fastest
+    /// and the untuned choice, their medians in the head-to-head that decided between them).
     #[serde(default)]
     pub timings: Vec<(String, f64)>,
 }

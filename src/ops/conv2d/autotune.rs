@@ -7,8 +7,13 @@
 //! `check`) before it is timed: one untimed run (pipelines built, buffers pooled), then
 //! runs synchronised with the GPU ([`Gpu::sync`]) until [`BUDGET_MS`] or [`MAX_REPS`];
 //! a candidate whose first run takes more than twice the best so far stops there. The
-//! median wins. Inside a memory-planning dry run the timing runs for real, on its own
-//! buffers, so the plan records the kernels the real steps will run.
+//! lowest median goes on to a head-to-head with the device's untuned choice (what
+//! `UNET_AUTOTUNE=off` runs, [`untuned_choice`]): the two are timed in turn
+//! [`DUEL_ROUNDS`] times each, and the challenger wins only if it is at least [`MARGIN`]
+//! faster there. So a burst of other work during one candidate's few runs cannot make
+//! the tuner pick something slower than the default. Inside a memory-planning dry run the
+//! timing runs for real, on its own buffers, so the plan records the kernels the real
+//! steps will run.
 
 use std::time::Instant;
 
@@ -22,6 +27,11 @@ use crate::tensor::{Shape, Tensor};
 /// Timed runs per candidate at most, and the time after which no further run starts.
 pub const MAX_REPS: usize = 5;
 pub const BUDGET_MS: f64 = 10.0;
+/// Turns each of the head-to-head between the fastest candidate and the untuned choice.
+pub const DUEL_ROUNDS: usize = 3;
+/// How much faster than the untuned choice a candidate must be in the head-to-head to
+/// replace it (a fraction of the untuned median).
+pub const MARGIN: f64 = 0.05;
 /// Passes of more multiply-adds than this do not try variant 1 (it is far slower on
 /// large layers, and on software drivers one run takes seconds).
 const DIRECT_MAX_MACS: u64 = 1 << 30;
@@ -201,16 +211,28 @@ pub(super) fn resolve(gpu: &Gpu, algo: ConvAlgo, problem: &Problem) -> Result<Co
     Ok(chosen)
 }
 
+/// What `gpu` runs for `problem` without tuning (`UNET_AUTOTUNE=off`), with its tiles
+/// spelled out so that it can be timed as a candidate: variant 2's default tiles on CPU
+/// devices with subgroup operations, variant 3's default tiles for the pass's rows
+/// elsewhere.
+pub fn untuned_choice(gpu: &Gpu, problem: &Problem) -> ConvAlgo {
+    match ConvAlgo::Auto.variant(gpu, problem.conv.kernel) {
+        Ok(super::Variant::Gemm(tiles)) => ConvAlgo::GemmTiled(tiles),
+        _ => ConvAlgo::TiledWith(TiledTiles::for_rows(problem.gemm_rows())),
+    }
+}
+
 /// Whether `algo` can run `problem` on `gpu` (explicit tiles that fit the device).
 fn runs(gpu: &Gpu, algo: &ConvAlgo, problem: &Problem) -> bool {
     algo.variant(gpu, problem.conv.kernel).is_ok()
 }
 
-/// The candidates for `problem` on `gpu`, each checked to run there: variant 1 on small
-/// passes, variant 2 with its default tiles and two other pixel tiles (where the device has
-/// subgroups), variant 3 with the tiles whose rows the GEMM fills.
+/// The candidates for `problem` on `gpu`, each checked to run there: the untuned choice
+/// first, then variant 1 on small passes, variant 2 with its default tiles and two other
+/// pixel tiles (where the device has subgroups), variant 3 with the tiles whose rows the
+/// GEMM fills.
 pub fn candidates(gpu: &Gpu, problem: &Problem) -> Vec<ConvAlgo> {
-    let mut out = Vec::new();
+    let mut out = vec![untuned_choice(gpu, problem)];
     if problem.macs() <= DIRECT_MAX_MACS {
         out.push(ConvAlgo::Direct);
     }
@@ -307,38 +329,94 @@ impl Operands {
     }
 }
 
-/// Times every candidate for `problem` and returns the fastest with all timings.
+/// Times every candidate for `problem`, then the fastest against the untuned choice head
+/// to head, and returns the winner with every candidate's median (the two duellists' from
+/// the head-to-head), fastest first.
 pub fn tune(gpu: &Gpu, problem: &Problem) -> Result<Tuned> {
     gpu.sync()?;
     let ops = Operands::new(gpu, problem)?;
-    let mut timings: Vec<(String, f64)> = Vec::new();
+    let untuned = untuned_choice(gpu, problem);
+    let mut timed: Vec<(ConvAlgo, f64)> = Vec::new();
     let mut failures = Vec::new();
     for algo in candidates(gpu, problem) {
-        let best = timings.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
-        match time_candidate(gpu, &mut || ops.run(gpu, problem, algo), best) {
-            Ok(ms) => timings.push((choice_name(&algo), ms)),
+        let best = timed.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+        match time_runs(gpu, &mut || ops.run(gpu, problem, algo), best) {
+            Ok(times) => timed.push((algo, median(times))),
             Err(e @ Error::DeviceLost(_)) => return Err(e),
             Err(e) => failures.push(format!("{}: {e}", choice_name(&algo))),
         }
     }
-    timings.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let Some((choice, ms)) = timings.first().cloned() else {
+    timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let Some(&(fastest, _)) = timed.first() else {
         return Err(Error::Device(format!(
             "autotune: no candidate ran {}: {}",
             problem.key(),
             failures.join("; ")
         )));
     };
+    let mut chosen = fastest;
+    if fastest != untuned && timed.iter().any(|t| t.0 == untuned) {
+        let [challenger_ms, untuned_ms] =
+            duel(gpu, &mut |a| ops.run(gpu, problem, a), [fastest, untuned])?;
+        for (algo, ms) in timed.iter_mut() {
+            if *algo == fastest {
+                *ms = challenger_ms;
+            } else if *algo == untuned {
+                *ms = untuned_ms;
+            }
+        }
+        timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+        if !beats(challenger_ms, untuned_ms) {
+            chosen = untuned;
+        }
+    }
+    let ms = timed
+        .iter()
+        .find(|t| t.0 == chosen)
+        .map_or(f64::NAN, |t| t.1);
+    let why = if chosen == untuned {
+        "the untuned choice"
+    } else {
+        "faster than the untuned choice"
+    };
     eprintln!(
-        "autotune: {} -> {choice} ({ms:.3} ms, fastest of {})",
+        "autotune: {} -> {} ({ms:.3} ms, {why}; {} candidates)",
         problem.key(),
-        timings.len()
+        choice_name(&chosen),
+        timed.len()
     );
-    Ok(Tuned { choice, timings })
+    Ok(Tuned {
+        choice: choice_name(&chosen),
+        timings: timed.iter().map(|(a, ms)| (choice_name(a), *ms)).collect(),
+    })
 }
 
-/// The median milliseconds of synchronised runs of `run` after one untimed run.
-fn time_candidate(gpu: &Gpu, run: &mut dyn FnMut() -> Result<()>, best: f64) -> Result<f64> {
+/// Whether a challenger timed at `challenger_ms` replaces the untuned choice timed at
+/// `untuned_ms` in the same head-to-head: only if it is at least [`MARGIN`] faster.
+pub fn beats(challenger_ms: f64, untuned_ms: f64) -> bool {
+    challenger_ms <= (1.0 - MARGIN) * untuned_ms
+}
+
+/// The two candidates timed in turn, [`DUEL_ROUNDS`] times each (so that the machine's
+/// drift falls on both alike): the median ms of all of each one's runs.
+fn duel(
+    gpu: &Gpu,
+    run: &mut dyn FnMut(ConvAlgo) -> Result<()>,
+    pair: [ConvAlgo; 2],
+) -> Result<[f64; 2]> {
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..DUEL_ROUNDS {
+        for (algo, runs) in pair.iter().zip(times.iter_mut()) {
+            runs.extend(time_runs(gpu, &mut || run(*algo), f64::INFINITY)?);
+        }
+    }
+    let [a, b] = times;
+    Ok([median(a), median(b)])
+}
+
+/// The milliseconds of synchronised runs of `run` after one untimed run, until
+/// [`BUDGET_MS`] or [`MAX_REPS`], or after the first if it took more than twice `best`.
+fn time_runs(gpu: &Gpu, run: &mut dyn FnMut() -> Result<()>, best: f64) -> Result<Vec<f64>> {
     run()?;
     gpu.sync()?;
     let started = Instant::now();
@@ -353,8 +431,12 @@ fn time_candidate(gpu: &Gpu, run: &mut dyn FnMut() -> Result<()>, best: f64) -> 
             break;
         }
     }
+    Ok(times)
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    times[times.len() / 2]
 }
 
 #[cfg(test)]
