@@ -297,6 +297,55 @@ fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
     );
 }
 
+/// A run validated on a folder of its own resumes without --val, and says what to pass
+/// when that folder has moved.
+#[test]
+fn a_resumed_run_finds_its_validation_folder_again() {
+    let dir = scratch("resume-val-folder");
+    std::fs::create_dir_all(dir.join("train")).unwrap();
+    std::fs::create_dir_all(dir.join("val")).unwrap();
+    let data = synthetic_folder(&dir.join("train"), 2, 96, 5);
+    let val = synthetic_folder(&dir.join("val"), 1, 96, 6);
+    let run = dir.join("run");
+    let first = unet(&[
+        "train",
+        "--data",
+        s(&data),
+        "--val",
+        s(&val),
+        "--mask",
+        "instance",
+        "--tile",
+        "124",
+        "--steps",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+
+    let moved = dir.join("moved");
+    std::fs::rename(&val, &moved).unwrap();
+    let gone = fails(&["train", "--resume", s(&run), "--steps", "2"]);
+    assert!(
+        gone.contains("was validated on")
+            && gone.contains("pass --val with the folder it has moved to"),
+        "{gone}"
+    );
+    let found = unet(&[
+        "train",
+        "--resume",
+        s(&run),
+        "--steps",
+        "2",
+        "--val",
+        s(&moved),
+    ]);
+    let log = text(&found.stderr);
+    assert!(found.status.success(), "{log}");
+    assert!(log.contains("validation at threshold 0.5"), "{log}");
+}
+
 /// A run on a folder stores the folder's absolute path and its held-out share: it resumes
 /// from another working directory without --data, holding out the same images, and says
 /// what to do when the folder has moved.

@@ -33,7 +33,8 @@ pub struct TrainArgs {
     /// light-microscopy looks) [with --resume: the run's, or the folder it has moved to]
     #[arg(long, required_unless_present = "resume")]
     data: Option<String>,
-    /// A validation folder like --data (or `synthetic`) [with --resume: the run's]
+    /// A validation folder like --data (or `synthetic`) [with --resume: the run's, or the
+    /// folder it has moved to]
     #[arg(long)]
     val: Option<String>,
     /// Hold out the last N images of --data (by file name) for validation [default: a
@@ -361,15 +362,7 @@ fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<(
     };
     let style = synthetic_style(&source.data)?;
     match &args.data {
-        None if style.is_none() && !Path::new(&source.data).is_dir() => {
-            return Err(Error::Config(format!(
-                "{} was trained on {}, which is not there any more: pass --data with the \
-                 folder it has moved to",
-                path.display(),
-                source.data
-            )));
-        }
-        None => args.data = Some(source.data.clone()),
+        None => args.data = Some(still_there(path, "--data", "trained", &source.data)?),
         Some(given) if synthetic_style(given)?.is_some_and(|s| Some(s) != style) => {
             let held = Some(source.data.clone());
             return Err(resume_mismatch(path, "--data", held, given.clone()));
@@ -377,7 +370,11 @@ fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<(
         Some(_) => {}
     }
     if args.val.is_none() && args.holdout.is_none() {
-        args.val = source.val.clone();
+        args.val = source
+            .val
+            .as_deref()
+            .map(|val| still_there(path, "--val", "validated", val))
+            .transpose()?;
         args.holdout = source.holdout;
         return Ok(());
     }
@@ -399,6 +396,19 @@ fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The folder (or synthetic style) a resumed run `used` as its `flag`, or an error naming
+/// the flag that points the run to where the folder has gone.
+fn still_there(path: &Path, flag: &str, used: &str, folder: &str) -> Result<String> {
+    if synthetic_style(folder)?.is_none() && !Path::new(folder).is_dir() {
+        return Err(Error::Config(format!(
+            "{} was {used} on {folder}, which is not there any more: pass {flag} with the \
+             folder it has moved to",
+            path.display()
+        )));
+    }
+    Ok(folder.to_string())
 }
 
 /// `--data` or `--val` as a run stores it: a folder as its absolute path, so that the
