@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::infer::{predict, TileOptions};
 use crate::metrics::{binary_truth, iou_ignoring, pixel_error_ignoring, BinaryMap, ProbabilityMap};
-use crate::model::{Heads, Network, UNetConfig};
+use crate::model::{Network, UNetConfig};
 use crate::ops::sgd::Sgd;
 use crate::report::{
     read_metrics_csv, write_loss_csv, write_metrics_csv, write_training_plots, StepLog,
@@ -405,9 +405,10 @@ pub fn validation_tile(config: &UNetConfig, training_tile: usize) -> usize {
 /// Pixel error and foreground IoU at threshold 0.5, averaged over `val`'s images, over
 /// their labelled pixels (those of `--ignore-index` are left out, as of every metric).
 pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Result<Validation> {
+    // Tiles in batches as large as the device allows, as `predict` runs them.
+    let options = TileOptions::fitting(gpu, model, tile)?;
     if model.config().classes > 2 {
         // K classes: 1 - pixel accuracy, and the mean IoU of the foreground classes.
-        let options = TileOptions::fitting(gpu, model, tile)?;
         let report = crate::infer::class_report(gpu, model, val, options)?;
         // The baseline: the most frequent class everywhere (right on its pixels only; of
         // the foreground IoUs, only its own is non-zero, at most its frequency).
@@ -437,17 +438,7 @@ pub fn validate(gpu: &Gpu, model: &Network, val: &Dataset, tile: usize) -> Resul
         all_foreground_iou: 0.0,
     };
     for sample in val.samples() {
-        let probs = predict(
-            gpu,
-            model,
-            &sample.image,
-            TileOptions {
-                tile,
-                batch: 1,
-                heads: Heads::default(),
-                average_symmetries: false,
-            },
-        )?;
+        let probs = predict(gpu, model, &sample.image, options)?;
         let fg = &probs[1];
         let pred = ProbabilityMap::new(fg.width, fg.height, fg.data.clone())?.threshold(0.5);
         // Class 1 against the rest, over the labelled pixels (`--ignore-index`).
