@@ -297,6 +297,31 @@ fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
     );
 }
 
+/// Moves `folder` away, checks that resuming `run` without `flag` names the flag that
+/// points the run to the new place, and resumes it with `flag` pointing there.
+fn resume_after_moving(
+    run: &std::path::Path,
+    folder: &std::path::Path,
+    flag: &str,
+    steps: &str,
+) -> std::process::Output {
+    let moved = folder.with_file_name("moved");
+    std::fs::rename(folder, &moved).unwrap();
+    let gone = fails(&["train", "--resume", s(run), "--steps", steps]);
+    let advice =
+        format!("which is not there any more: pass {flag} with the folder it has moved to");
+    assert!(gone.contains(&advice), "{gone}");
+    unet(&[
+        "train",
+        "--resume",
+        s(run),
+        "--steps",
+        steps,
+        flag,
+        s(&moved),
+    ])
+}
+
 /// A run validated on a folder of its own resumes without --val, and says what to pass
 /// when that folder has moved.
 #[test]
@@ -324,23 +349,7 @@ fn a_resumed_run_finds_its_validation_folder_again() {
     ]);
     assert!(first.status.success(), "{}", text(&first.stderr));
 
-    let moved = dir.join("moved");
-    std::fs::rename(&val, &moved).unwrap();
-    let gone = fails(&["train", "--resume", s(&run), "--steps", "2"]);
-    assert!(
-        gone.contains("was validated on")
-            && gone.contains("pass --val with the folder it has moved to"),
-        "{gone}"
-    );
-    let found = unet(&[
-        "train",
-        "--resume",
-        s(&run),
-        "--steps",
-        "2",
-        "--val",
-        s(&moved),
-    ]);
+    let found = resume_after_moving(&run, &val, "--val", "2");
     let log = text(&found.stderr);
     assert!(found.status.success(), "{log}");
     assert!(log.contains("validation at threshold 0.5"), "{log}");
@@ -387,21 +396,6 @@ fn a_resumed_run_finds_its_folder_again() {
         "no new default split: {log}"
     );
 
-    let moved = dir.join("moved");
-    std::fs::rename(&data, &moved).unwrap();
-    let gone = fails(&["train", "--resume", s(&run), "--steps", "3"]);
-    assert!(
-        gone.contains("which is not there any more: pass --data with the folder it has moved to"),
-        "{gone}"
-    );
-    let found = unet(&[
-        "train",
-        "--resume",
-        s(&run),
-        "--steps",
-        "3",
-        "--data",
-        s(&moved),
-    ]);
+    let found = resume_after_moving(&run, &data, "--data", "3");
     assert!(found.status.success(), "{}", text(&found.stderr));
 }
