@@ -297,12 +297,13 @@ fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
     );
 }
 
-/// Moves `folder` away, checks that resuming `run` without `flag` names the flag that
-/// points the run to the new place, and resumes it with `flag` pointing there.
+/// Moves `folder` away, checks that resuming `run` without `flag` says what the run `used`
+/// it for and names the flag that points the run to the new place, and resumes it with
+/// `flag` pointing there.
 fn resume_after_moving(
     run: &std::path::Path,
     folder: &std::path::Path,
-    flag: &str,
+    (flag, used): (&str, &str),
     steps: &str,
 ) -> std::process::Output {
     let moved = folder.with_file_name("moved");
@@ -310,6 +311,7 @@ fn resume_after_moving(
     let gone = fails(&["train", "--resume", s(run), "--steps", steps]);
     let advice =
         format!("which is not there any more: pass {flag} with the folder it has moved to");
+    assert!(gone.contains(&format!("was {used} on")), "{gone}");
     assert!(gone.contains(&advice), "{gone}");
     unet(&[
         "train",
@@ -349,7 +351,7 @@ fn a_resumed_run_finds_its_validation_folder_again() {
     ]);
     assert!(first.status.success(), "{}", text(&first.stderr));
 
-    let found = resume_after_moving(&run, &val, "--val", "2");
+    let found = resume_after_moving(&run, &val, ("--val", "validated"), "2");
     let log = text(&found.stderr);
     assert!(found.status.success(), "{log}");
     assert!(log.contains("validation at threshold 0.5"), "{log}");
@@ -396,6 +398,6 @@ fn a_resumed_run_finds_its_folder_again() {
         "no new default split: {log}"
     );
 
-    let found = resume_after_moving(&run, &data, "--data", "3");
+    let found = resume_after_moving(&run, &data, ("--data", "trained"), "3");
     assert!(found.status.success(), "{}", text(&found.stderr));
 }
