@@ -240,15 +240,16 @@ fn checkpoint_tensors(run: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// `train --resume` with no data flags trains on what the run was trained on: its
-/// synthetic style and seed (which make the images) and its split come from the
-/// checkpoint, so the resumed run ends where an unbroken one does, bit for bit. Before
-/// they were stored, this resume trained on EM-like cells of seed 1. Flags that would
-/// train on other images are refused.
+/// synthetic style and seed (which make the images), its split and how it cut its tiles
+/// (tile, batch, augmentation) come from the checkpoint, so the resumed run ends where an
+/// unbroken one does, bit for bit. Before they were stored, this resume trained on
+/// EM-like cells of seed 1, and on augmented single tiles of the default size. Flags that
+/// would train on other images are refused.
 #[test]
-fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
+fn a_resumed_run_takes_its_data_seed_split_and_tiles_from_the_checkpoint() {
     let dir = scratch("resume-source");
     let train = |out: &std::path::Path, steps: &str, extra: &[&str]| {
-        let mut args = vec!["train", "--tile", "124", "--steps", steps, "--out", s(out)];
+        let mut args = vec!["train", "--steps", steps, "--out", s(out)];
         args.extend_from_slice(extra);
         unet(&args)
     };
@@ -262,6 +263,11 @@ fn a_resumed_run_takes_its_data_seed_and_split_from_the_checkpoint() {
         "0",
         "--schedule",
         "constant",
+        "--tile",
+        "124",
+        "--batch",
+        "2",
+        "--no-augment",
     ];
     let unbroken = dir.join("unbroken");
     let out = train(&unbroken, "4", &data);

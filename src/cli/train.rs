@@ -12,7 +12,7 @@ use unet_wgpu::data::{
 use unet_wgpu::infer::{predict, TileOptions};
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::checkpoint::{self, DataSource, RunData};
+use unet_wgpu::train::checkpoint::{self, DataSource, RunData, TileDraw};
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, validation_tile, RunOptions, RunSummary,
 };
@@ -46,12 +46,14 @@ pub struct TrainArgs {
     /// [default: small; with --resume, the checkpoint's network]
     #[arg(long)]
     config: Option<String>,
-    /// Input tile size (default: 188 for small, 572 for paper).
+    /// Input tile size [default: 188 for small, 572 for paper; with --resume, the
+    /// checkpoint's, and a value given replaces it]
     #[arg(long)]
     tile: Option<usize>,
-    /// Tiles per step.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Tiles per step [default: 1; with --resume, the checkpoint's, and a value given
+    /// replaces it]
+    #[arg(long)]
+    batch: Option<usize>,
     /// Train until this many steps in all.
     #[arg(long, default_value_t = 2000)]
     steps: u64,
@@ -86,7 +88,7 @@ pub struct TrainArgs {
     /// [default: 1; with --resume: the checkpoint's]
     #[arg(long)]
     seed: Option<u64>,
-    /// Turn data augmentation off.
+    /// Turn data augmentation off [with --resume: off where the checkpoint's run had it off]
     #[arg(long)]
     no_augment: bool,
     /// Train on even when the network has collapsed (every ReLU of a layer off, or a loss
@@ -297,10 +299,14 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         (None, None) => PathBuf::from("runs/train"),
     };
     let gpu = open_gpu(choice)?;
+    let (tile, batch) = (
+        args.tile.unwrap_or_else(|| config.default_tile()),
+        args.batch.unwrap_or(1),
+    );
     let options = RunOptions {
         config,
-        tile: args.tile.unwrap_or_else(|| config.default_tile()),
-        batch: args.batch,
+        tile,
+        batch,
         steps: args.steps,
         sgd,
         seed,
@@ -321,6 +327,11 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
             data: absolute_folder(&data_spec)?,
             val: args.val.as_deref().map(absolute_folder).transpose()?,
             holdout: held_out,
+            tiles: Some(TileDraw {
+                tile,
+                batch,
+                augment: !args.no_augment,
+            }),
         }),
     };
     let summary = training::run(
@@ -347,6 +358,12 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
 /// checks that it reads as before).
 fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<()> {
     adopt_flag(path, "--seed", &mut args.seed, held.seed, text)?;
+    if let Some(tiles) = held.source.as_ref().and_then(|source| source.tiles) {
+        // Left out, the run's own tiles; given, another tile or batch trains on from here.
+        args.tile.get_or_insert(tiles.tile);
+        args.batch.get_or_insert(tiles.batch);
+        args.no_augment |= !tiles.augment;
+    }
     let Some(source) = &held.source else {
         // A checkpoint from before the source was stored. Without --data a run trains on
         // synthetic cells, which a run trained on a folder of masks must not quietly

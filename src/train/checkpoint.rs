@@ -45,6 +45,21 @@ pub struct DataSource {
     /// folder's default share); None where `val` is given, or where synthetic data
     /// validates on images made apart.
     pub holdout: Option<usize>,
+    /// How the training tiles were cut (None in checkpoints from before it was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles: Option<TileDraw>,
+}
+
+/// How a run of `unet train` cut its training tiles, so that `train --resume` cuts the
+/// same ones and ends where an unbroken run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileDraw {
+    /// The input tile's side (`--tile`).
+    pub tile: usize,
+    /// Tiles per step (`--batch`).
+    pub batch: usize,
+    /// Whether the tiles were augmented (no `--no-augment`).
+    pub augment: bool,
 }
 
 /// PyTorch's shape for a parameter: biases are 1-D, weights 4-D.
