@@ -17,7 +17,7 @@ use unet_wgpu::gpu::TuneMode;
 use unet_wgpu::ops::conv2d::autotune::{beats, choice_name, untuned_choice, Problem, TunedPass};
 use unet_wgpu::ops::conv2d::{self, Conv2d, ConvAlgo, Padding};
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::run::{run, RunOptions};
+use unet_wgpu::train::run::{run, RunOptions, SgdChanges};
 use unet_wgpu::{Gpu, Shape};
 
 fn scratch(name: &str) -> PathBuf {
@@ -195,7 +195,7 @@ fn a_resumed_run_uses_its_run_folder_choices() {
         checkpoint_every: 1,
         validate_every: 1000,
         resume,
-        resume_lr: None,
+        resume_sgd: SgdChanges::default(),
         schedule: None,
         detect_collapse: true,
         progress: false,

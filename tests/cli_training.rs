@@ -407,3 +407,41 @@ fn a_resumed_run_finds_its_folder_again() {
     let found = resume_after_moving(&run, &data, ("--data", "trained"), "3");
     assert!(found.status.success(), "{}", text(&found.stderr));
 }
+
+/// The optimiser settings in the checkpoint of run folder `run`: momentum, weight decay.
+fn checkpoint_sgd(run: &std::path::Path) -> (String, String) {
+    let bytes = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    (meta["momentum"].clone(), meta["weight_decay"].clone())
+}
+
+/// A resumed run keeps its checkpoint's momentum and weight decay, and one given replaces
+/// it (as `--lr` does). Before, `--momentum` and `--weight-decay` on a resume were ignored
+/// without a word.
+#[test]
+fn a_resumed_run_keeps_its_momentum_unless_given_another() {
+    let run = scratch("resume-momentum").join("run");
+    let first = train_synthetic(
+        &run,
+        &[
+            "--steps",
+            "1",
+            "--momentum",
+            "0.9",
+            "--weight-decay",
+            "0.0001",
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let resume = |steps: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--resume", s(&run), "--steps", steps];
+        args.extend_from_slice(extra);
+        let out = unet(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    resume("2", &[]);
+    assert_eq!(checkpoint_sgd(&run), ("0.9".into(), "0.0001".into()));
+    resume("3", &["--momentum", "0.5"]);
+    assert_eq!(checkpoint_sgd(&run), ("0.5".into(), "0.0001".into()));
+}

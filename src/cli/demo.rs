@@ -11,7 +11,7 @@ use unet_wgpu::data::{
 };
 use unet_wgpu::model::UNetConfig;
 use unet_wgpu::ops::sgd::Sgd;
-use unet_wgpu::train::run::{self as training, RunOptions};
+use unet_wgpu::train::run::{self as training, RunOptions, SgdChanges};
 use unet_wgpu::{AdapterChoice, Error, Result};
 
 use super::args::ArchArgs;
@@ -102,7 +102,7 @@ pub fn run(choice: AdapterChoice, args: DemoArgs) -> Result<()> {
         checkpoint_every: 200,
         validate_every: args.steps.max(1),
         resume: None,
-        resume_lr: None,
+        resume_sgd: SgdChanges::default(),
         schedule: None,
         progress: true,
         detect_collapse: true,

@@ -15,6 +15,7 @@ use unet_wgpu::ops::sgd::Sgd;
 use unet_wgpu::train::checkpoint::{self, DataSource, RunData, TileDraw};
 use unet_wgpu::train::run::{
     self as training, resume_checkpoint, run_folder, validation_tile, RunOptions, RunSummary,
+    SgdChanges,
 };
 use unet_wgpu::train::{LrSchedule, Schedule};
 use unet_wgpu::{AdapterChoice, Error, Gpu, Result};
@@ -73,10 +74,14 @@ pub struct TrainArgs {
     /// the checkpoint's]
     #[arg(long, value_name = "N")]
     warmup: Option<u64>,
-    #[arg(long, default_value_t = 0.99)]
-    momentum: f32,
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
+    /// SGD momentum (the paper: 0.99) [default: 0.99; with --resume, the checkpoint's, and
+    /// a value given replaces it]
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// L2 weight decay [default: 0; with --resume, the checkpoint's, and a value given
+    /// replaces it]
+    #[arg(long)]
+    weight_decay: Option<f32>,
     /// The run folder (checkpoint, loss curve, overlays)
     /// [default: runs/train; with --resume, the resumed run's folder]
     #[arg(long)]
@@ -230,8 +235,8 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     let lr = first_lr.or(args.lr);
     let sgd = Sgd {
         lr: lr.unwrap_or(DEFAULT_LR),
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
+        momentum: args.momentum.unwrap_or(0.99),
+        weight_decay: args.weight_decay.unwrap_or(0.0),
     };
     sgd.validate()?;
     let asked = args.arch.apply(UNetConfig::preset(
@@ -319,7 +324,11 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
         resume: args.resume.clone(),
-        resume_lr: lr,
+        resume_sgd: SgdChanges {
+            lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
         schedule,
         progress: true,
         detect_collapse: !args.no_collapse_check,

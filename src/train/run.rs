@@ -50,8 +50,8 @@ pub struct RunOptions {
     /// Continue from the checkpoint in this run folder. The run keeps the checkpoint's
     /// network and optimiser (`config`, `seed` and `sgd` above are not used) ...
     pub resume: Option<PathBuf>,
-    /// ... except that a learning rate given here replaces the checkpoint's base rate ...
-    pub resume_lr: Option<f32>,
+    /// ... except that the optimiser settings given here replace the checkpoint's ...
+    pub resume_sgd: SgdChanges,
     /// ... and a schedule given here replaces its schedule. A new run's schedule (None:
     /// a constant rate, no warm-up); see [`LrSchedule`].
     pub schedule: Option<LrSchedule>,
@@ -62,6 +62,15 @@ pub struct RunOptions {
     /// Where the training images came from, written into every checkpoint (what `unet
     /// train` was told; None for data made in memory).
     pub source: Option<DataSource>,
+}
+
+/// The optimiser settings given to a resumed run: each one given replaces the checkpoint's
+/// (the base rate, momentum and weight decay), each None keeps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SgdChanges {
+    pub lr: Option<f32>,
+    pub momentum: Option<f32>,
+    pub weight_decay: Option<f32>,
 }
 
 /// Validation figures at threshold 0.5, and those of the baseline that predicts one class
@@ -139,8 +148,12 @@ pub fn run(
             options.seed,
         ),
     };
-    if let (Some(lr), Some(_)) = (options.resume_lr, &options.resume) {
-        trainer.sgd.lr = lr;
+    if options.resume.is_some() {
+        let given = options.resume_sgd;
+        let sgd = &mut trainer.sgd;
+        sgd.lr = given.lr.unwrap_or(sgd.lr);
+        sgd.momentum = given.momentum.unwrap_or(sgd.momentum);
+        sgd.weight_decay = given.weight_decay.unwrap_or(sgd.weight_decay);
     }
     if let Some(schedule) = &options.schedule {
         trainer.schedule = schedule.clone();
