@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::cli::{clean_failure, fails, s, scratch, synthetic_folder, text, unet};
+use common::cli::{
+    checkpoint_metadata, clean_failure, fails, s, scratch, synthetic_folder, text, unet,
+};
 use unet_wgpu::data::{synthetic_dataset, write_dataset, SynthConfig};
 
 /// The `lr` column of a run's metrics.csv.
@@ -410,9 +412,7 @@ fn a_resumed_run_finds_its_folder_again() {
 
 /// The optimiser settings in the checkpoint of run folder `run`: momentum, weight decay.
 fn checkpoint_sgd(run: &std::path::Path) -> (String, String) {
-    let bytes = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap();
+    let meta = checkpoint_metadata(run);
     (meta["momentum"].clone(), meta["weight_decay"].clone())
 }
 

@@ -232,12 +232,17 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
     }
     let seed = args.seed.unwrap_or(DEFAULT_SEED);
     let (schedule, first_lr) = asked_schedule(&args)?;
-    let lr = first_lr.or(args.lr);
-    let sgd = Sgd {
-        lr: lr.unwrap_or(DEFAULT_LR),
-        momentum: args.momentum.unwrap_or(0.99),
-        weight_decay: args.weight_decay.unwrap_or(0.0),
+    // The optimiser settings given: a new run's over the defaults, a resumed run's over
+    // its checkpoint's.
+    let sgd_given = SgdChanges {
+        lr: first_lr.or(args.lr),
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
     };
+    let sgd = sgd_given.over(Sgd {
+        lr: DEFAULT_LR,
+        ..Sgd::default()
+    });
     sgd.validate()?;
     let asked = args.arch.apply(UNetConfig::preset(
         args.config.as_deref().unwrap_or("small"),
@@ -324,11 +329,7 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
         resume: args.resume.clone(),
-        resume_sgd: SgdChanges {
-            lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-        },
+        resume_sgd: sgd_given,
         schedule,
         progress: true,
         detect_collapse: !args.no_collapse_check,
@@ -367,12 +368,6 @@ pub fn run(choice: AdapterChoice, mut args: TrainArgs) -> Result<()> {
 /// checks that it reads as before).
 fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<()> {
     adopt_flag(path, "--seed", &mut args.seed, held.seed, text)?;
-    if let Some(tiles) = held.source.as_ref().and_then(|source| source.tiles) {
-        // Left out, the run's own tiles; given, another tile or batch trains on from here.
-        args.tile.get_or_insert(tiles.tile);
-        args.batch.get_or_insert(tiles.batch);
-        args.no_augment |= !tiles.augment;
-    }
     let Some(source) = &held.source else {
         // A checkpoint from before the source was stored. Without --data a run trains on
         // synthetic cells, which a run trained on a folder of masks must not quietly
@@ -386,6 +381,12 @@ fn adopt_run_data(args: &mut TrainArgs, held: &RunData, path: &Path) -> Result<(
         }
         return Ok(());
     };
+    if let Some(tiles) = source.tiles {
+        // Left out, the run's own tiles; given, another tile or batch trains on from here.
+        args.tile.get_or_insert(tiles.tile);
+        args.batch.get_or_insert(tiles.batch);
+        args.no_augment |= !tiles.augment;
+    }
     let style = synthetic_style(&source.data)?;
     match &args.data {
         None => args.data = Some(still_there(path, "--data", "trained", &source.data)?),

@@ -73,6 +73,17 @@ pub struct SgdChanges {
     pub weight_decay: Option<f32>,
 }
 
+impl SgdChanges {
+    /// `base` with each setting given here in place of its own.
+    pub fn over(self, base: Sgd) -> Sgd {
+        Sgd {
+            lr: self.lr.unwrap_or(base.lr),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+        }
+    }
+}
+
 /// Validation figures at threshold 0.5, and those of the baseline that predicts one class
 /// everywhere (what a collapsed network does).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,11 +160,7 @@ pub fn run(
         ),
     };
     if options.resume.is_some() {
-        let given = options.resume_sgd;
-        let sgd = &mut trainer.sgd;
-        sgd.lr = given.lr.unwrap_or(sgd.lr);
-        sgd.momentum = given.momentum.unwrap_or(sgd.momentum);
-        sgd.weight_decay = given.weight_decay.unwrap_or(sgd.weight_decay);
+        trainer.sgd = options.resume_sgd.over(trainer.sgd);
     }
     if let Some(schedule) = &options.schedule {
         trainer.schedule = schedule.clone();

@@ -1,6 +1,7 @@
 //! Running the `unet` binary from tests: success, or a clean failure (non-zero exit, one
 //! `error:` line as the last line of stderr, no panic, no backtrace).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -100,4 +101,11 @@ pub fn synthetic_folder(dir: &Path, count: usize, size: usize, seed: u64) -> Pat
     let dataset = synthetic_dataset(count, size, size, seed, &SynthConfig::default()).unwrap();
     write_dataset(&data, &dataset).unwrap();
     data
+}
+
+/// The header metadata of the checkpoint in run folder `run` (step, optimiser, ...).
+pub fn checkpoint_metadata(run: &Path) -> HashMap<String, String> {
+    let bytes = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().clone().unwrap()
 }
